@@ -1,0 +1,598 @@
+"""Incremental XML parser for XMPP streams (SAX-lite).
+
+Feed it bytes in any chunking; it calls ``handler.start(name, attrs)``,
+``handler.end(name)`` and ``handler.text(data)`` as soon as each event's bytes
+have arrived. It checks XML 1.0 well-formedness and rejects what XMPP forbids
+(RFC 6120 section 11.1): comments, processing instructions, DTDs and entity
+references other than the five predefined ones and character references.
+
+Memory stays bounded however long the stream runs: the parser keeps only the
+bytes of the token it has not finished, the stack of open element names, and a
+few counters. Every bound is a named constant below, overridable per parser.
+
+The buffer is scanned with ``find`` and small regular expressions; Python code
+runs per token (tag, text run), not per byte.
+"""
+
+import re
+
+from xmpp_lite._compat import MICROPYTHON, const
+
+# Default caps. A stream that exceeds one raises XMLError.
+MAX_DEPTH = 16  # open elements at once, the stream root included
+MAX_STANZA_BYTES = 16384  # bytes of one depth-1 element with its subtree (RFC 6120 13.12: >= 10000)
+MAX_ATTRS = 16  # attributes (xmlns declarations included) on one element
+MAX_NAME = 64  # bytes of one element or attribute name, prefix included
+MAX_REFERENCE = 32  # bytes of one entity or character reference, "&" to ";"
+
+_LT = const(0x3C)  # <
+_GT = const(0x3E)  # >
+_SLASH = const(0x2F)  # /
+_BANG = const(0x21)  # !
+_QUEST = const(0x3F)  # ?
+_EQ = const(0x3D)  # =
+_QUOT = const(0x22)  # "
+_APOS = const(0x27)  # '
+_CR = const(0x0D)
+_RBRACKET = const(0x5D)  # ]
+_NAME_CACHE_SIZE = const(64)  # valid names each parser remembers, see Parser._known
+_WS = b" \t\r\n"  # the S production
+
+_BOM = b"\xef\xbb\xbf"
+_CDATA_OPEN = b"<![CDATA["
+
+# A name's bytes: the ASCII part of the Name production exactly; bytes >= 0x80
+# are let through here and the decoded characters checked by _check_name.
+_NAME_RE = re.compile(b"[A-Za-z_:\x80-\xff][-A-Za-z0-9._:\x80-\xff]*")
+# Characters XML 1.0 does not allow anywhere (NUL is looked for with find:
+# the MicroPython regex engine cannot hold a NUL byte in a pattern).
+_ILLEGAL_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]")
+# UTF-8 that MicroPython's decoder lets through but the standard forbids:
+# overlong forms, surrogates, code points above U+10FFFF.
+_BAD_UTF8_RE = re.compile(b"[\xc0\xc1\xf5-\xff]|\xe0[\x80-\x9f]|\xed[\xa0-\xbf]|\xf0[\x80-\x8f]|\xf4[\x90-\xbf]")
+# One cheap pass that finds every byte either check above could object to.
+# MicroPython's regex engine costs about the same per byte for one character
+# class as for an alternation, so this screens chunks and the precise
+# patterns run only on the rare chunk that has a suspect byte.
+_SUSPECT_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f\xc0\xc1\xe0\xed\xef\xf0\xf4-\xff]")
+_XML_DECL_RE = re.compile(
+    b"<\\?xml\\s+version\\s*=\\s*(\"1\\.[0-9]+\"|'1\\.[0-9]+')"
+    b"(\\s+encoding\\s*=\\s*(\"[A-Za-z][-A-Za-z0-9._]*\"|'[A-Za-z][-A-Za-z0-9._]*'))?"
+    b"(\\s+standalone\\s*=\\s*(\"yes\"|\"no\"|'yes'|'no'))?\\s*\\?>"
+)
+
+_PREDEFINED = {b"lt": b"<", b"gt": b">", b"amp": b"&", b"apos": b"'", b"quot": b'"'}
+
+# Non-ASCII ranges of the Name production (XML 1.0 fifth edition, section 2.3).
+_NAME_START_RANGES = (
+    (0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x2FF), (0x370, 0x37D), (0x37F, 0x1FFF),
+    (0x200C, 0x200D), (0x2070, 0x218F), (0x2C00, 0x2FEF), (0x3001, 0xD7FF),
+    (0xF900, 0xFDCF), (0xFDF0, 0xFFFD), (0x10000, 0xEFFFF),
+)
+_NAME_MORE_RANGES = ((0xB7, 0xB7), (0x300, 0x36F), (0x203F, 0x2040))
+
+
+class XMLError(ValueError):
+    """The stream is not well-formed XML, uses what XMPP forbids, or exceeds a cap."""
+
+
+def _in_ranges(code, ranges):
+    for low, high in ranges:
+        if low <= code <= high:
+            return True
+    return False
+
+
+def _check_name(name):
+    """Check the non-ASCII characters of a decoded name (the regex did the ASCII ones)."""
+    first = True
+    for ch in name:
+        code = ord(ch)
+        if code >= 0x80:
+            if not _in_ranges(code, _NAME_START_RANGES):
+                if first or not _in_ranges(code, _NAME_MORE_RANGES):
+                    raise XMLError("invalid character in name " + repr(name))
+        first = False
+
+
+def _is_xml_char(code):
+    return (
+        code == 0x9 or code == 0xA or code == 0xD
+        or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def _check_chars(data):
+    """Reject bytes that can never appear in an XML 1.0 UTF-8 stream.
+
+    The rest of the UTF-8 rules are checked when tokens are decoded.
+    """
+    if data.find(b"\x00") >= 0:
+        raise XMLError("character not allowed in XML")
+    if MICROPYTHON and _SUSPECT_RE.search(data) is None:
+        return
+    if _ILLEGAL_RE.search(data) is not None:
+        raise XMLError("character not allowed in XML")
+    if MICROPYTHON and _BAD_UTF8_RE.search(data) is not None:
+        raise XMLError("invalid UTF-8")
+
+
+def _reference(ref):
+    """Expand the body of one reference (between "&" and ";") to UTF-8 bytes."""
+    value = _PREDEFINED.get(ref)
+    if value is not None:
+        return value
+    if ref[:2] == b"#x":
+        digits, base = ref[2:], 16
+    elif ref[:1] == b"#":
+        digits, base = ref[1:], 10
+    else:
+        # Any other entity would need a DTD, which XMPP forbids.
+        raise XMLError("undefined entity &" + str(ref, "utf-8") + ";")
+    if not digits:
+        raise XMLError("empty character reference")
+    for digit in digits:  # int() alone would accept "_", "+" and spaces
+        if not (0x30 <= digit <= 0x39 or (base == 16 and 0x61 <= (digit | 0x20) <= 0x66)):
+            raise XMLError("bad character reference")
+    code = int(digits, base)
+    if not _is_xml_char(code):
+        raise XMLError("character reference to a character XML does not allow")
+    return chr(code).encode("utf-8")
+
+
+def _expand(data):
+    """Expand every reference in a complete run of bytes (text or attribute value)."""
+    amp = data.find(b"&")
+    if amp < 0:
+        return data
+    parts = []
+    start = 0
+    while amp >= 0:
+        semi = data.find(b";", amp)
+        if semi < 0 or semi - amp + 1 > MAX_REFERENCE:
+            raise XMLError("unterminated or overlong reference")
+        parts.append(data[start:amp])
+        parts.append(_reference(data[amp + 1:semi]))
+        start = semi + 1
+        amp = data.find(b"&", start)
+    parts.append(data[start:])
+    return b"".join(parts)
+
+
+def _normalise_newlines(data):
+    # XML 1.0 section 2.11: CRLF and lone CR become LF before anything else.
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data
+
+
+def _is_ws(byte):
+    return byte == 0x20 or byte == 0x0A or byte == 0x09 or byte == 0x0D
+
+
+def _utf8_tail(buf, start, end):
+    """How many bytes at the end of buf[start:end] are an incomplete UTF-8 sequence."""
+    k = 1
+    while k <= 3 and end - k >= start:
+        byte = buf[end - k]
+        if byte < 0x80:
+            return 0
+        if byte >= 0xC0:
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return k if need > k else 0
+        k += 1
+    return 0
+
+
+class Parser:
+    """Streaming XML parser; see the module docstring for the contract."""
+
+    def __init__(self, handler, max_depth=MAX_DEPTH, max_stanza_bytes=MAX_STANZA_BYTES,
+                 max_attrs=MAX_ATTRS, max_name=MAX_NAME):
+        self._start = handler.start
+        self._end = handler.end
+        self._text = handler.text
+        self.max_depth = max_depth
+        self.max_stanza_bytes = max_stanza_bytes
+        self.max_attrs = max_attrs
+        self.max_name = max_name
+        self._names = {}  # names known to be valid (kept across reset())
+        self.reset()
+
+    def reset(self):
+        """Forget everything: the next byte is the first of a new stream."""
+        self._buf = b""
+        self._offset = 0  # stream offset of self._buf[0]
+        self._stack = []  # names (str) of the open elements
+        self._stanza_at = -1  # stream offset where the open depth-1 element began
+        self._root_done = False
+        self._bom = False  # the stream began with a byte order mark
+        self._error = None
+
+    @property
+    def depth(self):
+        """How many elements are open (1 while inside the stream root only)."""
+        return len(self._stack)
+
+    def feed(self, data):
+        """Parse the next bytes of the stream; raises XMLError on bad input."""
+        if self._error is not None:
+            raise XMLError(self._error)  # an error is final until reset()
+        if not data:
+            return
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        try:
+            self._feed(data)
+        except XMLError as exc:
+            self._fail(exc.args[0] if exc.args else "error")
+        except UnicodeError:
+            # Tokens are decoded with str(raw, "utf-8") right where they are
+            # cut out; a decoding failure anywhere means the same thing.
+            self._fail("invalid UTF-8")
+
+    def _fail(self, reason):
+        self._error = "{} (near byte {})".format(reason, self._offset)
+        raise XMLError(self._error)
+
+    def _feed(self, data):
+        pending = self._buf
+        _check_chars(data)
+        if pending:
+            # A sequence split by the chunk boundary escaped both checks.
+            _check_chars(pending[-2:] + data[:2])
+            buf = pending + data
+        else:
+            buf = data
+        if self._offset == 0 and buf[:3] == _BOM[:len(buf)]:
+            if len(buf) < 3:
+                self._buf = buf
+                return
+            buf = buf[3:]  # a UTF-8 byte order mark is allowed and skipped
+            self._offset = 3
+            self._bom = True
+        pos = 0
+        end = len(buf)
+        stack = self._stack
+        # The loop handles the most common tokens inline (a text run inside
+        # the root, "</name>"): on MicroPython each call saved is measurable.
+        while pos < end:
+            if buf[pos] != _LT:
+                stop = buf.find(b"<", pos)
+                if stop < 0 or not stack:
+                    nxt = self._text_run(buf, pos, end)
+                else:
+                    raw = buf[pos:stop]
+                    if raw.find(b"]]>") >= 0:
+                        raise XMLError("']]>' in text")
+                    if raw.find(b"\r") >= 0:
+                        raw = _normalise_newlines(raw)
+                    if raw.find(b"&") >= 0:
+                        raw = _expand(raw)
+                    self._text(str(raw, "utf-8"))
+                    nxt = stop
+            elif pos + 1 < end and buf[pos + 1] == _SLASH:
+                nxt = buf.find(b">", pos + 2)
+                if nxt < 0:
+                    break
+                nxt += 1
+                if stack and str(buf[pos + 2:nxt - 1], "utf-8") == stack[-1]:
+                    self._close(nxt)
+                else:
+                    nxt = self._end_tag(buf, pos, end)
+            else:
+                nxt = self._markup(buf, pos, end)
+            if nxt < 0 or nxt == pos:
+                break
+            pos = nxt
+            if self._stanza_at >= 0 and self._offset + pos - self._stanza_at > self.max_stanza_bytes:
+                raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+        self._buf = buf[pos:] if pos < end else b""
+        self._offset += pos
+        held = end - pos
+        if held:
+            start = self._stanza_at if self._stanza_at >= 0 else self._offset
+            if self._offset + held - start > self.max_stanza_bytes:
+                raise XMLError("token or stanza larger than {} bytes".format(self.max_stanza_bytes))
+
+    # -- character data ---------------------------------------------------
+
+    def _text_run(self, buf, pos, end):
+        """Handle text from pos up to the next "<"; return where it stopped."""
+        stop = buf.find(b"<", pos)
+        if stop < 0:
+            # The run goes on in a later chunk: keep back what may be cut in
+            # two (a reference, CRLF, "]]>", a UTF-8 sequence).
+            stop = end
+            amp = buf.rfind(b"&", pos)
+            if amp >= 0 and buf.find(b";", amp) < 0:
+                if end - amp > MAX_REFERENCE:
+                    raise XMLError("unterminated or overlong reference")
+                stop = amp
+            else:
+                for _ in range(2):
+                    if stop > pos and (buf[stop - 1] == _RBRACKET or buf[stop - 1] == _CR):
+                        stop -= 1
+                stop -= _utf8_tail(buf, pos, stop)
+            if stop == pos:
+                return pos
+        raw = buf[pos:stop]
+        if not self._stack:
+            if raw.strip(_WS):
+                raise XMLError("text outside the root element")
+            return stop
+        if raw.find(b"]]>") >= 0:
+            raise XMLError("']]>' in text")
+        self._text(str(_expand(_normalise_newlines(raw)), "utf-8"))
+        return stop
+
+    # -- markup -------------------------------------------------------------
+
+    def _markup(self, buf, pos, end):
+        """Handle markup at buf[pos] == "<"; return the position after it, or -1."""
+        if pos + 1 >= end:
+            return -1
+        kind = buf[pos + 1]
+        if kind == _SLASH:
+            return self._end_tag(buf, pos, end)
+        if kind == _BANG:
+            return self._cdata(buf, pos, end)
+        if kind == _QUEST:
+            return self._xml_decl(buf, pos, end)
+        return self._start_tag(buf, pos, end)
+
+    def _name(self, buf, pos, end):
+        """Match a name at pos; return (name_bytes, end_pos), or None if cut off."""
+        window = buf[pos:pos + self.max_name + 1]
+        match = _NAME_RE.match(window)
+        if match is None:
+            if pos >= end:
+                return None
+            raise XMLError("invalid name")
+        name = match.group(0)
+        if len(name) > self.max_name:
+            raise XMLError("name longer than {} bytes".format(self.max_name))
+        after = pos + len(name)
+        if after >= end:
+            return None  # the name may go on in the next chunk
+        return name, after
+
+    def _skip_ws(self, buf, pos, end):
+        while pos < end and _is_ws(buf[pos]):
+            pos += 1
+        return pos
+
+    def _start_tag(self, buf, pos, end):
+        gt = buf.find(b">", pos)
+        if gt < 0:
+            return -1  # cheap wait: the tag cannot be complete yet
+        raw = buf[pos + 1:gt]
+        # Fast path for the common tag: canonical spacing, one quote style, no
+        # references, no white space other than single spaces, no "<".
+        # Anything else, including a ">" inside a value, and every error,
+        # takes the careful path. (`in` is cheaper than .find on MicroPython.)
+        if not (b"&" in raw or b"<" in raw or b"\n" in raw or b"\t" in raw or b"\r" in raw):
+            if b"'" in raw:
+                if b'"' not in raw and self._simple_tag(str(raw, "utf-8"), "'", pos, gt + 1):
+                    return gt + 1
+            elif self._simple_tag(str(raw, "utf-8"), '"', pos, gt + 1):
+                return gt + 1
+        return self._careful_start_tag(buf, pos, end)
+
+    def _simple_tag(self, tag, quote, pos, after):
+        """Parse a start tag of the fast-path shape; False means "use the careful path".
+
+        Shape: name, then `SP attr=QvalueQ` repeated, then an optional ` `
+        and an optional `/`. Names are checked by _known, which also rejects
+        any stray space or "=" inside a piece.
+        """
+        empty = tag.endswith("/")
+        if empty:
+            tag = tag[:-1]
+        parts = tag.split(quote)
+        count = len(parts)
+        if count == 1:
+            name = tag[:-1] if tag.endswith(" ") else tag
+            if not self._known(name):
+                return False
+            self._open(name, {}, pos)
+        else:
+            last = parts[-1]
+            if not count & 1 or (last and last != " ") or count >> 1 > self.max_attrs:
+                return False
+            head = parts[0]
+            space = head.find(" ")
+            if space < 0 or not head.endswith("="):
+                return False
+            name = head[:space]
+            attr = head[space + 1:-1]
+            attrs = {}
+            i = 1
+            while True:
+                if not self._known(attr):
+                    return False
+                attrs[attr] = parts[i]
+                i += 2
+                if i >= count:
+                    break
+                seg = parts[i - 1]
+                if not (seg.startswith(" ") and seg.endswith("=")):
+                    return False
+                attr = seg[1:-1]
+            if len(attrs) != count >> 1 or not self._known(name):
+                return False  # a duplicate or a bad name: the careful path reports it
+            self._open(name, attrs, pos)
+        if empty:
+            self._close(after)
+        return True
+
+    def _known(self, name):
+        """True if `name` is a valid name within the cap.
+
+        Streams use few distinct names, so valid ones are remembered (up to
+        _NAME_CACHE_SIZE of them) and most checks are one dict lookup.
+        """
+        names = self._names
+        if name in names:
+            return True
+        raw = name.encode("utf-8")
+        if len(raw) > self.max_name:
+            return False
+        match = _NAME_RE.match(raw)
+        if match is None or len(match.group(0)) != len(raw):
+            return False
+        if len(raw) != len(name):
+            _check_name(name)
+        if len(names) < _NAME_CACHE_SIZE:
+            names[name] = True
+        return True
+
+    def _careful_start_tag(self, buf, pos, end):
+        got = self._name(buf, pos + 1, end)
+        if got is None:
+            return -1
+        raw_name, i = got
+        attrs = {}
+        seen = []  # raw attribute names, to reject duplicates
+        while True:
+            j = self._skip_ws(buf, i, end)
+            if j >= end:
+                return -1
+            c = buf[j]
+            if c == _GT:
+                empty = False
+                i = j + 1
+                break
+            if c == _SLASH:
+                if j + 1 >= end:
+                    return -1
+                if buf[j + 1] != _GT:
+                    raise XMLError("'/' in a tag not followed by '>'")
+                empty = True
+                i = j + 2
+                break
+            if j == i:
+                raise XMLError("attributes must be separated by white space")
+            got = self._name(buf, j, end)
+            if got is None:
+                return -1
+            raw_attr, k = got
+            k = self._skip_ws(buf, k, end)
+            if k >= end:
+                return -1
+            if buf[k] != _EQ:
+                raise XMLError("attribute without '='")
+            k = self._skip_ws(buf, k + 1, end)
+            if k >= end:
+                return -1
+            quote = buf[k]
+            if quote != _QUOT and quote != _APOS:
+                raise XMLError("attribute value not quoted")
+            close = buf.find(b'"' if quote == _QUOT else b"'", k + 1)
+            if close < 0:
+                return -1
+            if raw_attr in seen:
+                raise XMLError("duplicate attribute")
+            if len(seen) >= self.max_attrs:
+                raise XMLError("more than {} attributes".format(self.max_attrs))
+            seen.append(raw_attr)
+            attrs[self._decode_name(raw_attr)] = self._attr_value(buf[k + 1:close])
+            i = close + 1
+        self._open(self._decode_name(raw_name), attrs, pos)
+        if empty:
+            self._close(i)
+        return i
+
+    def _decode_name(self, raw):
+        name = str(raw, "utf-8")
+        if len(name) != len(raw):
+            _check_name(name)
+        return name
+
+    def _attr_value(self, raw):
+        if raw.find(b"<") >= 0:
+            raise XMLError("'<' in an attribute value")
+        # Attribute-value normalisation (XML 1.0 section 3.3.3): after line
+        # ends are normalised, each literal TAB, LF and CR becomes a space;
+        # characters written as references are kept.
+        raw = _normalise_newlines(raw)
+        if raw.find(b"\n") >= 0 or raw.find(b"\t") >= 0:
+            raw = raw.replace(b"\n", b" ").replace(b"\t", b" ")
+        return str(_expand(raw), "utf-8")
+
+    def _open(self, name, attrs, pos):
+        stack = self._stack
+        if not stack and self._root_done:
+            raise XMLError("content after the root element")
+        if len(stack) >= self.max_depth:
+            raise XMLError("elements nested deeper than {}".format(self.max_depth))
+        if len(stack) == 1:
+            self._stanza_at = self._offset + pos
+        stack.append(name)
+        self._start(name, attrs)
+
+    def _close(self, after):
+        """Close the innermost element; its end tag ends at buf[after - 1]."""
+        stack = self._stack
+        name = stack.pop()
+        if len(stack) == 1:
+            if self._offset + after - self._stanza_at > self.max_stanza_bytes:
+                raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+            self._stanza_at = -1
+        elif not stack:
+            self._root_done = True
+        self._end(name)
+
+    def _end_tag(self, buf, pos, end):
+        gt = buf.find(b">", pos + 2)
+        if gt < 0:
+            return -1
+        got = self._name(buf, pos + 2, end)
+        if got is None:  # cannot happen while '>' follows, kept for clarity
+            return -1
+        raw_name, i = got
+        if self._skip_ws(buf, i, gt) != gt:
+            raise XMLError("junk in an end tag")
+        if not self._stack:
+            raise XMLError("end tag outside the root element")
+        if self._stack[-1] != str(raw_name, "utf-8"):
+            raise XMLError("end tag does not match the open element " + self._stack[-1])
+        self._close(gt + 1)
+        return gt + 1
+
+    def _cdata(self, buf, pos, end):
+        have = buf[pos:pos + len(_CDATA_OPEN)]
+        if have != _CDATA_OPEN[:len(have)]:
+            if have[:4] == b"<!--":
+                raise XMLError("comments are not allowed in XMPP")
+            raise XMLError("DTDs and declarations are not allowed in XMPP")
+        if not self._stack:
+            raise XMLError("CDATA section outside the root element")
+        if len(have) < len(_CDATA_OPEN):
+            return -1
+        close = buf.find(b"]]>", pos + len(_CDATA_OPEN))
+        if close < 0:
+            return -1  # bounded by the stanza cap, checked by the caller
+        raw = buf[pos + len(_CDATA_OPEN):close]
+        if raw:
+            self._text(str(_normalise_newlines(raw), "utf-8"))
+        return close + 3
+
+    def _xml_decl(self, buf, pos, end):
+        # Processing instructions are forbidden; the one allowed form is the
+        # XML declaration, as the very first bytes of the stream.
+        at_start = self._offset + pos == (3 if self._bom else 0)
+        head = buf[pos:pos + 6]
+        if not at_start or head[:5] != b"<?xml"[:len(head)] or (len(head) == 6 and not _is_ws(head[5])):
+            raise XMLError("processing instructions are not allowed in XMPP")
+        close = buf.find(b"?>", pos + 2)
+        if close < 0:
+            return -1
+        decl = buf[pos:close + 2]
+        match = _XML_DECL_RE.match(decl)
+        if match is None or match.group(0) != decl:
+            raise XMLError("malformed XML declaration")
+        encoding = match.group(3)
+        if encoding is not None and encoding[1:-1].lower() != b"utf-8":
+            raise XMLError("XMPP streams are UTF-8 only")
+        return close + 2

