@@ -1,0 +1,544 @@
+"""A local Prosody for tests and demos, run from a generated config.
+
+Everything the server touches lives in one state directory: the config, certificates (see ``testca``),
+account data, the log, and ``server.json`` (pid, ports, accounts) so that another process can reattach with
+``ProsodyServer.load(state_dir)``. The server listens on 127.0.0.1 only, on c2s ports (STARTTLS and, when TLS
+is on, direct TLS); s2s, HTTP, components and proxy65 are closed.
+
+Prosody is started in the foreground as our child (``prosody -F --config FILE``) without mod_posix, so it
+runs as root when we are root, writes no pidfile of its own, and exits at once on SIGTERM (mod_posix is what
+would turn SIGTERM into a graceful shutdown).
+
+    with ProsodyServer("xmpp-state") as server:
+        server.register("device1", "secret")
+        print(server.c2s_port, server.ca_path)
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from host_tools import testca
+
+PROSODY = "prosody"
+PROSODYCTL = "prosodyctl"
+
+STATE_FILE = "server.json"
+CONFIG_FILE = "prosody.cfg.lua"
+LOG_FILE = "prosody.log"
+CONSOLE_FILE = "prosody.console"  # stdout/stderr: errors printed before logging is set up
+DATA_DIR = "data"
+PKI_DIR = "pki"
+PLUGIN_DIR = "plugins"
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+PROSODYCTL_TIMEOUT = 30.0
+PROBE_TIMEOUT = 2.0
+POLL_INTERVAL = 0.05
+PORT_ATTEMPTS = 3  # a free port picked by us can be taken by someone else before Prosody binds it
+MAX_FEATURES_BYTES = 64 * 1024
+# Room for tests that push 1000 stanzas at a client that acks late; Prosody's default is 500,
+# and a longer unacked run makes the session unresumable.
+SMACKS_MAX_QUEUE_SIZE = 5000
+LOG_TAIL_BYTES = 4000
+
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN_RE = re.compile(r"^%s(\.%s)*$" % (_DNS_LABEL, _DNS_LABEL))
+# What prosodyctl and a JID local part both take without escaping.
+_USER_RE = re.compile(r"^[^\s@/\"&'<>:]{1,1023}$")
+# A global option set at the start of a line of extra_config ("name = value").
+_OPTION_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(?!=)", re.MULTILINE)
+# Lines Prosody logs when a listener cannot be opened; it keeps running without that port.
+_BIND_FAILURES = ("Failed to open server port", "Error binding encrypted port")
+
+
+class ServerError(Exception):
+    """The local server could not be configured, started, stopped or managed."""
+
+
+def free_port(host=LOOPBACK):
+    """A TCP port on ``host`` that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _free_ports(count, host=LOOPBACK):
+    # Hold every socket open until all are picked, so the ports differ.
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _lua_string(value):
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"%s"' % escaped
+
+
+def _lua_bool(value):
+    return "true" if value else "false"
+
+
+def _lua_list(items):
+    return "{ %s }" % ", ".join(items) if items else "{}"
+
+
+def stream_header(domain):
+    return ("<?xml version='1.0'?><stream:stream to='%s' version='1.0' xmlns='jabber:client' "
+            "xmlns:stream='http://etherx.jabber.org/streams'>" % domain).encode()
+
+
+def read_until(sock, marker, limit=MAX_FEATURES_BYTES):
+    """Read from ``sock`` until ``marker`` has arrived; return everything read. The socket's timeout applies."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ServerError("connection closed before %r; got %r" % (marker, data[-200:]))
+        data += chunk
+        if len(data) > limit:
+            raise ServerError("no %r within %d bytes" % (marker, limit))
+    return data
+
+
+def stream_features(port, domain="localhost", host=LOOPBACK, ssl_context=None, timeout=PROBE_TIMEOUT):
+    """Open a c2s stream and return the server's first ``<stream:features>`` (raw bytes, with the header).
+
+    With ``ssl_context`` the connection is direct TLS (XEP-0368) with SNI ``domain``.
+    """
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = ssl_context.wrap_socket(raw, server_hostname=domain) if ssl_context else raw
+        try:
+            sock.sendall(stream_header(domain))
+            data = read_until(sock, b"</stream:features>")
+            sock.sendall(b"</stream:stream>")
+            return data
+        finally:
+            if sock is not raw:
+                sock.close()
+
+
+def _port_open(port, host=LOOPBACK, timeout=PROBE_TIMEOUT):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid):
+    """True if ``pid`` is a live (not zombie) process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # The state letter follows the ")" that ends the command name.
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _is_our_prosody(pid, config_path):
+    # Guards against a recycled pid: it must be a live Prosody on this config.
+    return _pid_alive(pid) and config_path.encode() in _cmdline(pid)
+
+
+def _recorded_server_pid(state_dir, config_path):
+    """The pid in ``state_dir``'s state file if that process is still our Prosody, else None."""
+    try:
+        with open(os.path.join(state_dir, STATE_FILE)) as f:
+            pid = json.load(f).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and _is_our_prosody(pid, config_path) else None
+
+
+def _tail(path, size=LOG_TAIL_BYTES, start=0):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = f.tell()
+            f.seek(max(start, end - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class ProsodyServer:
+    """One local Prosody instance living in ``state_dir``.
+
+    ``port`` / ``direct_tls_port``: None picks a free loopback port at start; ``direct_tls_port=False``
+    opens no direct TLS listener (there is never one when ``tls`` is off). ``require_encryption`` only
+    applies with ``tls``: without TLS, encryption cannot be required and PLAIN is allowed in the clear.
+    ``extra_config`` is Lua config text inserted verbatim at the end of the global section, after every
+    generated option (so it overrides them) and before the VirtualHost.
+    """
+
+    def __init__(self, state_dir, domain="localhost", port=None, direct_tls_port=None, tls=True,
+                 require_encryption=True, allow_registration=True, smacks=True, extra_config=""):
+        if not _DOMAIN_RE.match(domain):
+            raise ServerError("not a valid XMPP domain: %r" % domain)
+        self.state_dir = os.path.abspath(state_dir)
+        self.domain = domain
+        self.tls = bool(tls)
+        self.require_encryption = bool(require_encryption) and self.tls
+        self.allow_registration = bool(allow_registration)
+        self.smacks = bool(smacks)
+        self.extra_config = extra_config
+        self._wanted_port = port
+        self._wanted_direct_tls_port = direct_tls_port if self.tls else False
+        self.c2s_port = port
+        self.direct_tls_port = direct_tls_port if self.tls and direct_tls_port else None
+        self.pid = None
+        self.accounts = {}
+        self._process = None
+
+        self.config_path = os.path.join(self.state_dir, CONFIG_FILE)
+        self.log_path = os.path.join(self.state_dir, LOG_FILE)
+        self.console_path = os.path.join(self.state_dir, CONSOLE_FILE)
+        self.state_path = os.path.join(self.state_dir, STATE_FILE)
+        self.data_dir = os.path.join(self.state_dir, DATA_DIR)
+        self.pki = testca.TestPKI(os.path.join(self.state_dir, PKI_DIR))
+        self.ca_path = self.pki.ca_cert
+        self.ca_der_path = self.pki.ca_der
+        self.cert_path = self.pki.server_cert
+        self.key_path = self.pki.server_key
+        self.wrong_cert_path = self.pki.wrong_cert
+
+    def __repr__(self):
+        return "ProsodyServer(%r, domain=%r, c2s_port=%r, direct_tls_port=%r, pid=%r)" % (
+            self.state_dir, self.domain, self.c2s_port, self.direct_tls_port, self.pid)
+
+    # -- configuration -----------------------------------------------------------------------------
+
+    def render_config(self):
+        """The Prosody config for the current settings and ports, as text.
+
+        A global option that ``extra_config`` sets itself is left out of the generated part, so the
+        value is not set twice (Prosody warns about duplicate options).
+        """
+        if not self._ports_known():
+            raise ServerError("ports are picked at start(); render_config() needs them set")
+        modules = ["roster", "saslauth", "disco", "ping", "time", "version", "register", "carbons"]
+        if self.tls:
+            modules.insert(2, "tls")
+        if self.smacks:
+            modules.append("smacks")
+        # posix: daemonizing, pidfile, signal handlers and the refusal to run as root; we supervise
+        # the process ourselves. s2s is loaded by default; nothing here federates.
+        disabled = ["posix", "s2s", "s2s_auth_certs"]
+        direct_tls = [str(self.direct_tls_port)] if self.direct_tls_port else []
+        q = _lua_string
+        options = [
+            ("run_as_root", "true  -- else prosodyctl, run as root, switches to the 'prosody' user"),
+            ("data_path", q(self.data_dir)),
+            ("installer_plugin_path", q(os.path.join(self.state_dir, PLUGIN_DIR))),
+            ("certificates", q(self.pki.directory)),
+            ("log", "{\n    { levels = { min = \"info\" }, to = \"file\", filename = %s };\n}"
+             % q(self.log_path)),
+            ("interfaces", "{ %s }" % q(LOOPBACK)),
+            ("local_interfaces", "{ %s }" % q(LOOPBACK)),
+            ("c2s_ports", "{ %d }" % self.c2s_port),
+            ("c2s_direct_tls_ports", _lua_list(direct_tls)),
+            ("legacy_ssl_ports", "{}"),
+            ("s2s_ports", "{}"),
+            ("s2s_direct_tls_ports", "{}"),
+            ("component_ports", "{}"),
+            ("http_ports", "{}"),
+            ("https_ports", "{}"),
+            ("proxy65_ports", "{}"),
+            ("modules_enabled", _lua_list([q(m) for m in modules])),
+            ("modules_disabled", _lua_list([q(m) for m in disabled])
+             + "  -- posix: we supervise the process; s2s: no federation"),
+            # mod_limits is not loaded: no rate limits on c2s.
+            ("authentication", q("internal_hashed") + "  -- SCRAM-SHA-1, and PLAIN where allowed"),
+            ("storage", q("internal")),
+            ("c2s_require_encryption", _lua_bool(self.require_encryption)),
+            ("allow_unencrypted_plain_auth", _lua_bool(not self.tls)),
+            ("allow_registration", _lua_bool(self.allow_registration)),
+        ]
+        if self.tls:
+            options.append(("ssl", "{ certificate = %s, key = %s }" % (q(self.cert_path), q(self.key_path))))
+        if self.smacks:
+            options.append(("smacks_max_queue_size", str(SMACKS_MAX_QUEUE_SIZE)))
+        overridden = set(_OPTION_RE.findall(self.extra_config))
+        lines = [
+            "-- Generated by host_tools.server; rewritten on every start.",
+            "-- Everything lives under the state directory; nothing listens beyond %s." % LOOPBACK,
+            "",
+        ]
+        lines += ["%s = %s" % (name, value) for name, value in options if name not in overridden]
+        if self.extra_config:
+            lines += ["", "-- extra_config", self.extra_config.rstrip("\n")]
+        lines += ["", "VirtualHost %s" % q(self.domain), ""]
+        return "\n".join(lines)
+
+    def _prepare(self):
+        os.makedirs(self.state_dir, exist_ok=True)
+        os.makedirs(self.data_dir, mode=0o750, exist_ok=True)
+        # Prosody scans the certificates directory even without TLS, and logs an error if it is missing.
+        os.makedirs(self.pki.directory, exist_ok=True)
+        if self.tls:
+            testca.ensure(self.pki.directory, self.domain)
+        with open(self.config_path, "w") as f:
+            f.write(self.render_config())
+
+    # -- process control ---------------------------------------------------------------------------
+
+    def start(self, timeout=START_TIMEOUT):
+        """Write the config, start Prosody and wait until c2s answers with stream features."""
+        if self.is_running():
+            raise ServerError("already running (pid %d)" % self.pid)
+        other = _recorded_server_pid(self.state_dir, self.config_path)
+        if other is not None:
+            raise ServerError("a server on %s is already running (pid %d); reattach with "
+                              "ProsodyServer.load()" % (self.state_dir, other))
+        for attempt in range(PORT_ATTEMPTS):
+            self._pick_ports()
+            self._prepare()
+            log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+            self._spawn()
+            try:
+                self._wait_ready(timeout, log_start)
+            except _PortTaken as e:
+                self.stop()
+                picked_by_us = self._wanted_port is None or self._wanted_direct_tls_port is None
+                if not picked_by_us or attempt == PORT_ATTEMPTS - 1:
+                    raise ServerError(str(e)) from None
+                continue
+            except BaseException:
+                self.stop()
+                raise
+            self._save_state()
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ports_known(self):
+        wants_direct_tls = self.tls and self._wanted_direct_tls_port is not False
+        return self.c2s_port is not None and (self.direct_tls_port is not None or not wants_direct_tls)
+
+    def _pick_ports(self):
+        wanted = [self._wanted_port, self._wanted_direct_tls_port if self.tls else False]
+        picked = iter(_free_ports(sum(1 for p in wanted if p is None)))
+        self.c2s_port = self._wanted_port if self._wanted_port is not None else next(picked)
+        if not self.tls or self._wanted_direct_tls_port is False:
+            self.direct_tls_port = None
+        else:
+            self.direct_tls_port = (self._wanted_direct_tls_port if self._wanted_direct_tls_port is not None
+                                    else next(picked))
+
+    def _spawn(self):
+        with open(self.console_path, "ab") as console:
+            try:
+                self._process = subprocess.Popen(
+                    [PROSODY, "-F", "--config", self.config_path],
+                    stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                    cwd=self.state_dir,
+                    # Own session: a Ctrl-C meant for the caller's terminal does not reach the server,
+                    # and a CLI that started it can exit and leave it running.
+                    start_new_session=True)
+            except FileNotFoundError:
+                raise ServerError("%r not found: install Prosody (Debian: apt-get install prosody)"
+                                  % PROSODY) from None
+        self.pid = self._process.pid
+
+    def _wait_ready(self, timeout, log_start):
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while True:
+            log = _tail(self.log_path, size=1 << 20, start=log_start)
+            for marker in _BIND_FAILURES:
+                if marker in log:
+                    line = next(entry for entry in log.splitlines() if marker in entry)
+                    raise _PortTaken("Prosody could not open a port: %s" % line.strip())
+            if not self.is_running():
+                raise ServerError("Prosody exited during start-up (status %r)\n%s\n%s" % (
+                    self._process.poll() if self._process else None,
+                    _tail(self.console_path), _tail(self.log_path, start=log_start)))
+            try:
+                features = stream_features(self.c2s_port, self.domain)
+                if self.direct_tls_port and not _port_open(self.direct_tls_port):
+                    raise ServerError("direct TLS port %d not open yet" % self.direct_tls_port)
+                if self.tls and b"starttls" not in features:
+                    raise ServerError("no <starttls/> in stream features: %r" % features)
+                return
+            except (OSError, ServerError) as e:
+                last_error = e
+            if time.monotonic() > deadline:
+                raise ServerError("Prosody not ready after %.0f s (%s); log:\n%s" % (
+                    timeout, last_error, _tail(self.log_path, start=log_start)))
+            time.sleep(POLL_INTERVAL)
+
+    def is_running(self):
+        """True if our Prosody process is alive."""
+        if self._process is not None:
+            return self._process.poll() is None
+        return self.pid is not None and _is_our_prosody(self.pid, self.config_path)
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """Terminate the server (SIGTERM, then SIGKILL after ``timeout``) and wait until it is gone."""
+        if self._process is not None:
+            process, self._process = self._process, None
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout)
+        elif self.is_running():
+            self._signal_and_wait(timeout)
+        self.pid = None
+        if os.path.exists(self.state_path):
+            self._save_state()
+
+    def _signal_and_wait(self, timeout):
+        # Not our child (reattached with load()): signal it and watch /proc.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:  # reap it if it is our child after all
+                    os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                if not _pid_alive(self.pid):
+                    return
+                time.sleep(POLL_INTERVAL)
+        raise ServerError("Prosody (pid %d) did not exit" % self.pid)
+
+    def __enter__(self):
+        if not self.is_running():
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    # -- accounts ----------------------------------------------------------------------------------
+
+    def _prosodyctl(self, *args, stdin=None):
+        command = [PROSODYCTL, "--config", self.config_path] + list(args)
+        try:
+            result = subprocess.run(command, input=stdin, capture_output=True, text=True,
+                                    cwd=self.state_dir, timeout=PROSODYCTL_TIMEOUT)
+        except FileNotFoundError:
+            raise ServerError("%r not found: install Prosody" % PROSODYCTL) from None
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip()
+            raise ServerError("prosodyctl %s failed (%d): %s" % (args[0], result.returncode, output))
+        return result
+
+    def register(self, user, password):
+        """Create the account ``user@domain`` (or reset its password). Works with the server stopped too."""
+        if not _USER_RE.match(user):
+            raise ServerError("not a valid user name: %r" % user)
+        if "\n" in password or "\r" in password or not password:
+            raise ServerError("password must be one non-empty line")
+        if not os.path.exists(self.config_path):
+            self._prepare_for_accounts()
+        # The password goes on stdin (prosodyctl asks twice), not on the command line where any
+        # local user could read it from the process list.
+        self._prosodyctl("register", user, self.domain, stdin="%s\n%s\n" % (password, password))
+        self.accounts[user] = password
+        self._save_state_if_present()
+
+    def unregister(self, user):
+        """Delete the account ``user@domain``."""
+        if not _USER_RE.match(user):
+            raise ServerError("not a valid user name: %r" % user)
+        self._prosodyctl("unregister", user, self.domain)
+        self.accounts.pop(user, None)
+        self._save_state_if_present()
+
+    def jid(self, user):
+        return "%s@%s" % (user, self.domain)
+
+    def _prepare_for_accounts(self):
+        # prosodyctl needs a config; before the first start, ports are not known yet.
+        if not self._ports_known():
+            self._pick_ports()
+        self._prepare()
+
+    # -- state file --------------------------------------------------------------------------------
+
+    def _state(self):
+        return {
+            "pid": self.pid if self.is_running() else None,
+            "domain": self.domain,
+            "c2s_port": self.c2s_port,
+            "direct_tls_port": self.direct_tls_port,
+            "tls": self.tls,
+            "require_encryption": self.require_encryption,
+            "allow_registration": self.allow_registration,
+            "smacks": self.smacks,
+            "extra_config": self.extra_config,
+            "config_path": self.config_path,
+            "log_path": self.log_path,
+            "ca_path": self.ca_path if self.tls else None,
+            "ca_der_path": self.ca_der_path if self.tls else None,
+            "accounts": self.accounts,
+        }
+
+    def _save_state(self):
+        # Written whole to a temporary file and renamed: a reader never sees half a file.
+        # Private: it holds the test accounts' passwords.
+        tmp = self.state_path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._state(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.state_path)
+
+    def _save_state_if_present(self):
+        if os.path.exists(self.state_path) or self.is_running():
+            self._save_state()
+
+    @classmethod
+    def load(cls, state_dir):
+        """Reattach to the server recorded in ``state_dir/server.json`` (running or not)."""
+        path = os.path.join(os.path.abspath(state_dir), STATE_FILE)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            raise ServerError("no server state in %s" % state_dir) from None
+        except ValueError as e:
+            raise ServerError("unreadable %s: %s" % (path, e)) from None
+        server = cls(state_dir, domain=state["domain"], port=state["c2s_port"],
+                     direct_tls_port=state["direct_tls_port"] if state["direct_tls_port"] else False,
+                     tls=state["tls"], require_encryption=state["require_encryption"],
+                     allow_registration=state["allow_registration"], smacks=state["smacks"],
+                     extra_config=state.get("extra_config", ""))
+        server.pid = state.get("pid")
+        server.accounts = dict(state.get("accounts") or {})
+        if not server.is_running():
+            server.pid = None
+        return server
+
+
+class _PortTaken(ServerError):
+    pass
