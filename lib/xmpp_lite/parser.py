@@ -36,6 +36,7 @@ _APOS = const(0x27)  # '
 _CR = const(0x0D)
 _RBRACKET = const(0x5D)  # ]
 _NAME_CACHE_SIZE = const(64)  # valid names each parser remembers, see Parser._known
+_SHAPE_CACHE_SIZE = const(16)  # start-tag shapes each parser remembers, see Parser._simple_tag
 _WS = b" \t\r\n"  # the S production
 
 _BOM = b"\xef\xbb\xbf"
@@ -44,17 +45,15 @@ _CDATA_OPEN = b"<![CDATA["
 # A name's bytes: the ASCII part of the Name production exactly; bytes >= 0x80
 # are let through here and the decoded characters checked by _check_name.
 _NAME_RE = re.compile(b"[A-Za-z_:\x80-\xff][-A-Za-z0-9._:\x80-\xff]*")
-# Characters XML 1.0 does not allow anywhere (NUL is looked for with find:
+# Control characters XML 1.0 does not allow (NUL is looked for with find:
 # the MicroPython regex engine cannot hold a NUL byte in a pattern).
-_ILLEGAL_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]")
-# UTF-8 that MicroPython's decoder lets through but the standard forbids:
-# overlong forms, surrogates, code points above U+10FFFF.
-_BAD_UTF8_RE = re.compile(b"[\xc0\xc1\xf5-\xff]|\xe0[\x80-\x9f]|\xed[\xa0-\xbf]|\xf0[\x80-\x8f]|\xf4[\x90-\xbf]")
-# One cheap pass that finds every byte either check above could object to.
-# MicroPython's regex engine costs about the same per byte for one character
-# class as for an alternation, so this screens chunks and the precise
-# patterns run only on the rare chunk that has a suspect byte.
-_SUSPECT_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f\xc0\xc1\xe0\xed\xef\xf0\xf4-\xff]")
+_CONTROL_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]")
+# Byte sequences that are not UTF-8 for an XML character although
+# MicroPython's decoder lets them through: overlong forms, surrogates, code
+# points above U+10FFFF, and U+FFFE/U+FFFF (valid UTF-8, not XML characters).
+_BAD_UTF8_RE = re.compile(
+    b"[\xc0\xc1\xf5-\xff]|\xe0[\x80-\x9f]|\xed[\xa0-\xbf]|\xf0[\x80-\x8f]|\xf4[\x90-\xbf]|\xef\xbf[\xbe\xbf]"
+)
 _XML_DECL_RE = re.compile(
     b"<\\?xml\\s+version\\s*=\\s*(\"1\\.[0-9]+\"|'1\\.[0-9]+')"
     b"(\\s+encoding\\s*=\\s*(\"[A-Za-z][-A-Za-z0-9._]*\"|'[A-Za-z][-A-Za-z0-9._]*'))?"
@@ -102,19 +101,19 @@ def _is_xml_char(code):
     )
 
 
-def _check_chars(data):
-    """Reject bytes that can never appear in an XML 1.0 UTF-8 stream.
+def _check_controls(data):
+    """Reject control characters; one C-level min() clears most chunks."""
+    if data and min(data) < 0x20:
+        if data.find(b"\x00") >= 0 or _CONTROL_RE.search(data) is not None:
+            raise XMLError("character not allowed in XML")
 
-    The rest of the UTF-8 rules are checked when tokens are decoded.
-    """
-    if data.find(b"\x00") >= 0:
-        raise XMLError("character not allowed in XML")
-    if MICROPYTHON and _SUSPECT_RE.search(data) is None:
-        return
-    if _ILLEGAL_RE.search(data) is not None:
-        raise XMLError("character not allowed in XML")
-    if MICROPYTHON and _BAD_UTF8_RE.search(data) is not None:
-        raise XMLError("invalid UTF-8")
+
+def _utf8(raw):
+    """Decode a complete token. Pure ASCII (the common case) needs no more checks."""
+    text = str(raw, "utf-8")
+    if len(text) != len(raw) and _BAD_UTF8_RE.search(raw) is not None:
+        raise XMLError("invalid UTF-8 or a character XML does not allow")
+    return text
 
 
 def _reference(ref):
@@ -197,6 +196,7 @@ class Parser:
         self.max_attrs = max_attrs
         self.max_name = max_name
         self._names = {}  # names known to be valid (kept across reset())
+        self._shapes = {}  # start-tag shapes known to be valid, see _simple_tag
         self.reset()
 
     def reset(self):
@@ -204,6 +204,7 @@ class Parser:
         self._buf = b""
         self._offset = 0  # stream offset of self._buf[0]
         self._stack = []  # names (str) of the open elements
+        self._raw_stack = []  # the same names as bytes, to match end tags without decoding
         self._stanza_at = -1  # stream offset where the open depth-1 element began
         self._root_done = False
         self._bom = False  # the stream began with a byte order mark
@@ -237,13 +238,11 @@ class Parser:
 
     def _feed(self, data):
         pending = self._buf
-        _check_chars(data)
-        if pending:
-            # A sequence split by the chunk boundary escaped both checks.
-            _check_chars(pending[-2:] + data[:2])
-            buf = pending + data
-        else:
-            buf = data
+        # Control characters are single bytes: each chunk is checked once as
+        # it arrives. The rest of the character rules are checked on each
+        # token as it is decoded (_utf8), when its sequences are complete.
+        _check_controls(data)
+        buf = pending + data if pending else data
         if self._offset == 0 and buf[:3] == _BOM[:len(buf)]:
             if len(buf) < 3:
                 self._buf = buf
@@ -269,15 +268,17 @@ class Parser:
                         raw = _normalise_newlines(raw)
                     if raw.find(b"&") >= 0:
                         raw = _expand(raw)
-                    self._text(str(raw, "utf-8"))
+                    text = str(raw, "utf-8")
+                    if len(text) != len(raw):
+                        text = _utf8(raw)
+                    self._text(text)
                     nxt = stop
             elif pos + 1 < end and buf[pos + 1] == _SLASH:
-                nxt = buf.find(b">", pos + 2)
-                if nxt < 0:
-                    break
-                nxt += 1
-                if stack and str(buf[pos + 2:nxt - 1], "utf-8") == stack[-1]:
-                    self._close(nxt)
+                top = self._raw_stack[-1] if stack else b"<"
+                nxt = pos + 2 + len(top)
+                if nxt < end and buf[nxt] == _GT and buf.startswith(top, pos + 2):
+                    nxt += 1
+                    self._close(nxt)  # "</name>" exactly: the common case
                 else:
                     nxt = self._end_tag(buf, pos, end)
             else:
@@ -323,7 +324,7 @@ class Parser:
             return stop
         if raw.find(b"]]>") >= 0:
             raise XMLError("']]>' in text")
-        self._text(str(_expand(_normalise_newlines(raw)), "utf-8"))
+        self._text(_utf8(_expand(_normalise_newlines(raw))))
         return stop
 
     # -- markup -------------------------------------------------------------
@@ -367,64 +368,85 @@ class Parser:
         if gt < 0:
             return -1  # cheap wait: the tag cannot be complete yet
         raw = buf[pos + 1:gt]
-        # Fast path for the common tag: canonical spacing, one quote style, no
-        # references, no white space other than single spaces, no "<".
-        # Anything else, including a ">" inside a value, and every error,
-        # takes the careful path. (`in` is cheaper than .find on MicroPython.)
+        # Fast path for the common tag: one quote style, no references, no
+        # white space other than spaces, no "<". Anything else, including a
+        # ">" inside a value, and every error, takes the careful path.
+        # (`in` costs less than .find on MicroPython.)
         if not (b"&" in raw or b"<" in raw or b"\n" in raw or b"\t" in raw or b"\r" in raw):
             if b"'" in raw:
-                if b'"' not in raw and self._simple_tag(str(raw, "utf-8"), "'", pos, gt + 1):
+                if b'"' not in raw and self._simple_tag(raw, b"'", pos, gt + 1):
                     return gt + 1
-            elif self._simple_tag(str(raw, "utf-8"), '"', pos, gt + 1):
+            elif self._simple_tag(raw, b'"', pos, gt + 1):
                 return gt + 1
         return self._careful_start_tag(buf, pos, end)
 
-    def _simple_tag(self, tag, quote, pos, after):
-        """Parse a start tag of the fast-path shape; False means "use the careful path".
+    def _simple_tag(self, raw, quote, pos, after):
+        """Open a fast-path start tag; False means "use the careful path".
 
-        Shape: name, then `SP attr=QvalueQ` repeated, then an optional ` `
-        and an optional `/`. Names are checked by _known, which also rejects
-        any stray space or "=" inside a piece.
+        Splitting the tag at its quotes leaves the values at odd indexes and
+        the "shape" at even ones: `message to=`, ` type=`, ... A stream uses
+        few shapes, so each is checked once and remembered (up to
+        _SHAPE_CACHE_SIZE of them) with its element and attribute names.
+        Work stays on bytes: on MicroPython, splitting a str costs several
+        times more than splitting bytes.
         """
-        empty = tag.endswith("/")
+        empty = raw.endswith(b"/")
         if empty:
-            tag = tag[:-1]
-        parts = tag.split(quote)
+            raw = raw[:-1]
+        parts = raw.split(quote)
         count = len(parts)
-        if count == 1:
-            name = tag[:-1] if tag.endswith(" ") else tag
-            if not self._known(name):
+        if not count & 1:
+            return False  # the ">" was inside a value
+        key = raw if count == 1 else quote.join(parts[0::2])
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._learn_shape([_utf8(piece) for piece in parts[0::2]])
+            if shape is None:
                 return False
-            self._open(name, {}, pos)
-        else:
-            last = parts[-1]
-            if not count & 1 or (last and last != " ") or count >> 1 > self.max_attrs:
-                return False
-            head = parts[0]
-            space = head.find(" ")
-            if space < 0 or not head.endswith("="):
-                return False
-            name = head[:space]
-            attr = head[space + 1:-1]
-            attrs = {}
-            i = 1
-            while True:
-                if not self._known(attr):
-                    return False
-                attrs[attr] = parts[i]
-                i += 2
-                if i >= count:
-                    break
-                seg = parts[i - 1]
-                if not (seg.startswith(" ") and seg.endswith("=")):
-                    return False
-                attr = seg[1:-1]
-            if len(attrs) != count >> 1 or not self._known(name):
-                return False  # a duplicate or a bad name: the careful path reports it
-            self._open(name, attrs, pos)
+            if len(self._shapes) < _SHAPE_CACHE_SIZE:
+                self._shapes[key] = shape
+        name, raw_name, names = shape
+        attrs = {}
+        i = 1
+        for attr in names:
+            value = parts[i]
+            text = str(value, "utf-8")
+            if len(text) != len(value):
+                text = _utf8(value)
+            attrs[attr] = text
+            i += 2
+        self._open(name, raw_name, attrs, pos)
         if empty:
             self._close(after)
         return True
+
+    def _learn_shape(self, pieces):
+        """(element name, attribute names) for the text around a tag's values, or None.
+
+        Accepted: `name`, `name ` or `name attr=` first; ` attr=` between
+        values; "" or " " last. Anything else goes the careful way.
+        """
+        head = pieces[0]
+        if len(pieces) == 1:
+            name = head[:-1] if head.endswith(" ") else head
+            return (name, name.encode("utf-8"), ()) if self._known(name) else None
+        if len(pieces) - 1 > self.max_attrs or pieces[-1] not in ("", " "):
+            return None
+        space = head.find(" ")
+        if space < 0 or not head.endswith("="):
+            return None
+        name = head[:space]
+        names = [head[space + 1:-1]]
+        for piece in pieces[1:-1]:
+            if not (piece.startswith(" ") and piece.endswith("=")):
+                return None
+            names.append(piece[1:-1])
+        for attr in names:
+            if not self._known(attr) or names.count(attr) > 1:
+                return None  # a bad name or a duplicate: the careful path says which
+        if not self._known(name):
+            return None
+        return name, name.encode("utf-8"), tuple(names)
 
     def _known(self, name):
         """True if `name` is a valid name within the cap.
@@ -498,13 +520,13 @@ class Parser:
             seen.append(raw_attr)
             attrs[self._decode_name(raw_attr)] = self._attr_value(buf[k + 1:close])
             i = close + 1
-        self._open(self._decode_name(raw_name), attrs, pos)
+        self._open(self._decode_name(raw_name), raw_name, attrs, pos)
         if empty:
             self._close(i)
         return i
 
     def _decode_name(self, raw):
-        name = str(raw, "utf-8")
+        name = _utf8(raw)
         if len(name) != len(raw):
             _check_name(name)
         return name
@@ -518,9 +540,9 @@ class Parser:
         raw = _normalise_newlines(raw)
         if raw.find(b"\n") >= 0 or raw.find(b"\t") >= 0:
             raw = raw.replace(b"\n", b" ").replace(b"\t", b" ")
-        return str(_expand(raw), "utf-8")
+        return _utf8(_expand(raw))
 
-    def _open(self, name, attrs, pos):
+    def _open(self, name, raw_name, attrs, pos):
         stack = self._stack
         if not stack and self._root_done:
             raise XMLError("content after the root element")
@@ -529,12 +551,14 @@ class Parser:
         if len(stack) == 1:
             self._stanza_at = self._offset + pos
         stack.append(name)
+        self._raw_stack.append(raw_name)
         self._start(name, attrs)
 
     def _close(self, after):
         """Close the innermost element; its end tag ends at buf[after - 1]."""
         stack = self._stack
         name = stack.pop()
+        self._raw_stack.pop()
         if len(stack) == 1:
             if self._offset + after - self._stanza_at > self.max_stanza_bytes:
                 raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
@@ -575,7 +599,7 @@ class Parser:
             return -1  # bounded by the stanza cap, checked by the caller
         raw = buf[pos + len(_CDATA_OPEN):close]
         if raw:
-            self._text(str(_normalise_newlines(raw), "utf-8"))
+            self._text(_utf8(_normalise_newlines(raw)))
         return close + 3
 
     def _xml_decl(self, buf, pos, end):
