@@ -177,6 +177,8 @@ def _utf8_tail(buf, start, end):
         if byte < 0x80:
             return 0
         if byte >= 0xC0:
+            if byte < 0xC2 or byte > 0xF4:
+                return 0  # never starts a character: let the decoder reject it now
             need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return k if need > k else 0
         k += 1
@@ -197,6 +199,7 @@ class Parser:
         self.max_name = max_name
         self._names = {}  # names known to be valid (kept across reset())
         self._shapes = {}  # start-tag shapes known to be valid, see _simple_tag
+        self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
         self.reset()
 
     def reset(self):
@@ -209,6 +212,7 @@ class Parser:
         self._root_done = False
         self._bom = False  # the stream began with a byte order mark
         self._error = None
+        self._streams += 1
 
     @property
     def depth(self):
@@ -253,6 +257,7 @@ class Parser:
         pos = 0
         end = len(buf)
         stack = self._stack
+        stream = self._streams
         # The loop handles the most common tokens inline (a text run inside
         # the root, "</name>"): on MicroPython each call saved is measurable.
         while pos < end:
@@ -286,6 +291,12 @@ class Parser:
             if nxt < 0 or nxt == pos:
                 break
             pos = nxt
+            if self._streams != stream:
+                # A handler restarted the stream (after SASL success or
+                # STARTTLS): what follows belongs to the new stream.
+                if pos < end:
+                    self._feed(buf[pos:])
+                return
             if self._stanza_at >= 0 and self._offset + pos - self._stanza_at > self.max_stanza_bytes:
                 raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
         self._buf = buf[pos:] if pos < end else b""
@@ -416,7 +427,7 @@ class Parser:
             attrs[attr] = text
             i += 2
         self._open(name, raw_name, attrs, pos)
-        if empty:
+        if empty and self._stack and self._stack[-1] is name:
             self._close(after)
         return True
 
@@ -520,8 +531,9 @@ class Parser:
             seen.append(raw_attr)
             attrs[self._decode_name(raw_attr)] = self._attr_value(buf[k + 1:close])
             i = close + 1
-        self._open(self._decode_name(raw_name), raw_name, attrs, pos)
-        if empty:
+        name = self._decode_name(raw_name)
+        self._open(name, raw_name, attrs, pos)
+        if empty and self._stack and self._stack[-1] is name:
             self._close(i)
         return i
 
@@ -609,9 +621,12 @@ class Parser:
         head = buf[pos:pos + 6]
         if not at_start or head[:5] != b"<?xml"[:len(head)] or (len(head) == 6 and not _is_ws(head[5])):
             raise XMLError("processing instructions are not allowed in XMPP")
-        close = buf.find(b"?>", pos + 2)
+        # No ">" can stand inside a valid declaration: the first one ends it.
+        close = buf.find(b">", pos + 2) - 1
         if close < 0:
             return -1
+        if buf[close] != _QUEST:
+            raise XMLError("malformed XML declaration")
         decl = buf[pos:close + 2]
         match = _XML_DECL_RE.match(decl)
         if match is None or match.group(0) != decl:
