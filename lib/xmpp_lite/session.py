@@ -1,0 +1,627 @@
+"""The client-to-server XMPP session without I/O (RFC 6120, RFC 6121 basics).
+
+Bytes from the server go in with ``receive_data``, bytes for the server come
+out of ``data_to_send``, and what happened comes out of ``next_event``. No
+sockets, no clocks: a driver (``xmpp_lite.client``) moves the bytes.
+
+    session = Session("device1@example.net", "secret")
+    session.start()
+    loop: send session.data_to_send(); session.receive_data(socket bytes)
+          while (event := session.next_event()) is not None: handle it
+
+Events are ``(kind, value)`` tuples:
+
+    EVENT_STARTTLS        None: the server said <proceed/>. Upgrade the
+                          transport to TLS, then call ``tls_established()``.
+    EVENT_ONLINE          the bound full JID (str); stanzas may flow.
+    EVENT_MESSAGE         a received <message/> (Element).
+    EVENT_PRESENCE        a received <presence/> (Element).
+    EVENT_IQ              a received <iq/> of type result or error that the
+                          session did not consume itself (answers to send_iq).
+    EVENT_SEE_OTHER_HOST  (host, port or None): the server redirects us
+                          (RFC 6120 4.9.3.19). The session is over; a driver
+                          connects once to the new host.
+    EVENT_REGISTERED      the username: in-band registration succeeded.
+    EVENT_HANDLER_ERROR   (iq, exception): an iq handler raised; the session
+                          answered <internal-server-error/> and goes on.
+    EVENT_ERROR           the exception that ended the session: AuthError,
+                          StreamError, ProtocolError, XMLError or
+                          RegistrationError. The session is over (final);
+                          our stream end, after a stream error of ours where
+                          one applies, is in data_to_send().
+    EVENT_CLOSED          a reason (str): the server closed the stream or
+                          the connection (after our close() or not).
+
+EVENT_ERROR, EVENT_SEE_OTHER_HOST and EVENT_CLOSED are each the last event
+of a session.
+
+The session is a small state machine (``_NEXT`` says which state may follow
+which, ``_ACCEPTS`` which first-level elements each state takes); anything
+else is a ProtocolError and the error state is final.
+
+Round trips. Login is pipelined where that is safe: ``<starttls/>`` goes with
+the first stream header; after ``<success/>`` the new stream header and the
+bind request go together without waiting for the new features. When the
+caller pins one mechanism (``mechanisms=("PLAIN",)``) that may be used on
+this stream, the SASL initial response also goes with the stream header
+(XEP-0305 style), so a PLAIN login needs two round trips: one for
+header+auth, one for header+bind. A pinned PLAIN goes out before the
+server's offer is seen (the caller chose it; on a plaintext stream only with
+insecure_plain); a pinned SCRAM carries nothing secret in its first message.
+Security checks never wait for pipelining: with tls="required", features
+without STARTTLS end the session before any credential is sent.
+"""
+
+import binascii
+import os
+
+from xmpp_lite import __version__, sasl
+from xmpp_lite import stream as xs
+from xmpp_lite._compat import const
+from xmpp_lite.parser import Parser, XMLError
+from xmpp_lite.responder import DEFAULT_IDENTITY, Responder
+from xmpp_lite.sasl import AuthError
+from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Builder, error_reply, serialise
+from xmpp_lite.stanza import iq as make_iq
+from xmpp_lite.stanza import message as make_message
+from xmpp_lite.stanza import presence as make_presence
+from xmpp_lite.stream import (
+    NS_SASL,
+    NS_TLS,
+    ProtocolError,
+    StreamError,
+    split_host_port,
+    split_jid,
+)
+
+TLS_REQUIRED = "required"  # STARTTLS, or no login at all
+TLS_DIRECT = "direct"  # the transport is TLS from the first byte (XEP-0368)
+TLS_NONE = "none"  # plaintext; PLAIN only with insecure_plain=True
+
+EVENT_STARTTLS = const(1)
+EVENT_ONLINE = const(2)
+EVENT_MESSAGE = const(3)
+EVENT_PRESENCE = const(4)
+EVENT_IQ = const(5)
+EVENT_SEE_OTHER_HOST = const(6)
+EVENT_REGISTERED = const(7)
+EVENT_HANDLER_ERROR = const(8)
+EVENT_ERROR = const(9)
+EVENT_CLOSED = const(10)
+
+# Events not yet taken with next_event(). A driver takes them after each
+# receive_data(); more than this means it does not, or a flood.
+MAX_PENDING_EVENTS = 64
+# Bytes not yet taken with data_to_send().
+MAX_PENDING_OUTPUT = 16384
+
+# States.
+_IDLE = const(0)  # start() not called yet
+_OPENING = const(1)  # stream header sent; waiting for the features
+_STARTTLS = const(2)  # <starttls/> sent; waiting for the features, then <proceed/>
+_TLS = const(3)  # <proceed/> received; waiting for tls_established()
+_AUTH = const(4)  # SASL exchange under way
+_BIND = const(5)  # restarted after <success/>, bind request sent
+_SESSION = const(6)  # legacy session request sent (RFC 3921)
+_ONLINE = const(7)
+_REGISTER = const(8)  # in-band registration under way (XEP-0077)
+_CLOSING = const(9)  # our </stream:stream> sent; waiting for the server's
+_CLOSED = const(10)  # final
+_ERROR = const(11)  # final
+
+_STATE_NAMES = (
+    "idle", "opening", "starttls", "tls", "auth", "bind", "session", "online", "register",
+    "closing", "closed", "error",
+)
+
+# Which state may follow which. _CLOSING, _CLOSED and _ERROR may follow any
+# state that is not final; nothing follows a final state.
+_NEXT = {
+    _IDLE: (_OPENING,),
+    _OPENING: (_STARTTLS, _AUTH, _REGISTER),
+    _STARTTLS: (_TLS,),
+    _TLS: (_OPENING, _AUTH),
+    _AUTH: (_BIND,),
+    _BIND: (_SESSION, _ONLINE),
+    _SESSION: (_ONLINE,),
+    _ONLINE: (),
+    _REGISTER: (),
+}
+
+# First-level elements the server may send, by kind.
+_K_FEATURES = const(1)
+_K_PROCEED = const(2)
+_K_TLS_FAILURE = const(3)
+_K_CHALLENGE = const(4)
+_K_SUCCESS = const(5)
+_K_SASL_FAILURE = const(6)
+_K_IQ = const(7)
+_K_MESSAGE = const(8)
+_K_PRESENCE = const(9)
+_K_STREAM_ERROR = const(10)
+
+# (namespace, local name) -> kind
+_KINDS = {
+    (NS_STREAMS, "features"): _K_FEATURES,
+    (NS_STREAMS, "error"): _K_STREAM_ERROR,
+    (NS_TLS, "proceed"): _K_PROCEED,
+    (NS_TLS, "failure"): _K_TLS_FAILURE,
+    (NS_SASL, "challenge"): _K_CHALLENGE,
+    (NS_SASL, "success"): _K_SUCCESS,
+    (NS_SASL, "failure"): _K_SASL_FAILURE,
+    (NS_CLIENT, "iq"): _K_IQ,
+    (NS_CLIENT, "message"): _K_MESSAGE,
+    (NS_CLIENT, "presence"): _K_PRESENCE,
+}
+
+# Which kinds each state takes; a stream error is taken in every state, and
+# in _CLOSING everything is dropped. Features come once per stream: _AUTH
+# sees them only when the initial response went out with the header.
+_ACCEPTS = {
+    _OPENING: (_K_FEATURES,),
+    _STARTTLS: (_K_FEATURES, _K_PROCEED, _K_TLS_FAILURE),
+    _AUTH: (_K_FEATURES, _K_CHALLENGE, _K_SUCCESS, _K_SASL_FAILURE),
+    _BIND: (_K_FEATURES, _K_IQ),
+    _SESSION: (_K_IQ,),
+    _ONLINE: (_K_IQ, _K_MESSAGE, _K_PRESENCE),
+    _REGISTER: (_K_IQ,),
+}
+
+_ID_PREFIX_BYTES = const(3)  # random part of stanza ids: 6 hex digits
+
+
+class _Stop(Exception):
+    """Raised from a parser callback to stop parsing once the session is over."""
+
+
+class Session:
+    """One client-to-server stream; see the module docstring.
+
+    ``jid`` is "local@domain" (a "/resource" part is used when ``resource``
+    is None). ``tls`` is TLS_REQUIRED, TLS_DIRECT or TLS_NONE.
+    ``insecure_plain`` allows SASL PLAIN on a stream without TLS.
+    ``sasl_cache`` is the salted-key cache of xmpp_lite.sasl.
+    ``mechanisms`` limits the SASL mechanisms (None: all that sasl supports);
+    pinning exactly one lets the initial response ride with the stream header.
+    ``software`` is the (name, version) that XEP-0092 reports and
+    ``identity`` the XEP-0030 (category, type). ``registration`` is an
+    xmpp_lite.register.Registration: the session then creates the account
+    instead of logging in. ``client_nonce`` fixes the SCRAM nonce (tests).
+    """
+
+    def __init__(self, jid, password, resource=None, tls=TLS_REQUIRED, insecure_plain=False, sasl_cache=None,
+                 software=None, identity=DEFAULT_IDENTITY, mechanisms=None, registration=None, client_nonce=None):
+        local, domain, jid_resource = split_jid(jid)
+        if not local or not domain:
+            raise ValueError("the JID needs a local part and a domain: " + jid)
+        if tls not in (TLS_REQUIRED, TLS_DIRECT, TLS_NONE):
+            raise ValueError("tls must be 'required', 'direct' or 'none'")
+        self.username = local
+        self.domain = domain
+        self.resource = resource if resource is not None else (jid_resource or None)
+        self.tls = tls
+        self.secure = tls == TLS_DIRECT
+        self.insecure_plain = insecure_plain
+        self.mechanisms = tuple(mechanisms) if mechanisms is not None else None
+        self.responder = Responder(software if software is not None else ("xmpp_lite", __version__), identity)
+        self.mechanism = None  # the SASL mechanism in use or used
+        self.jid = None  # the bound full JID once online
+        self.features = None  # the last <stream:features/> received
+        self.stream_id = None  # the id of the server's current stream header
+        self.flights = 0  # bursts of output that each followed new input: round trips taken
+        self._password = password
+        self._sasl_cache = sasl_cache
+        self._client_nonce = client_nonce
+        self._registration = registration
+        self._mech = None
+        self._state = _IDLE
+        self._events = []
+        self._out = []
+        self._out_bytes = 0
+        self._input_since_output = True
+        self._restart = False  # reset the parser after this chunk (after <proceed/>, <success/>)
+        self._sent_close = False
+        self._features_seen = False  # features already received on this stream
+        self._session_needed = False
+        self._pending_id = None  # id of our bind, session or registration request
+        self._id_prefix = binascii.hexlify(os.urandom(_ID_PREFIX_BYTES)).decode()
+        self._id_count = 0
+        self._builder = Builder(self._on_stanza, self._on_stream_start, self._on_stream_end)
+        self._parser = Parser(self._builder)
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self):
+        """The state's name ("online", "error", ...)."""
+        return _STATE_NAMES[self._state]
+
+    @property
+    def online(self):
+        return self._state == _ONLINE
+
+    @property
+    def finished(self):
+        """True once the session is closed or failed (final)."""
+        return self._state >= _CLOSED
+
+    def _go(self, new):
+        old = self._state
+        if old >= _CLOSED:
+            raise ProtocolError("the session is over (%s)" % _STATE_NAMES[old])
+        if new < _CLOSING and new not in _NEXT[old]:
+            self._state = _ERROR
+            raise ProtocolError("no transition from %s to %s" % (_STATE_NAMES[old], _STATE_NAMES[new]))
+        self._state = new
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def start(self):
+        """Queue the stream header (and what may be pipelined with it)."""
+        self._go(_OPENING)
+        self._open_stream()
+        if self.tls == TLS_REQUIRED and not self.secure:
+            self._queue(xs.STARTTLS)  # carries nothing secret: it goes with the header
+            self._go(_STARTTLS)
+        else:
+            self._pipeline_auth()
+
+    def tls_established(self):
+        """The driver upgraded the transport after EVENT_STARTTLS: restart the stream over TLS."""
+        if self._state != _TLS:
+            raise ProtocolError("tls_established() without a pending STARTTLS (state %s)" % self.state)
+        self.secure = True
+        self._open_stream()
+        if not self._pipeline_auth():
+            self._go(_OPENING)
+
+    def receive_data(self, data):
+        """Bytes from the server; b"" means the connection was closed."""
+        if self._state >= _CLOSED:
+            return
+        if not data:
+            self._closed("connection closed by the server")
+            return
+        if self._state == _TLS:
+            self._fail(ProtocolError("data from the server before the TLS handshake"))
+            return
+        self._input_since_output = True
+        try:
+            self._parser.feed(data)
+        except XMLError as error:
+            self._fail(error, xs.xml_error_condition(error))
+            return
+        except _Stop:
+            return
+        if self._restart:
+            # After <proceed/> or <success/> the server sends nothing before
+            # our new header, so the chunk ended with that element.
+            self._restart = False
+            self._parser.reset()
+            self._builder.reset()
+            self._features_seen = False
+
+    def data_to_send(self):
+        """Bytes for the server (b"" if none)."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out = []
+        self._out_bytes = 0
+        if self._input_since_output:
+            self.flights += 1
+            self._input_since_output = False
+        return data
+
+    def next_event(self):
+        """The next (kind, value) event, or None."""
+        if self._events:
+            return self._events.pop(0)
+        return None
+
+    def new_id(self):
+        """A stanza id unique in this session."""
+        self._id_count += 1
+        return "%s%d" % (self._id_prefix, self._id_count)
+
+    def _queue(self, data):
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._out_bytes > MAX_PENDING_OUTPUT and self._state < _CLOSED:
+            self._fail(ProtocolError("more than %d bytes waiting to be sent" % MAX_PENDING_OUTPUT))
+
+    def _queue_element(self, elem):
+        self._queue(serialise(elem, NS_CLIENT))
+
+    def _event(self, kind, value):
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            self._fail(ProtocolError("more than %d events not taken" % MAX_PENDING_EVENTS), "resource-constraint")
+            return
+        self._events.append((kind, value))
+
+    def _open_stream(self):
+        self._queue(xs.stream_header(self.domain, self.username + "@" + self.domain if self.secure else None))
+
+    # -- ending -----------------------------------------------------------------------------------
+
+    def close(self):
+        """Close the stream (</stream:stream>); EVENT_CLOSED follows when the server closes its own."""
+        if self._state >= _CLOSING:
+            return
+        if self._state == _IDLE:
+            self._state = _CLOSED
+            return
+        self._send_close()
+        self._go(_CLOSING)
+
+    def _send_close(self):
+        if not self._sent_close and self._state != _IDLE:
+            self._sent_close = True
+            self._out.append(xs.STREAM_END)
+
+    def _fail(self, error, condition=None):
+        """End the session: optional stream error, our stream end, EVENT_ERROR."""
+        if self._state >= _CLOSED:
+            return
+        if condition is not None and not self._sent_close:
+            self._out.append(xs.stream_error(condition))
+        self._send_close()
+        self._state = _ERROR
+        self._events.append((EVENT_ERROR, error))
+
+    def _closed(self, reason):
+        if self._state >= _CLOSED:
+            return
+        if self._state != _ONLINE and self._state != _CLOSING:
+            reason += " (during %s)" % _STATE_NAMES[self._state]
+        self._state = _CLOSED
+        self._events.append((EVENT_CLOSED, reason))
+
+    # -- parser callbacks ------------------------------------------------------------------------
+
+    def _on_stream_start(self, name, attrs):
+        problem = xs.check_stream_header(name, attrs)
+        if problem is not None:
+            self._fail(ProtocolError(problem[1]), problem[0])
+            raise _Stop()
+        self.stream_id = attrs.get("id")
+
+    def _on_stream_end(self):
+        self._send_close()
+        self._closed("stream closed by the server")
+        raise _Stop()
+
+    def _on_stanza(self, elem):
+        state = self._state
+        if state == _CLOSING:
+            return  # our stream is closed: nothing more is delivered or answered
+        kind = _KINDS.get((elem.xmlns, elem.local))
+        if self._restart:
+            self._fail(ProtocolError("<%s/> before the stream restart" % elem.name), "policy-violation")
+        elif kind == _K_STREAM_ERROR:
+            self._on_stream_error(elem)
+        elif kind is None or kind not in _ACCEPTS.get(state, ()):
+            self._fail(ProtocolError("unexpected <%s/> in state %s" % (elem.name, self.state)),
+                       "unsupported-stanza-type")
+        elif kind == _K_MESSAGE:
+            self._event(EVENT_MESSAGE, elem)
+        elif kind == _K_PRESENCE:
+            self._event(EVENT_PRESENCE, elem)
+        elif kind == _K_IQ:
+            self._on_iq(elem)
+        elif kind == _K_FEATURES:
+            self._on_features(elem)
+        elif kind == _K_PROCEED:
+            self._go(_TLS)
+            self._restart = True
+            self._event(EVENT_STARTTLS, None)
+        elif kind == _K_TLS_FAILURE:
+            self._fail(ProtocolError("the server could not start TLS"))
+        elif kind == _K_CHALLENGE:
+            self._on_challenge(elem)
+        elif kind == _K_SUCCESS:
+            self._on_success(elem)
+        else:  # _K_SASL_FAILURE
+            if self._mech is not None:
+                self._mech.discard_cache()
+            self._mech = None
+            self._fail(xs.sasl_failure(elem))
+        if self._state >= _CLOSED:
+            raise _Stop()
+
+    def _on_stream_error(self, elem):
+        condition, text, host = xs.read_stream_error(elem)
+        if condition == "see-other-host" and host:
+            self._send_close()
+            self._state = _ERROR
+            self._events.append((EVENT_SEE_OTHER_HOST, split_host_port(host)))
+            return
+        self._fail(StreamError(condition, text))
+
+    # -- negotiation ----------------------------------------------------------------------------
+
+    def _on_features(self, features):
+        if self._features_seen:
+            self._fail(ProtocolError("stream features twice"), "policy-violation")
+            return
+        self._features_seen = True
+        self.features = features
+        state = self._state
+        if state == _STARTTLS:
+            if xs.tls_offer(features) == xs.TLS_NOT_OFFERED:
+                # Stripped STARTTLS (or a server without TLS): never log in in the clear.
+                self._fail(ProtocolError("the server offers no STARTTLS and tls='required': "
+                                         "refusing to continue unencrypted"))
+            return  # <proceed/> follows
+        if state == _BIND:
+            if not xs.offers_bind(features):
+                self._fail(ProtocolError("the server offers no resource binding"))
+                return
+            self._session_needed = xs.session_required(features)
+            return
+        if state == _AUTH:
+            return  # the pipelined initial response is out: its answer follows
+        # _OPENING: TLS is settled; authenticate (or register).
+        if not self.secure and xs.tls_offer(features) == xs.TLS_MANDATORY:
+            self._fail(ProtocolError("the server requires TLS and tls='none'"))
+            return
+        if self._registration is not None:
+            self._start_registration()
+            return
+        offered = xs.offered_mechanisms(features)
+        if self.mechanisms is not None:
+            offered = [name for name in offered if name in self.mechanisms]
+        try:
+            name = sasl.choose_mechanism(offered, allow_plain=self._plain_allowed())
+        except AuthError as error:
+            self._fail(error)
+            return
+        self._send_auth(name)
+
+    def _plain_allowed(self):
+        return self.secure or self.insecure_plain
+
+    def _pipeline_auth(self):
+        """Send the initial response with the header if one mechanism is pinned and allowed here."""
+        if self._registration is not None or self.mechanisms is None or len(self.mechanisms) != 1:
+            return False
+        name = self.mechanisms[0]
+        if name not in sasl.supported_mechanisms() or (name == "PLAIN" and not self._plain_allowed()):
+            return False
+        self._send_auth(name)
+        return True
+
+    def _send_auth(self, name):
+        try:
+            self._mech = sasl.Mechanism(name, self.username, self._password, salted_cache=self._sasl_cache,
+                                        client_nonce=self._client_nonce)
+            initial = self._mech.initial()
+        except ValueError as error:  # e.g. a NUL in the password for PLAIN
+            self._fail(AuthError(sasl.INVALID_MECHANISM, str(error)))
+            return
+        self.mechanism = name
+        self._password = None  # the mechanism holds what it needs
+        self._queue(xs.auth(name, initial))
+        self._go(_AUTH)
+
+    def _on_challenge(self, elem):
+        try:
+            answer = self._mech.challenge(sasl.b64decode(elem.text))
+        except AuthError as error:
+            self._fail(error)
+            return
+        self._queue(xs.response(answer))
+
+    def _on_success(self, elem):
+        try:
+            self._mech.success(sasl.b64decode(elem.text))
+        except AuthError as error:
+            self._fail(error)
+            return
+        self._mech = None
+        # Restart without waiting: the new header and the bind request go together.
+        self._restart = True
+        self._open_stream()
+        self._pending_id = self.new_id()
+        self._queue_element(xs.bind_request(self._pending_id, self.resource))
+        self._go(_BIND)
+
+    def _on_bound(self, iq):
+        if iq.get("type") != "result":
+            self._fail(ProtocolError("resource binding failed: " + xs.error_condition(iq)))
+            return
+        self.jid = xs.bound_jid(iq, self.domain)
+        if self.jid is None:
+            self._fail(ProtocolError("the bind result has no valid JID"))
+        elif self._session_needed:
+            self._pending_id = self.new_id()
+            self._queue_element(xs.session_request(self._pending_id))
+            self._go(_SESSION)
+        else:
+            self._go_online()
+
+    def _go_online(self):
+        self._go(_ONLINE)
+        self._event(EVENT_ONLINE, self.jid)
+
+    # -- in-band registration (the protocol itself is in xmpp_lite.register) ---------------------
+
+    def _start_registration(self):
+        if not self.secure and not self.insecure_plain:
+            self._fail(ProtocolError("in-band registration sends the password: refused without TLS "
+                                     "unless insecure_plain=True"))
+            return
+        self._pending_id = self.new_id()
+        self._queue_element(self._registration.request(self.features, self._pending_id))
+        self._go(_REGISTER)
+
+    def _on_registration_answer(self, iq):
+        try:
+            reply = self._registration.receive(iq, self.username, self._password)
+        except Exception as error:  # RegistrationError, or a form this client cannot fill in
+            self._fail(error)
+            return
+        if reply is None:
+            self._password = None
+            self._event(EVENT_REGISTERED, self.username)
+            self.close()
+            return
+        self._pending_id = self.new_id()
+        reply.set("id", self._pending_id)
+        self._queue_element(reply)
+
+    # -- stanzas ----------------------------------------------------------------------------------
+
+    def _on_iq(self, iq):
+        kind = iq.get("type")
+        if kind == "result" or kind == "error":
+            state = self._state
+            if state != _ONLINE and iq.get("id") == self._pending_id:
+                if state == _BIND:
+                    self._on_bound(iq)
+                elif state == _SESSION:
+                    if kind == "result":
+                        self._go_online()
+                    else:
+                        self._fail(ProtocolError("session establishment failed: " + xs.error_condition(iq)))
+                else:
+                    self._on_registration_answer(iq)
+            else:
+                self._event(EVENT_IQ, iq)  # never answered (RFC 6120 8.2.3)
+        elif kind == "get" or kind == "set":
+            reply, error = self.responder.answer(iq)
+            self._queue_element(reply)
+            if error is not None:
+                self._event(EVENT_HANDLER_ERROR, (iq, error))
+        elif kind is not None and iq.get("id") is not None:
+            self._queue_element(error_reply(iq, "modify", "bad-request"))
+
+    def register_iq_handler(self, xmlns, fn):
+        """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see Responder.register)."""
+        self.responder.register(xmlns, fn)
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def send(self, elem):
+        """Send a stanza (an Element); only while online."""
+        if self._state != _ONLINE:
+            raise ProtocolError("cannot send while " + self.state)
+        self._queue_element(elem)
+
+    def send_message(self, to, body, type="chat", payload=None):
+        """Send a <message/>; returns its id."""
+        stanza_id = self.new_id()
+        self.send(make_message(to=to, body=body, type=type, id=stanza_id, payload=payload))
+        return stanza_id
+
+    def send_presence(self, status=None, show=None, priority=None, payload=None, to=None, type=None):
+        """Send a <presence/> (broadcast when ``to`` is None)."""
+        self.send(make_presence(to=to, type=type, show=show, status=status, priority=priority, payload=payload))
+
+    def send_iq(self, type, payload=None, to=None):
+        """Send an <iq/> get or set; returns its id. The answer comes as EVENT_IQ."""
+        if type != "get" and type != "set":
+            raise ValueError("send_iq sends get or set; answers are made by iq handlers")
+        stanza_id = self.new_id()
+        self.send(make_iq(type, stanza_id, to=to, payload=payload))
+        return stanza_id

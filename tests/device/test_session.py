@@ -1,0 +1,422 @@
+"""Tests of xmpp_lite.session: login transcripts against a scripted server.
+
+Each transcript runs in the chunkings of support.chunkings (the server's
+bytes whole, byte by byte, in random pieces) and the session must behave the
+same in all. xmpp_peer.Peer plays the server. Stanzas, iq answers, closing
+and registration are in test_session_online.py.
+"""
+
+from support import raises
+from xmpp_peer import (
+    FEATURES_BIND,
+    FEATURES_BIND_SESSION_REQUIRED,
+    FEATURES_GLOOX,
+    FEATURES_TLS,
+    FULL_JID,
+    HEADER,
+    JID,
+    MODES,
+    PASSWORD,
+    PROCEED,
+    SCRAM_CLIENT_FINAL,
+    SCRAM_CLIENT_FIRST,
+    SCRAM_NONCE,
+    SCRAM_SERVER_FINAL,
+    SCRAM_SERVER_FIRST,
+    SHORT_MODES,
+    STREAM_END,
+    Peer,
+    bind_result,
+    mechanisms,
+    online_session,
+    sasl_element,
+    stream_error,
+)
+
+from xmpp_lite import sasl
+from xmpp_lite.parser import XMLError
+from xmpp_lite.sasl import AuthError
+from xmpp_lite.session import (
+    EVENT_ERROR,
+    EVENT_ONLINE,
+    EVENT_SEE_OTHER_HOST,
+    EVENT_STARTTLS,
+    ProtocolError,
+    Session,
+    StreamError,
+    split_host_port,
+    split_jid,
+)
+from xmpp_lite.stream import NS_BIND, NS_SASL, NS_SESSION
+
+
+# -- login transcripts ------------------------------------------------------------------------------
+
+
+def test_starttls_scram_sha1_bind_in_every_chunking():
+    cache = {}  # PBKDF2 once, not once per chunking
+    for mode in range(MODES):
+        session = Session(JID, PASSWORD, sasl_cache=cache, client_nonce=SCRAM_NONCE)
+        peer = Peer(session, mode)
+        items = peer.start()
+        assert [item[0] for item in items] == ["stream", "el"]
+        assert items[0][1]["to"] == "example.net" and "from" not in items[0][1]  # no name in the clear
+        assert items[1][1].local == "starttls"
+        assert peer.reply(HEADER + FEATURES_TLS + PROCEED) == [(EVENT_STARTTLS, None)]
+        assert peer.take() == []  # nothing until the transport is TLS
+        session.tls_established()
+        items = peer.take()
+        assert [item[0] for item in items] == ["stream"]
+        assert items[0][1]["from"] == JID
+        assert peer.reply(HEADER + mechanisms("SCRAM-SHA-1", "PLAIN")) == []
+        auth = peer.elements()
+        assert len(auth) == 1 and auth[0].local == "auth" and auth[0].xmlns == NS_SASL
+        assert auth[0].get("mechanism") == "SCRAM-SHA-1"
+        assert sasl.b64decode(auth[0].text) == SCRAM_CLIENT_FIRST
+        peer.reply(sasl_element(b"challenge", SCRAM_SERVER_FIRST))
+        response = peer.elements()
+        assert response[0].local == "response" and sasl.b64decode(response[0].text) == SCRAM_CLIENT_FINAL
+        peer.reply(sasl_element(b"success", SCRAM_SERVER_FINAL))
+        # Pipelined: the new header and the bind request without waiting for the features.
+        items = peer.take()
+        assert [item[0] for item in items] == ["stream", "el"]
+        bind = items[1][1]
+        assert bind.local == "iq" and bind.get("type") == "set"
+        assert bind.find("bind", NS_BIND) is not None and bind.find("bind").children == []
+        assert peer.reply(HEADER + FEATURES_BIND + bind_result(bind.get("id"))) == [(EVENT_ONLINE, FULL_JID)]
+        assert session.online and session.jid == FULL_JID and session.mechanism == "SCRAM-SHA-1"
+        assert peer.take() == []  # session <optional/>: no session request
+        assert session.flights == 5
+        assert peer.sent.count(b"<auth") == 1
+    assert "SCRAM-SHA-1,QSXCR+Q6sek8bf92,4096" in cache
+
+
+def test_scram_wrong_server_signature_is_one_auth_error():
+    session = Session(JID, PASSWORD, tls="direct", client_nonce=SCRAM_NONCE)
+    peer = Peer(session)
+    peer.start()
+    peer.reply(HEADER + mechanisms("SCRAM-SHA-1"))
+    peer.take()
+    peer.reply(sasl_element(b"challenge", SCRAM_SERVER_FIRST))
+    peer.take()
+    events = peer.reply(sasl_element(b"success", b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+    assert len(events) == 1 and events[0][0] == EVENT_ERROR
+    assert isinstance(events[0][1], AuthError)
+    assert events[0][1].condition == sasl.SERVER_SIGNATURE_MISMATCH
+    assert peer.names() == ["/stream"]  # no bind: the server did not prove itself
+    assert session.finished
+
+
+def test_plain_on_plaintext_with_insecure_plain_in_every_chunking():
+    for mode in range(MODES):
+        session = Session(JID + "/ignored", PASSWORD, resource="sensor", tls="none", insecure_plain=True)
+        peer = Peer(session, mode)
+        assert peer.start()[0][0] == "stream"
+        peer.reply(HEADER + mechanisms("PLAIN"))
+        auth = peer.elements()[0]
+        assert auth.get("mechanism") == "PLAIN" and sasl.b64decode(auth.text) == b"\0user\0pencil"
+        peer.reply(sasl_element(b"success"))
+        items = peer.take()
+        assert items[0][0] == "stream" and "from" not in items[0][1]
+        bind = items[1][1]
+        assert bind.find("bind").find_text("resource") == "sensor"
+        assert peer.reply(HEADER + FEATURES_BIND + bind_result(bind.get("id"))) == [(EVENT_ONLINE, FULL_JID)]
+
+
+def test_plain_refused_on_plaintext_without_insecure_plain():
+    for mode in range(SHORT_MODES):
+        session = Session(JID, PASSWORD, tls="none")
+        peer = Peer(session, mode)
+        peer.start()
+        events = peer.reply(HEADER + mechanisms("PLAIN"))
+        assert len(events) == 1 and events[0][0] == EVENT_ERROR
+        assert isinstance(events[0][1], AuthError) and events[0][1].condition == sasl.INVALID_MECHANISM
+        peer.take()
+        assert peer.sent.find(b"<auth") < 0 and peer.sent.find(b"pencil") < 0
+        assert peer.sent.endswith(STREAM_END)
+
+
+def test_stripped_starttls_is_refused_before_any_credential():
+    for mode in range(MODES):
+        session = Session(JID, PASSWORD, insecure_plain=True)  # even with PLAIN allowed
+        peer = Peer(session, mode)
+        peer.start()
+        events = peer.reply(HEADER + mechanisms("SCRAM-SHA-1", "PLAIN"))
+        assert len(events) == 1 and events[0][0] == EVENT_ERROR
+        assert isinstance(events[0][1], ProtocolError) and str(events[0][1]).find("STARTTLS") >= 0
+        peer.take()
+        assert peer.sent.find(b"<auth") < 0 and peer.sent.find(b"<response") < 0
+        assert peer.sent.endswith(STREAM_END)
+        assert session.finished
+        # A later <proceed/> (or anything) changes nothing.
+        assert peer.reply(PROCEED + sasl_element(b"success")) == []
+
+
+def test_starttls_failure_from_the_server():
+    session = Session(JID, PASSWORD)
+    peer = Peer(session)
+    peer.start()
+    events = peer.reply(HEADER + FEATURES_TLS + b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+
+
+def test_tls_none_against_a_server_that_requires_tls():
+    session = Session(JID, PASSWORD, tls="none", insecure_plain=True)
+    peer = Peer(session)
+    peer.start()
+    features = (b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+                b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"
+                b"</mechanisms></stream:features>")
+    events = peer.reply(HEADER + features)
+    assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+    peer.take()
+    assert peer.sent.find(b"<auth") < 0
+
+
+def test_sasl_failure_is_one_auth_error_and_no_retry():
+    for mode in range(MODES):
+        session = Session(JID, PASSWORD, tls="direct")
+        peer = Peer(session, mode)
+        peer.start()
+        peer.reply(HEADER + mechanisms("PLAIN"))
+        peer.take()
+        failure = (b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/>"
+                   b"<text>Invalid username or password</text></failure>")
+        events = peer.reply(failure)
+        assert len(events) == 1 and events[0][0] == EVENT_ERROR
+        error = events[0][1]
+        assert isinstance(error, AuthError) and error.condition == "not-authorized"
+        assert error.text == "Invalid username or password"
+        assert peer.names() == ["/stream"]
+        # The server may go on talking; the session is over and says nothing more.
+        assert peer.reply(failure + HEADER) == []
+        assert peer.sent.count(b"<auth") == 1
+
+
+def test_legacy_session_required_then_online():
+    for mode in range(MODES):
+        session = Session(JID, PASSWORD, resource="sensor", tls="direct")
+        peer = Peer(session, mode)
+        peer.start()
+        peer.reply(HEADER + mechanisms("PLAIN"))
+        peer.take()
+        peer.reply(sasl_element(b"success"))
+        bind = peer.elements()[0]
+        assert peer.reply(HEADER + FEATURES_BIND_SESSION_REQUIRED + bind_result(bind.get("id"))) == []
+        request = peer.elements()
+        assert len(request) == 1 and request[0].get("type") == "set"
+        assert request[0].find("session", NS_SESSION) is not None
+        result = ("<iq type='result' id='%s'/>" % request[0].get("id")).encode()
+        assert peer.reply(result) == [(EVENT_ONLINE, FULL_JID)]
+        assert session.flights == 4
+
+
+def test_legacy_session_optional_is_skipped():
+    session, peer = online_session()
+    assert peer.sent.find(b"xmpp-session") < 0
+
+
+def test_gloox_style_features_choose_plain_over_tls():
+    for mode in range(MODES):
+        session = Session(JID, PASSWORD)
+        peer = Peer(session, mode)
+        peer.start()
+        peer.reply(HEADER + FEATURES_TLS + PROCEED)
+        session.tls_established()
+        peer.take()
+        assert peer.reply(HEADER + FEATURES_GLOOX) == []
+        auth = peer.elements()
+        assert len(auth) == 1 and auth[0].get("mechanism") == "PLAIN"
+        assert sasl.b64decode(auth[0].text) == b"\0user\0pencil"
+
+
+def test_bind_error_ends_the_session():
+    session = Session(JID, PASSWORD, tls="direct")
+    peer = Peer(session)
+    peer.start()
+    peer.reply(HEADER + mechanisms("PLAIN"))
+    peer.take()
+    peer.reply(sasl_element(b"success"))
+    bind = peer.elements()[0]
+    error = ("<iq type='error' id='%s'><error type='cancel'><not-allowed "
+             "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>" % bind.get("id")).encode()
+    events = peer.reply(HEADER + FEATURES_BIND + error)
+    assert events[0][0] == EVENT_ERROR and str(events[0][1]).find("not-allowed") >= 0
+
+
+def test_features_without_bind_after_auth():
+    session = Session(JID, PASSWORD, tls="direct")
+    peer = Peer(session)
+    peer.start()
+    peer.reply(HEADER + mechanisms("PLAIN"))
+    peer.take()
+    peer.reply(sasl_element(b"success"))
+    peer.take()
+    events = peer.reply(HEADER + b"<stream:features/>")
+    assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+
+
+# -- round trips --------------------------------------------------------------------------------------
+
+
+def test_plaintext_login_round_trips():
+    # Pinned PLAIN on plaintext (allowed by insecure_plain): auth goes with the
+    # first header, bind with the second: two round trips to online.
+    session = Session(JID, PASSWORD, tls="none", insecure_plain=True, mechanisms=("PLAIN",))
+    peer = Peer(session)
+    items = peer.start()
+    assert [item[0] for item in items] == ["stream", "el"] and items[1][1].local == "auth"
+    first = peer.reply(HEADER + mechanisms("SCRAM-SHA-1", "PLAIN") + sasl_element(b"success"))
+    assert first == []
+    bind = peer.elements()[0]
+    assert peer.reply(HEADER + FEATURES_BIND + bind_result(bind.get("id"))) == [(EVENT_ONLINE, FULL_JID)]
+    assert session.flights == 2
+    # Without pinning, the strongest offered mechanism (SCRAM) costs two more.
+    session = Session(JID, PASSWORD, tls="none", insecure_plain=True, client_nonce=SCRAM_NONCE)
+    peer = Peer(session)
+    peer.start()
+    peer.reply(HEADER + mechanisms("SCRAM-SHA-1", "PLAIN"))
+    peer.take()
+    peer.reply(sasl_element(b"challenge", SCRAM_SERVER_FIRST))
+    peer.take()
+    peer.reply(sasl_element(b"success", SCRAM_SERVER_FINAL))
+    bind = peer.elements()[0]
+    assert peer.reply(HEADER + FEATURES_BIND + bind_result(bind.get("id")))[0][0] == EVENT_ONLINE
+    assert session.flights == 4
+
+
+def test_pinned_scram_is_pipelined_even_in_the_clear():
+    session = Session(JID, PASSWORD, tls="none", mechanisms=("SCRAM-SHA-1",), client_nonce=SCRAM_NONCE)
+    peer = Peer(session)
+    items = peer.start()
+    assert items[1][1].get("mechanism") == "SCRAM-SHA-1"
+    assert sasl.b64decode(items[1][1].text) == SCRAM_CLIENT_FIRST  # no secret in it
+
+
+def test_pinned_plain_is_not_pipelined_in_the_clear_without_insecure_plain():
+    session = Session(JID, PASSWORD, tls="none", mechanisms=("PLAIN",))
+    peer = Peer(session)
+    assert [item[0] for item in peer.start()] == ["stream"]
+    events = peer.reply(HEADER + mechanisms("PLAIN"))
+    assert events[0][0] == EVENT_ERROR and events[0][1].condition == sasl.INVALID_MECHANISM
+    peer.take()
+    assert peer.sent.find(b"<auth") < 0
+
+
+def test_pinned_mechanism_not_offered_is_one_auth_error():
+    session = Session(JID, PASSWORD, tls="direct", mechanisms=("PLAIN",))
+    peer = Peer(session)
+    peer.start()
+    assert peer.reply(HEADER + mechanisms("SCRAM-SHA-1")) == []
+    failure = b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><invalid-mechanism/></failure>"
+    events = peer.reply(failure)
+    assert len(events) == 1 and events[0][1].condition == "invalid-mechanism"
+
+
+# -- stream errors ---------------------------------------------------------------------------------
+
+
+def test_stream_error():
+    for mode in range(MODES):
+        session = Session(JID, PASSWORD)
+        peer = Peer(session, mode)
+        peer.start()
+        events = peer.reply(HEADER + stream_error("host-unknown", "no such host"))
+        assert len(events) == 1 and events[0][0] == EVENT_ERROR
+        error = events[0][1]
+        assert isinstance(error, StreamError)
+        assert error.condition == "host-unknown" and error.text == "no such host"
+        assert str(error) == "host-unknown: no such host"
+        assert peer.names() == ["/stream"]
+
+
+def test_stream_error_while_online():
+    session, peer = online_session()
+    events = peer.reply(stream_error("conflict", "replaced by a new connection"))
+    assert events[0][0] == EVENT_ERROR and events[0][1].condition == "conflict"
+    assert session.finished
+
+
+def test_see_other_host():
+    for mode in range(MODES):
+        session = Session(JID, PASSWORD)
+        peer = Peer(session, mode)
+        peer.start()
+        events = peer.reply(HEADER + stream_error("see-other-host", content="other.example.net:5223"))
+        assert events == [(EVENT_SEE_OTHER_HOST, ("other.example.net", 5223))]
+        assert session.finished
+        assert peer.take()[-1][0] == "/stream"
+
+
+def test_split_host_port():
+    assert split_host_port("example.net") == ("example.net", None)
+    assert split_host_port(" example.net:5223 ") == ("example.net", 5223)
+    assert split_host_port("[2001:db8::1]:5222") == ("2001:db8::1", 5222)
+    assert split_host_port("[2001:db8::1]") == ("2001:db8::1", None)
+    assert split_host_port("2001:db8::1") == ("2001:db8::1", None)
+    assert split_host_port("example.net:99999") == ("example.net", None)
+    assert split_host_port("example.net:x") == ("example.net", None)
+
+
+def test_split_jid():
+    assert split_jid("User@Example.NET/res/x") == ("User", "example.net", "res/x")
+    assert split_jid("example.net") == ("", "example.net", "")
+    raises(ValueError, Session, "example.net", "pw")
+    raises(ValueError, Session, JID, "pw", tls="sometimes")
+
+
+def test_not_well_formed_input_gets_a_stream_error():
+    for mode in range(SHORT_MODES):
+        session, peer = online_session(mode)
+        events = peer.reply(b"<message><body>x</message>")
+        assert len(events) == 1 and isinstance(events[0][1], XMLError)
+        peer.take()
+        assert peer.sent.find(b"<not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>") >= 0
+        assert peer.sent.endswith(STREAM_END)
+        assert peer.reply(b"<message/>") == []
+
+
+def test_forbidden_xml_gets_restricted_xml():
+    session, peer = online_session()
+    events = peer.reply(b"<!-- a comment -->")
+    assert events[0][0] == EVENT_ERROR
+    peer.take()
+    assert peer.sent.find(b"<restricted-xml") >= 0
+
+
+def test_unexpected_element_gets_unsupported_stanza_type():
+    session, peer = online_session()
+    events = peer.reply(b"<foo xmlns='urn:example:foo'/>")
+    assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+    peer.take()
+    assert peer.sent.find(b"<unsupported-stanza-type") >= 0
+
+
+def test_not_a_jabber_client_stream():
+    session = Session(JID, PASSWORD)
+    peer = Peer(session)
+    peer.start()
+    events = peer.reply(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'"
+                        b" version='1.0'>")
+    assert events[0][0] == EVENT_ERROR
+    peer.take()
+    assert peer.sent.find(b"<invalid-namespace") >= 0
+
+
+def test_pre_xmpp_1_server_is_refused():
+    session = Session(JID, PASSWORD)
+    peer = Peer(session)
+    peer.start()
+    events = peer.reply(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+    peer.take()
+    assert events[0][0] == EVENT_ERROR and peer.sent.find(b"<unsupported-version") >= 0
+
+
+def test_data_between_success_and_restart_is_refused():
+    session = Session(JID, PASSWORD, tls="direct")
+    peer = Peer(session)
+    peer.start()
+    peer.reply(HEADER + mechanisms("PLAIN"))
+    peer.take()
+    events = peer.reply(sasl_element(b"success") + b" <message/>")
+    assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)

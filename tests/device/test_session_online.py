@@ -1,0 +1,348 @@
+"""Tests of xmpp_lite.session once online: iq answers, stanzas both ways, closing; and XEP-0077 registration.
+
+xmpp_peer.Peer plays the server; login transcripts are in test_session.py.
+"""
+
+from support import raises
+from xmpp_peer import (
+    FULL_JID,
+    HEADER,
+    JID,
+    MODES,
+    PASSWORD,
+    PROCEED,
+    FEATURES_TLS,
+    SHORT_MODES,
+    STREAM_END,
+    Peer,
+    iq_get,
+    mechanisms,
+    online_session,
+    service_unavailable,
+)
+
+from xmpp_lite.register import Registration, RegistrationError
+from xmpp_lite.responder import NS_DISCO_INFO, NS_PING, NS_VERSION
+from xmpp_lite.session import (
+    EVENT_CLOSED,
+    EVENT_ERROR,
+    EVENT_HANDLER_ERROR,
+    EVENT_IQ,
+    EVENT_MESSAGE,
+    EVENT_PRESENCE,
+    EVENT_REGISTERED,
+    MAX_PENDING_EVENTS,
+    ProtocolError,
+    Session,
+)
+from xmpp_lite.stanza import NS_STANZAS, Element
+
+
+# -- online: iq answers, stanzas ---------------------------------------------------------------------
+
+
+def test_ping_is_answered():
+    for mode in range(SHORT_MODES):
+        session, peer = online_session(mode)
+        assert peer.reply(iq_get("<ping xmlns='urn:xmpp:ping'/>")) == []
+        reply = peer.elements()
+        assert len(reply) == 1
+        assert reply[0].get("type") == "result" and reply[0].get("id") == "q1"
+        assert reply[0].get("to") == "controller@example.net/desk" and reply[0].children == []
+
+
+def test_ping_from_the_server_without_from():
+    session, peer = online_session()
+    peer.reply(b"<iq type='get' id='s1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    reply = peer.elements()[0]
+    assert reply.get("type") == "result" and reply.get("to") is None
+
+
+def test_disco_info_lists_exactly_what_is_supported():
+    session, peer = online_session()
+    peer.reply(iq_get("<query xmlns='http://jabber.org/protocol/disco#info'/>"))
+    reply = peer.elements()[0]
+    assert reply.get("type") == "result"
+    query = reply.find("query", NS_DISCO_INFO)
+    identity = query.find("identity")
+    assert identity.get("category") == "client" and identity.get("type") == "bot"
+    assert identity.get("name") == "xmpp_lite"
+    features = [feature.get("var") for feature in query.find_all("feature")]
+    assert features == [NS_DISCO_INFO, "jabber:iq:version", NS_PING]
+    # A registered handler adds its namespace.
+    session.register_iq_handler("urn:example:sensor", lambda iq: None)
+    peer.reply(iq_get("<query xmlns='http://jabber.org/protocol/disco#info'/>", "q2"))
+    features = [f.get("var") for f in peer.elements()[0].find("query").find_all("feature")]
+    assert features == [NS_DISCO_INFO, "jabber:iq:version", "urn:example:sensor", NS_PING]
+    # A node we do not have.
+    peer.reply(iq_get("<query xmlns='http://jabber.org/protocol/disco#info' node='x'/>", "q3"))
+    error = peer.elements()[0]
+    assert error.get("type") == "error" and error.find("error").find("item-not-found", NS_STANZAS) is not None
+
+
+def test_version_is_answered():
+    session, peer = online_session(software=("probe", "1.2"))
+    peer.reply(iq_get("<query xmlns='jabber:iq:version'/>"))
+    reply = peer.elements()[0]
+    query = reply.find("query", NS_VERSION)
+    assert reply.get("type") == "result"
+    assert query.find_text("name") == "probe" and query.find_text("version") == "1.2"
+
+def test_unknown_iq_gets_service_unavailable():
+    for mode in range(SHORT_MODES):
+        session, peer = online_session(mode)
+        peer.reply(iq_get("<query xmlns='urn:example:unknown'/>", "u1"))
+        peer.reply(b"<iq type='set' id='u2' from='controller@example.net/desk'><x xmlns='urn:example:x'/></iq>")
+        # A get of a known namespace with the wrong element is unknown too.
+        peer.reply(iq_get("<pong xmlns='urn:xmpp:ping'/>", "u3"))
+        replies = peer.elements()
+        assert [reply.get("id") for reply in replies] == ["u1", "u2", "u3"]
+        for reply in replies:
+            assert service_unavailable(reply)
+            assert reply.get("to") == "controller@example.net/desk"
+
+
+def test_iq_without_payload_is_a_bad_request():
+    session, peer = online_session()
+    peer.reply(b"<iq type='get' id='b1' from='a@example.net/x'/>")
+    reply = peer.elements()[0]
+    assert reply.get("type") == "error" and reply.find("error").find("bad-request", NS_STANZAS) is not None
+
+
+def test_result_and_error_are_never_answered():
+    for mode in range(SHORT_MODES):
+        session, peer = online_session(mode)
+        result = b"<iq type='result' id='r1' from='a@example.net/x'/>"
+        error = (b"<iq type='error' id='r2' from='a@example.net/x'><error type='cancel'>"
+                 b"<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+        events = peer.reply(result + error)
+        assert [event[0] for event in events] == [EVENT_IQ, EVENT_IQ]
+        assert events[0][1].get("id") == "r1" and events[1][1].get("id") == "r2"
+        assert peer.take() == []
+
+
+def test_iq_handlers():
+    session, peer = online_session()
+
+    def answer(iq):
+        reply = Element("iq", {"type": "result"})
+        reply.append(Element("reading", {"value": "21.5"}, xmlns="urn:example:sensor"))
+        return reply
+
+    def broken(iq):
+        raise RuntimeError("sensor offline")
+
+    session.register_iq_handler("urn:example:sensor", answer)
+    session.register_iq_handler("urn:example:broken", broken)
+    session.register_iq_handler("urn:example:none", lambda iq: None)
+    peer.reply(iq_get("<query xmlns='urn:example:sensor'/>", "h1"))
+    reply = peer.elements()[0]
+    assert reply.get("id") == "h1" and reply.get("to") == "controller@example.net/desk"
+    assert reply.find("reading", "urn:example:sensor").get("value") == "21.5"
+    events = peer.reply(iq_get("<query xmlns='urn:example:broken'/>", "h2"))
+    assert len(events) == 1 and events[0][0] == EVENT_HANDLER_ERROR
+    assert events[0][1][0].get("id") == "h2" and isinstance(events[0][1][1], RuntimeError)
+    reply = peer.elements()[0]
+    assert reply.get("type") == "error" and reply.find("error").find("internal-server-error") is not None
+    assert session.online  # a handler's bug does not end the session
+    peer.reply(iq_get("<query xmlns='urn:example:none'/>", "h3"))
+    assert service_unavailable(peer.elements()[0])
+
+
+def test_message_and_presence_events():
+    body = "<&'\"> caf\u00e9 \u6e29\u5ea6 \U0001f321"
+    escaped = "&lt;&amp;&apos;&quot;&gt; caf\u00e9 \u6e29\u5ea6 \U0001f321"
+    data = ("<message from='controller@example.net/desk' to='%s' type='chat' id='m1'><body>%s</body></message>"
+            "<presence from='controller@example.net/desk'><status>here</status></presence>" % (FULL_JID, escaped)
+            ).encode("utf-8")
+    for mode in range(MODES):
+        session, peer = online_session(mode)
+        events = peer.reply(data)
+        assert [event[0] for event in events] == [EVENT_MESSAGE, EVENT_PRESENCE]
+        assert events[0][1].find_text("body") == body
+        assert events[0][1].get("from") == "controller@example.net/desk"
+        assert events[1][1].find_text("status") == "here"
+        assert peer.take() == []
+
+
+def test_sending_stanzas():
+    session, peer = online_session()
+    body = "<&'\"> caf\u00e9"
+    message_id = session.send_message("controller@example.net", body)
+    session.send_presence(status="21.5 C", show="chat", priority=5)
+    iq_id = session.send_iq("get", Element("query", xmlns=NS_DISCO_INFO), to="example.net")
+    sent = peer.elements()
+    assert [elem.local for elem in sent] == ["message", "presence", "iq"]
+    assert sent[0].get("id") == message_id and sent[0].get("type") == "chat"
+    assert sent[0].find_text("body") == body and sent[0].get("to") == "controller@example.net"
+    assert sent[1].find_text("status") == "21.5 C" and sent[1].find_text("priority") == "5"
+    assert sent[2].get("id") == iq_id and sent[2].get("type") == "get"
+    raises(ValueError, session.send_iq, "result")
+
+
+def test_send_before_online_is_a_local_error():
+    session = Session(JID, PASSWORD)
+    raises(ProtocolError, session.send_message, "a@example.net", "x")
+    session.start()
+    raises(ProtocolError, session.send_presence)
+    raises(ProtocolError, session.tls_established)  # no STARTTLS pending
+
+
+def test_ids_are_short_and_unique():
+    session = Session(JID, PASSWORD)
+    other = Session(JID, PASSWORD)
+    ids = [session.new_id() for _ in range(200)]
+    assert len(set(ids)) == 200
+    assert max(len(i) for i in ids) <= 9
+    assert other.new_id() != ids[0]  # random prefix per session
+
+
+def test_event_queue_is_capped():
+    session, peer = online_session()
+    flood = b"<presence from='a@example.net/x'/>" * (MAX_PENDING_EVENTS + 1)
+    session.receive_data(flood)
+    kinds = []
+    while True:
+        event = session.next_event()
+        if event is None:
+            break
+        kinds.append(event[0])
+    assert kinds[-1] == EVENT_ERROR and len(kinds) == MAX_PENDING_EVENTS + 1
+    assert session.data_to_send().find(b"<resource-constraint") >= 0
+
+
+# -- closing -------------------------------------------------------------------------------------------
+
+
+def test_close_and_the_server_closes_too():
+    session, peer = online_session()
+    session.close()
+    assert peer.names() == ["/stream"]
+    session.close()  # twice is harmless
+    assert peer.take() == []
+    # Stanzas that cross our stream end are dropped, not answered.
+    events = peer.reply(iq_get("<ping xmlns='urn:xmpp:ping'/>") + STREAM_END)
+    assert events == [(EVENT_CLOSED, "stream closed by the server")]
+    assert peer.take() == [] and session.finished
+
+
+def test_server_closes_the_stream():
+    session, peer = online_session()
+    events = peer.reply(STREAM_END)
+    assert events[0][0] == EVENT_CLOSED
+    assert peer.names() == ["/stream"]  # answered with our own stream end
+
+
+def test_connection_closed_during_login():
+    session = Session(JID, PASSWORD)
+    peer = Peer(session)
+    peer.start()
+    session.receive_data(b"")
+    event = session.next_event()
+    assert event[0] == EVENT_CLOSED and event[1].find("during starttls") >= 0
+    assert session.finished
+
+
+def test_data_during_tls_handshake_is_refused():
+    session = Session(JID, PASSWORD)
+    peer = Peer(session)
+    peer.start()
+    peer.reply(HEADER + FEATURES_TLS + PROCEED)
+    events = peer.reply(b"\x16\x03\x01")
+    assert events[0][0] == EVENT_ERROR
+
+
+# -- in-band registration (XEP-0077) ----------------------------------------------------------------
+
+REGISTER_FORM = (
+    b"<query xmlns='jabber:iq:register'><instructions>Choose a username and password.</instructions>"
+    b"<username/><password/>"
+    b"<x type='form' xmlns='jabber:x:data'><field type='hidden' var='FORM_TYPE'><value>jabber:iq:register"
+    b"</value></field><field type='text-single' var='username'><required/></field></x></query>"
+)
+
+
+def registering(mode=0, fields=None):
+    session = Session("newdevice@example.net", "s3cret", tls="direct", registration=Registration(fields))
+    peer = Peer(session, mode)
+    peer.start()
+    register = b"<register xmlns='http://jabber.org/features/iq-register'/>"
+    assert peer.reply(HEADER + mechanisms("PLAIN", extra=register)) == []
+    request = peer.elements()
+    assert len(request) == 1 and request[0].get("type") == "get"
+    assert request[0].find("query", "jabber:iq:register") is not None
+    return session, peer, request[0].get("id")
+
+
+def test_registration_creates_the_account():
+    for mode in range(MODES):
+        session, peer, form_id = registering(mode)
+        form = b"<iq type='result' id='" + form_id.encode() + b"'>" + REGISTER_FORM + b"</iq>"
+        assert peer.reply(form) == []
+        submit = peer.elements()
+        assert len(submit) == 1 and submit[0].get("type") == "set"
+        query = submit[0].find("query", "jabber:iq:register")
+        assert query.find_text("username") == "newdevice" and query.find_text("password") == "s3cret"
+        events = peer.reply(("<iq type='result' id='%s'/>" % submit[0].get("id")).encode())
+        assert events == [(EVENT_REGISTERED, "newdevice")]
+        assert peer.names() == ["/stream"]
+        assert peer.sent.find(b"<auth") < 0
+
+
+def test_registration_conflict():
+    session, peer, form_id = registering()
+    peer.reply(b"<iq type='result' id='" + form_id.encode() + b"'>" + REGISTER_FORM + b"</iq>")
+    submit_id = peer.elements()[0].get("id")
+    events = peer.reply(("<iq type='error' id='%s'><error type='cancel'><conflict "
+                         "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text "
+                         "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>The requested username already exists."
+                         "</text></error></iq>" % submit_id).encode())
+    assert len(events) == 1 and events[0][0] == EVENT_ERROR
+    error = events[0][1]
+    assert isinstance(error, RegistrationError) and error.condition == "conflict"
+    assert str(error).find("already taken") >= 0 and str(error).find("already exists") >= 0
+
+
+def test_registration_not_acceptable():
+    session, peer, form_id = registering()
+    peer.reply(b"<iq type='result' id='" + form_id.encode() + b"'>" + REGISTER_FORM + b"</iq>")
+    submit_id = peer.elements()[0].get("id")
+    events = peer.reply(("<iq type='error' id='%s'><error type='modify'><not-acceptable "
+                         "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>" % submit_id).encode())
+    assert events[0][1].condition == "not-acceptable" and str(events[0][1]).find("required field") >= 0
+
+
+def test_registration_with_a_field_nobody_gave_fails_before_submitting():
+    session, peer, form_id = registering()
+    form = b"<query xmlns='jabber:iq:register'><username/><password/><email/></query>"
+    events = peer.reply(b"<iq type='result' id='" + form_id.encode() + b"'>" + form + b"</iq>")
+    assert events[0][0] == EVENT_ERROR and events[0][1].condition == "missing-fields"
+    assert str(events[0][1]).find("email") >= 0
+    assert peer.sent.find(b"s3cret") < 0
+
+
+def test_registration_extra_fields_and_data_forms():
+    session, peer, form_id = registering(fields={"email": "ops@example.net"})
+    form = (b"<query xmlns='jabber:iq:register'><x type='form' xmlns='jabber:x:data'>"
+            b"<field type='hidden' var='FORM_TYPE'><value>jabber:iq:register</value></field>"
+            b"<field type='text-single' var='username'><required/></field>"
+            b"<field type='text-private' var='password'><required/></field>"
+            b"<field type='text-single' var='email'/><field type='text-single' var='nick'/></x></query>")
+    peer.reply(b"<iq type='result' id='" + form_id.encode() + b"'>" + form + b"</iq>")
+    submit = peer.elements()[0].find("query").find("x", "jabber:x:data")
+    assert submit.get("type") == "submit"
+    values = {}
+    for field in submit.find_all("field"):
+        values[field.get("var")] = field.find_text("value")
+    assert values == {"FORM_TYPE": "jabber:iq:register", "username": "newdevice", "password": "s3cret",
+                      "email": "ops@example.net"}
+
+
+def test_registration_refused_in_the_clear():
+    session = Session("newdevice@example.net", "s3cret", tls="none", registration=Registration())
+    peer = Peer(session)
+    peer.start()
+    events = peer.reply(HEADER + mechanisms("PLAIN"))
+    assert events[0][0] == EVENT_ERROR
+    peer.take()
+    assert peer.sent.find(b"s3cret") < 0 and peer.sent.find(b"jabber:iq:register") < 0
