@@ -21,3 +21,138 @@ try:
     from hashlib import pbkdf2_hmac
 except ImportError:  # pragma: no cover - MicroPython
     pbkdf2_hmac = None
+
+
+# Millisecond ticks for timeouts: MicroPython's wrap around, so compare them
+# with ticks_diff only.
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # pragma: no cover - CPython
+    import time as _time
+
+    def ticks_ms():
+        return _time.monotonic_ns() // 1000000
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+# -- sockets and TLS -----------------------------------------------------------
+#
+# Sockets are non-blocking. MicroPython reads and writes plain and TLS sockets
+# alike with read()/write(), which return None when nothing can move now;
+# CPython has recv()/send() and raises for that.
+
+if MICROPYTHON:  # pragma: no cover - MicroPython
+    import errno as _errno
+
+    _AGAIN = (_errno.EAGAIN, getattr(_errno, "EWOULDBLOCK", _errno.EAGAIN))
+
+    def sock_recv(sock, size):
+        """Up to ``size`` bytes; b"" at end of stream; None if nothing is there now."""
+        try:
+            return sock.read(size)
+        except OSError as error:
+            if error.args and error.args[0] in _AGAIN:
+                return None
+            raise
+
+    def sock_send(sock, data):
+        """How many bytes of ``data`` were taken (0: none can be now)."""
+        try:
+            return sock.write(data) or 0
+        except OSError as error:
+            if error.args and error.args[0] in _AGAIN:
+                return 0
+            raise
+
+    def socket_error(sock, events):
+        """The errno of a failed non-blocking connect, or 0 if it worked.
+
+        There is no getsockopt: poll flags the failure, a read tells which.
+        """
+        import select
+
+        if not events & (select.POLLERR | select.POLLHUP):
+            return 0
+        try:
+            sock.read(1)
+        except OSError as error:
+            if error.args and isinstance(error.args[0], int):
+                return error.args[0]
+        return _errno.ECONNREFUSED
+
+    # What mbedTLS raises for a failed handshake or a rejected certificate.
+    TLS_ERRORS = (OSError, ValueError)
+    TLS_HANDSHAKE_IN_IO = True  # the handshake happens in the first reads and writes
+
+    def wrap_tls(sock, server_hostname, cadata, verify, timeout_ms):
+        """A TLS client socket over the connected non-blocking ``sock``.
+
+        ``cadata``: DER certificates to trust. The handshake runs inside the
+        first reads and writes; their errors are in TLS_ERRORS.
+        """
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if not cadata:
+                raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
+            context.verify_mode = ssl.CERT_REQUIRED
+            for der in cadata:  # mbedTLS parses one DER certificate per call
+                context.load_verify_locations(cadata=der)
+        else:
+            context.verify_mode = ssl.CERT_NONE
+        return context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+
+else:
+    import ssl as _ssl
+
+    _WOULD_BLOCK = (BlockingIOError, InterruptedError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError)
+    TLS_ERRORS = (_ssl.SSLError, _ssl.CertificateError)
+    TLS_HANDSHAKE_IN_IO = False  # wrap_tls does the handshake
+
+    def sock_recv(sock, size):
+        """Up to ``size`` bytes; b"" at end of stream; None if nothing is there now."""
+        try:
+            return sock.recv(size)
+        except _WOULD_BLOCK:
+            return None
+
+    def sock_send(sock, data):
+        """How many bytes of ``data`` were taken (0: none can be now)."""
+        try:
+            return sock.send(data)
+        except _WOULD_BLOCK:
+            return 0
+
+    def socket_error(sock, events):
+        """The errno of a failed non-blocking connect, or 0 if it worked."""
+        import socket
+
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def wrap_tls(sock, server_hostname, cadata, verify, timeout_ms):
+        """A TLS client socket over the connected non-blocking ``sock``.
+
+        ``cadata``: DER certificates to trust (None: the system's). The
+        handshake is done here, blocking for at most ``timeout_ms``.
+        """
+        context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if cadata:
+                context.load_verify_locations(cadata=b"".join(cadata))
+                # A pinned server certificate (not a CA) is trusted as it is.
+                context.verify_flags |= _ssl.VERIFY_X509_PARTIAL_CHAIN
+            else:
+                context.load_default_certs()
+        else:
+            context.check_hostname = False
+            context.verify_mode = _ssl.CERT_NONE
+        sock.settimeout(max(timeout_ms, 1) / 1000)
+        try:
+            tls = context.wrap_socket(sock, server_hostname=server_hostname)
+        except TimeoutError:
+            raise OSError(110, "TLS handshake timed out")
+        tls.setblocking(False)
+        return tls

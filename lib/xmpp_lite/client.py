@@ -1,0 +1,509 @@
+"""A thin driver: one Session over one non-blocking socket, the same code on MicroPython and CPython.
+
+    client = Client("device1@example.net", "secret", ca="/ca.der")
+    client.on_message = lambda msg: print(msg.find_text("body"))
+    client.connect()                      # blocks until online, or raises
+    client.send_presence(status="21.5 C")
+    while True:
+        client.poll(100)                  # I/O once, callbacks; returns within ~100 ms
+        ... sensor work ...
+
+``connect`` raises AuthError (bad credentials: never retry them), StreamError
+(the server ended the stream), ProtocolError (the server broke the protocol,
+or offered no STARTTLS while TLS is required), TLSError (an OSError: the
+handshake or the certificate check failed) or OSError (DNS, TCP, timeouts).
+``poll`` raises the same once online, and OSError when the connection is gone.
+
+TLS. ``tls="required"``: STARTTLS on the normal port; ``"direct"``: TLS from
+the first byte (XEP-0368, e.g. port 5223); ``"none"``: plaintext (PLAIN then
+needs ``insecure_plain=True``). The server certificate is verified against
+``ca`` (a path or bytes, PEM or DER, one or more certificates; a pinned server
+certificate works as well, on MicroPython only a self-signed one) and the
+JID's domain; ``verify=False`` turns that off and says so loudly.
+
+Policy is not here, by design: keepalive (whitespace, pings), reconnection
+with backoff and stream resumption belong in a layer above that calls
+``poll``, watches ``last_sent_ms`` / ``last_received_ms`` and reconnects on
+OSError or StreamError, and never on AuthError.
+"""
+
+import binascii
+import errno
+import select
+import socket
+
+from xmpp_lite._compat import (
+    TLS_ERRORS,
+    TLS_HANDSHAKE_IN_IO,
+    sock_recv,
+    sock_send,
+    socket_error,
+    ticks_diff,
+    ticks_ms,
+    wrap_tls,
+)
+from xmpp_lite.register import Registration
+from xmpp_lite.session import (
+    EVENT_CLOSED,
+    EVENT_ERROR,
+    EVENT_HANDLER_ERROR,
+    EVENT_IQ,
+    EVENT_MESSAGE,
+    EVENT_ONLINE,
+    EVENT_PRESENCE,
+    EVENT_REGISTERED,
+    EVENT_SEE_OTHER_HOST,
+    EVENT_STARTTLS,
+    TLS_DIRECT,
+    TLS_NONE,
+    TLS_REQUIRED,
+    Session,
+    StreamError,
+    split_jid,
+)
+
+DEFAULT_PORT = 5222
+CONNECT_TIMEOUT_MS = 30000  # DNS not included: getaddrinfo blocks as long as it takes
+CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
+READ_SIZE = 1024  # bytes per read; the session's events are handled after each read
+MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
+MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
+
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
+_IO_ERRORS = TLS_ERRORS + (OSError,)
+_CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
+
+
+class TLSError(OSError):
+    """The TLS handshake failed: certificate not trusted, wrong host name, or a TLS alert."""
+
+
+class _Redirect(Exception):
+    """The server sent see-other-host."""
+
+    def __init__(self, host, port):
+        super().__init__(host, port)
+        self.host = host
+        self.port = port
+
+
+def load_ca(ca):
+    """DER certificates from ``ca``: a file path or bytes, PEM (one or more) or DER."""
+    if isinstance(ca, str):
+        with open(ca, "rb") as f:
+            ca = f.read()
+    ca = bytes(ca)
+    if ca.find(_PEM_BEGIN) < 0:
+        if not ca:
+            raise ValueError("empty CA certificate")
+        return [ca]
+    certs = []
+    start = ca.find(_PEM_BEGIN)
+    while start >= 0:
+        end = ca.find(_PEM_END, start)
+        if end < 0:
+            raise ValueError("truncated PEM certificate")
+        body = ca[start + len(_PEM_BEGIN):end]
+        for space in (b"\r", b"\n", b" ", b"\t"):
+            body = body.replace(space, b"")
+        certs.append(binascii.a2b_base64(body))
+        start = ca.find(_PEM_BEGIN, end)
+    return certs
+
+
+def _describe(error):
+    text = str(error).strip()
+    return text or type(error).__name__
+
+
+class Client:
+    """An XMPP client connection; see the module docstring.
+
+    ``host``/``port``: where to connect (default: the JID's domain, 5222; no
+    SRV lookup). ``resource``: the resource to bind (None: the server picks).
+    ``sasl_cache``: a dict that keeps SCRAM salted keys across logins (see
+    xmpp_lite.sasl). ``mechanisms``: allowed SASL mechanisms; pinning one
+    saves a round trip (see xmpp_lite.session).
+
+    Callbacks, each given the Element: ``on_message``, ``on_presence``,
+    ``on_iq`` (results and errors of send_iq). ``trace(direction, data)``,
+    if set, sees every chunk ("send"/"recv") as it passes.
+    """
+
+    def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
+                 resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None):
+        local, domain, _ = split_jid(jid)
+        if not local or not domain:
+            raise ValueError("the JID needs a local part and a domain: " + jid)
+        if tls not in (TLS_REQUIRED, TLS_DIRECT, TLS_NONE):
+            raise ValueError("tls must be 'required', 'direct' or 'none'")
+        self.jid = None  # the bound full JID while online
+        self.domain = domain
+        self.host = host or domain
+        self.port = port
+        self.tls = tls
+        self.verify = verify
+        self.on_message = None
+        self.on_presence = None
+        self.on_iq = None
+        self.trace = None
+        self.session = None
+        self.sock = None
+        self.last_sent_ms = None  # ticks_ms of the last write, for a keepalive policy
+        self.last_received_ms = None  # ticks_ms of the last read
+        self._jid = jid
+        self._password = password
+        self._insecure_plain = insecure_plain
+        self._resource = resource
+        self._sasl_cache = sasl_cache
+        self._mechanisms = mechanisms
+        self._software = software
+        self._ca = ca
+        self._cadata = None
+        self._handlers = {}
+        self._poller = None
+        self._mask = 0
+        self._unsent = b""
+        self._more = False  # the last read stopped at MAX_READS_PER_POLL: input may be waiting
+        self._tls_pending = False  # TLS set up, handshake not known to be done (MicroPython: done in I/O)
+        self._deadline = None  # (start ticks, timeout) while connecting
+        self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
+        self._closing = False
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    @property
+    def connected(self):
+        return self.sock is not None and self.session is not None and self.session.online
+
+    def register_iq_handler(self, xmlns, fn):
+        """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see Session)."""
+        self._handlers[xmlns] = fn
+        if self.session is not None:
+            self.session.register_iq_handler(xmlns, fn)
+
+    def connect(self, timeout_ms=CONNECT_TIMEOUT_MS):
+        """Connect and log in; returns the bound JID. Follows one see-other-host redirect."""
+        return self._run(None, timeout_ms)
+
+    def register(self, fields=None, timeout_ms=CONNECT_TIMEOUT_MS):
+        """Create this client's account by in-band registration (XEP-0077), then disconnect.
+
+        Returns the username; raises RegistrationError (e.g. condition
+        "conflict": the name is taken) or the errors of connect().
+        """
+        return self._run(Registration(fields), timeout_ms)
+
+    def poll(self, timeout_ms=0):
+        """Move bytes once (waiting at most ``timeout_ms`` for input) and run callbacks.
+
+        Returns the number of events handled.
+        """
+        if self.sock is None:
+            raise OSError(errno.ENOTCONN, "not connected")
+        count = self._handle_events()
+        self._pump(timeout_ms)
+        return count + self._handle_events()
+
+    def send(self, elem):
+        """Send a stanza (an Element)."""
+        self._online_session().send(elem)
+        self._write()
+
+    def send_message(self, to, body, type="chat", payload=None):
+        """Send a <message/>; returns its id."""
+        stanza_id = self._online_session().send_message(to, body, type=type, payload=payload)
+        self._write()
+        return stanza_id
+
+    def send_presence(self, status=None, show=None, priority=None, payload=None, to=None, type=None):
+        self._online_session().send_presence(status=status, show=show, priority=priority, payload=payload,
+                                             to=to, type=type)
+        self._write()
+
+    def send_iq(self, type, payload=None, to=None):
+        """Send an iq get/set; returns its id. The answer goes to ``on_iq``."""
+        stanza_id = self._online_session().send_iq(type, payload=payload, to=to)
+        self._write()
+        return stanza_id
+
+    def close(self, timeout_ms=CLOSE_TIMEOUT_MS):
+        """Close the stream, wait (bounded) for the server's stream end, close the socket."""
+        if self.sock is None:
+            return
+        self._closing = True
+        try:
+            self.session.close()
+            start = ticks_ms()
+            while self.sock is not None and not self.session.finished:
+                left = timeout_ms - ticks_diff(ticks_ms(), start)
+                if left <= 0:
+                    break
+                self._pump(left)
+                self._handle_events()
+        except Exception:  # noqa: BLE001 - whatever the server or a callback does now, we are closing
+            pass
+        finally:
+            self._drop()
+
+    # -- connecting -----------------------------------------------------------------------------------
+
+    def _online_session(self):
+        if self.sock is None or self.session is None:
+            raise OSError(errno.ENOTCONN, "not connected")
+        return self.session
+
+    def _remaining(self):
+        start, timeout_ms = self._deadline
+        return timeout_ms - ticks_diff(ticks_ms(), start)
+
+    def _run(self, registration, timeout_ms):
+        if self.sock is not None:
+            raise OSError(errno.EISCONN, "already connected")
+        self._deadline = (ticks_ms(), timeout_ms)
+        host, port = self.host, self.port
+        redirected = False
+        try:
+            while True:
+                try:
+                    return self._attempt(host, port, registration)
+                except _Redirect as redirect:
+                    if redirected:
+                        raise StreamError("see-other-host", "redirected a second time, to " + redirect.host)
+                    redirected = True
+                    host = redirect.host
+                    port = redirect.port or port
+        finally:
+            self._deadline = None
+
+    def _attempt(self, host, port, registration):
+        self._reached = None
+        self._closing = False
+        self._unsent = b""
+        self._more = False
+        self.session = None
+        self.jid = None
+        sock = self._open_socket(host, port)
+        self._use_socket(sock)
+        if self.tls == TLS_DIRECT:
+            self._start_tls()
+        session = Session(self._jid, self._password, resource=self._resource, tls=self.tls,
+                          insecure_plain=self._insecure_plain, sasl_cache=self._sasl_cache,
+                          software=self._software, mechanisms=self._mechanisms, registration=registration)
+        for xmlns in self._handlers:
+            session.register_iq_handler(xmlns, self._handlers[xmlns])
+        self.session = session
+        session.start()
+        try:
+            while self._reached is None:
+                left = self._remaining()
+                if left <= 0:
+                    raise OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
+                                  % (host, port, session.state))
+                self._pump(left)
+                self._handle_events()
+        except BaseException:
+            self._drop()
+            raise
+        if self._reached == EVENT_REGISTERED:
+            self.close()
+            return session.username
+        return self.jid
+
+    def _open_socket(self, host, port):
+        try:
+            addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError as error:
+            raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, _describe(error)))
+        last_error = OSError(errno.EHOSTUNREACH, "no address for " + host)
+        for address in addresses:
+            sock = socket.socket(address[0], socket.SOCK_STREAM)
+            try:
+                self._connect_socket(sock, address[-1], host, port)
+                return sock
+            except OSError as error:
+                sock.close()
+                last_error = error
+        raise last_error
+
+    def _connect_socket(self, sock, address, host, port):
+        sock.setblocking(False)
+        try:
+            sock.connect(address)
+        except OSError as error:
+            if not error.args or error.args[0] not in _CONNECTING:
+                raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
+                              "cannot connect to %s:%d: %s" % (host, port, _describe(error)))
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        left = self._remaining()
+        events = poller.poll(left) if left > 0 else []
+        if not events:
+            raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))
+        failure = socket_error(sock, events[0][1])
+        if failure:
+            raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
+
+    def _use_socket(self, sock):
+        self.sock = sock
+        self._poller = select.poll()
+        self._mask = select.POLLIN
+        self._poller.register(sock, self._mask)
+
+    def _load_cadata(self):
+        if self._cadata is None and self._ca is not None:
+            self._cadata = load_ca(self._ca)
+        return self._cadata
+
+    def _start_tls(self):
+        if not self.verify:
+            print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
+                  "anyone on the path to %s can read and change this connection" % self.domain)
+        raw = self.sock
+        try:
+            tls = wrap_tls(raw, self.domain, self._load_cadata() if self.verify else None, self.verify,
+                           max(self._remaining(), 1) if self._deadline else CONNECT_TIMEOUT_MS)
+        except TLS_ERRORS as error:
+            self._drop()
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
+        self._tls_pending = TLS_HANDSHAKE_IN_IO
+        self._use_socket(tls)
+        if self.session is not None:
+            self.session.tls_established()
+
+    # -- I/O ------------------------------------------------------------------------------------------
+
+    def _drop(self):
+        """Close the socket, keep the session for inspection."""
+        sock = self.sock
+        self.sock = None
+        self._poller = None
+        self._unsent = b""
+        self._tls_pending = False
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _failed(self, error):
+        self._drop()
+        if self._tls_pending or isinstance(error, TLS_ERRORS) and not isinstance(error, OSError):
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
+        if isinstance(error, OSError):
+            raise error
+        raise OSError(errno.EIO, _describe(error))
+
+    def _pump(self, timeout_ms):
+        """Write what is pending, wait up to timeout_ms for the socket, read what is there."""
+        self._write()
+        if self.sock is None:
+            return
+        mask = select.POLLIN | select.POLLOUT if self._unsent else select.POLLIN
+        if mask != self._mask:
+            self._poller.modify(self.sock, mask)
+            self._mask = mask
+        events = self._poller.poll(0 if self._more else max(timeout_ms, 0))
+        if events or self._more:
+            self._read()
+            self._write()
+
+    def _write(self):
+        if self.sock is None or self.session is None:
+            return
+        data = self.session.data_to_send()
+        if data:
+            self._unsent = self._unsent + data if self._unsent else data
+            if len(self._unsent) > MAX_UNSENT_BYTES:
+                self._drop()
+                raise OSError(errno.ENOBUFS, "more than %d bytes unsent: the link is stalled" % MAX_UNSENT_BYTES)
+        while self._unsent:
+            try:
+                sent = sock_send(self.sock, self._unsent)
+            except _IO_ERRORS as error:
+                self._failed(error)
+            if not sent:
+                return
+            self._tls_pending = False
+            if self.trace is not None:
+                self.trace("send", self._unsent[:sent])
+            self._unsent = self._unsent[sent:]
+            self.last_sent_ms = ticks_ms()
+
+    def _read(self):
+        self._more = False
+        for _ in range(MAX_READS_PER_POLL):
+            if self.sock is None:
+                return
+            try:
+                data = sock_recv(self.sock, READ_SIZE)
+            except _IO_ERRORS as error:
+                self._failed(error)
+            if data is None:
+                return
+            if self.trace is not None:
+                self.trace("recv", data)
+            if data:
+                self._tls_pending = False
+                self.last_received_ms = ticks_ms()
+            self.session.receive_data(data)
+            self._handle_events()
+            if not data:
+                return
+        self._more = True
+
+    def _flush_quietly(self):
+        try:
+            self._write()
+        except OSError:
+            pass
+
+    def _handle_events(self):
+        """Run callbacks for the session's events; returns how many there were."""
+        session = self.session
+        count = 0
+        while session is not None:
+            event = session.next_event()
+            if event is None:
+                break
+            count += 1
+            kind, value = event
+            if kind == EVENT_MESSAGE:
+                if self.on_message is not None:
+                    self.on_message(value)
+            elif kind == EVENT_PRESENCE:
+                if self.on_presence is not None:
+                    self.on_presence(value)
+            elif kind == EVENT_IQ:
+                if self.on_iq is not None:
+                    self.on_iq(value)
+            elif kind == EVENT_STARTTLS:
+                self._write()
+                self._start_tls()
+            elif kind == EVENT_ONLINE:
+                self.jid = value
+                self._reached = kind
+            elif kind == EVENT_REGISTERED:
+                self._reached = kind
+            elif kind == EVENT_HANDLER_ERROR:
+                self._write()  # the error reply
+                raise value[1]
+            elif kind == EVENT_SEE_OTHER_HOST:
+                self._flush_quietly()
+                self._drop()
+                if self._deadline is None:
+                    raise StreamError("see-other-host", "%s:%s" % value)
+                raise _Redirect(value[0], value[1])
+            elif kind == EVENT_ERROR:
+                self._flush_quietly()
+                self._drop()
+                raise value
+            elif kind == EVENT_CLOSED:
+                self._flush_quietly()
+                self._drop()
+                self.jid = None
+                if not self._closing:
+                    raise OSError(errno.ECONNRESET, value)
+        return count
+
