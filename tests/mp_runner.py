@@ -67,6 +67,23 @@ def _describe(error):
     return "%s: %s" % (type(error).__name__, error)
 
 
+def _forget_modules(keep):
+    """Drop the modules imported since ``keep`` (a list of names) was taken.
+
+    With several test files in one run, their code and the library modules
+    only they use would otherwise pile up in the capped heap.
+    """
+    for name in list(sys.modules):
+        if name in keep:
+            continue
+        sys.modules.pop(name, None)
+        dot = name.rfind(".")
+        parent = sys.modules.get(name[:dot]) if dot > 0 else None
+        if parent is not None and hasattr(parent, name[dot + 1:]):
+            delattr(parent, name[dot + 1:])
+    gc.collect()
+
+
 def run_module(path, keyword, counts):
     """Run the tests of one module file; counts is [passed, failed]."""
     path = _absolute(path)
@@ -74,6 +91,7 @@ def run_module(path, keyword, counts):
     module_name = path[path.rfind("/") + 1:]
     if module_name.endswith(".py"):
         module_name = module_name[:-3]
+    loaded_before = list(sys.modules)
     try:
         module = __import__(module_name)
     except Exception as error:
@@ -81,6 +99,7 @@ def run_module(path, keyword, counts):
         print("FAIL %s: %s" % (module_name, _describe(error)))
         _print_traceback(error)
         counts[1] += 1
+        _forget_modules(loaded_before)
         return
     for name in _test_names(path, module):
         full_name = module_name + "." + name
@@ -96,6 +115,8 @@ def run_module(path, keyword, counts):
         else:
             print("PASS " + full_name)
             counts[0] += 1
+    del module
+    _forget_modules(loaded_before)
 
 
 def main(argv):
