@@ -279,17 +279,20 @@ class Parser:
                     self._text(text)
                     nxt = stop
             elif pos + 1 < end and buf[pos + 1] == _SLASH:
-                top = self._raw_stack[-1] if stack else b"<"
-                nxt = pos + 2 + len(top)
-                if nxt < end and buf[nxt] == _GT and buf.startswith(top, pos + 2):
-                    nxt += 1
-                    self._close(nxt)  # "</name>" exactly: the common case
-                else:
+                nxt = -1
+                if stack:
+                    top = self._raw_stack[-1]
+                    after = pos + 2 + len(top)
+                    if after < end and buf[after] == _GT and buf.startswith(top, pos + 2):
+                        nxt = after + 1
+                        self._close(nxt)  # "</name>" exactly: the common case
+                if nxt < 0:
                     nxt = self._end_tag(buf, pos, end)
             else:
                 nxt = self._markup(buf, pos, end)
             if nxt < 0 or nxt == pos:
                 break
+            token_at = pos
             pos = nxt
             if self._streams != stream:
                 # A handler restarted the stream (after SASL success or
@@ -297,8 +300,14 @@ class Parser:
                 if pos < end:
                     self._feed(buf[pos:])
                 return
-            if self._stanza_at >= 0 and self._offset + pos - self._stanza_at > self.max_stanza_bytes:
-                raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+            if self._stanza_at >= 0:
+                if self._offset + pos - self._stanza_at > self.max_stanza_bytes:
+                    raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+            elif pos - token_at > self.max_stanza_bytes and buf[token_at] == _LT:
+                # Markup outside stanzas (the stream header, a declaration)
+                # obeys the same cap whether it came whole or in pieces;
+                # text there is passed on as it comes and is not a token.
+                raise XMLError("token larger than {} bytes".format(self.max_stanza_bytes))
         self._buf = buf[pos:] if pos < end else b""
         self._offset += pos
         held = end - pos
