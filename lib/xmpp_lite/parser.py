@@ -8,7 +8,8 @@ references other than the five predefined ones and character references.
 
 Memory stays bounded however long the stream runs: the parser keeps only the
 bytes of the token it has not finished, the stack of open element names, and a
-few counters. Every bound is a named constant below, overridable per parser.
+few counters. Every bound is a named constant below; all but MAX_REFERENCE
+can be overridden per parser by keyword.
 
 The buffer is scanned with ``find`` and small regular expressions; Python code
 runs per token (tag, text run), not per byte.
