@@ -15,6 +15,7 @@ submitted. ``xmpp_lite.client.Client.register()`` drives this over a socket.
 """
 
 from xmpp_lite._compat import const
+from xmpp_lite.errors import ConditionError
 from xmpp_lite.stanza import NS_STANZAS, Element
 from xmpp_lite.stanza import iq as make_iq
 
@@ -43,18 +44,9 @@ _SUBMITTED = const(2)  # form sent back
 _DONE = const(3)
 
 
-class RegistrationError(Exception):
+class RegistrationError(ConditionError):
     """Registration failed: ``condition`` (e.g. "conflict"), ``text`` (ours, then the server's)."""
 
-    def __init__(self, condition, text=""):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
-
-    def __str__(self):
-        if self.text:
-            return self.condition + ": " + self.text
-        return self.condition
 
 
 def _error(iq):

@@ -42,6 +42,7 @@ import hashlib
 import os
 
 from xmpp_lite._compat import const, pbkdf2_hmac
+from xmpp_lite.errors import ConditionError
 
 # RFC 5802 section 5.1: the iteration count SHOULD be at least 4096. A lower
 # count from the server would make an offline attack on the proof cheap; a
@@ -79,7 +80,7 @@ _GS2_HEADER = b"n,,"  # no channel binding, no authzid
 _GS2_HEADER_B64 = b"biws"  # base64 of _GS2_HEADER, sent as c=
 
 
-class AuthError(Exception):
+class AuthError(ConditionError):
     """Authentication failed; ``condition`` is a short token, ``text`` says more.
 
     ``condition`` is the child of the server's <failure/> (e.g.
@@ -87,15 +88,6 @@ class AuthError(Exception):
     SERVER_SIGNATURE_MISMATCH).
     """
 
-    def __init__(self, condition, text=""):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
-
-    def __str__(self):
-        if self.text:
-            return self.condition + ": " + self.text
-        return self.condition
 
 
 # --- base64 ---------------------------------------------------------------

@@ -7,6 +7,7 @@ shapes.
 """
 
 from xmpp_lite import sasl
+from xmpp_lite.errors import ConditionError
 from xmpp_lite.sasl import AuthError
 from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element
 from xmpp_lite.stanza import iq as make_iq
@@ -56,22 +57,12 @@ class ProtocolError(Exception):
     """
 
 
-class StreamError(Exception):
+class StreamError(ConditionError):
     """The server ended the stream with <stream:error/> (RFC 6120 4.9).
 
     ``condition`` is the defined condition ("host-unknown", "conflict", ...),
     ``text`` the optional description.
     """
-
-    def __init__(self, condition, text=""):
-        super().__init__(condition, text)
-        self.condition = condition
-        self.text = text
-
-    def __str__(self):
-        if self.text:
-            return self.condition + ": " + self.text
-        return self.condition
 
 
 # -- addresses -----------------------------------------------------------------------------------------
