@@ -268,11 +268,11 @@ class Parser:
                     nxt = self._text_run(buf, pos, end)
                 else:
                     raw = buf[pos:stop]
-                    if raw.find(b"]]>") >= 0:
+                    if b"]]>" in raw:
                         raise XMLError("']]>' in text")
-                    if raw.find(b"\r") >= 0:
+                    if b"\r" in raw:
                         raw = _normalise_newlines(raw)
-                    if raw.find(b"&") >= 0:
+                    if b"&" in raw:
                         raw = _expand(raw)
                     text = str(raw, "utf-8")
                     if len(text) != len(raw):
@@ -286,9 +286,17 @@ class Parser:
                     after = pos + 2 + len(top)
                     if after < end and buf[after] == _GT and buf.startswith(top, pos + 2):
                         nxt = after + 1
-                        self._close(nxt)  # "</name>" exactly: the common case
+                        # "</name>" exactly, the common case; _close does
+                        # the same with the stanza and root bookkeeping.
+                        if len(stack) > 2:
+                            self._raw_stack.pop()
+                            self._end(stack.pop())
+                        else:
+                            self._close(nxt)
                 if nxt < 0:
                     nxt = self._end_tag(buf, pos, end)
+            elif pos + 1 < end and buf[pos + 1] != _BANG and buf[pos + 1] != _QUEST:
+                nxt = self._start_tag(buf, pos, end)
             else:
                 nxt = self._markup(buf, pos, end)
             if nxt < 0 or nxt == pos:
