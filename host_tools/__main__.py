@@ -34,8 +34,27 @@ def do_version(args):
     print(xmpp_lite.__version__)
 
 
+def do_demo(args):
+    from host_tools.demo import DemoError, run_demo
+
+    try:
+        run_demo(keep_running=args.keep_running)
+    except DemoError as error:
+        raise CommandError("demo: %s" % error)
+    except KeyboardInterrupt:
+        raise CommandError("demo: interrupted")
+
+
+def demo_parser():
+    parser = command_parser("demo", "Run a local Prosody, one device on the MicroPython VM and a controller.")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="keep asking the device for readings until Ctrl-C instead of stopping at once")
+    return parser
+
+
 COMMANDS = {
     "version": (do_version, command_parser("version", "Print the xmpp_lite library version.")),
+    "demo": (do_demo, demo_parser()),
 }
 
 
