@@ -1,0 +1,397 @@
+"""Client benchmark: xmpp_lite's client against slixmpp on the wire, and the VM heap a session needs.
+
+Starts its own Prosody servers (one plaintext, one with TLS) and prints, in one run:
+
+- On the wire, through a byte-counting relay (tests/bench/relay.py), for one
+  job: log in, send a presence with a status and one chat message to another
+  account, close; plaintext, the same server for every client. Bytes sent and
+  received, and round trips to online, for slixmpp (the anchor: its own choice
+  of mechanism, and with PLAIN pinned) and for xmpp_lite on CPython and on the
+  MicroPython VM (default mechanism choice, and PLAIN pinned). Targets: bytes
+  sent <= 0.8 x slixmpp's, round trips to online <= 2.
+- The smallest -X heapsize (KB, bisected) at which the VM runs a whole session
+  that exchanges 1000 messages each way with a controller (xmpp_lite on
+  CPython, in this process), loading the library from .py and from .mpy,
+  without TLS and with STARTTLS. Target: 32 KB from .mpy without TLS.
+
+Run: make bench   (or .venv/bin/python tests/bench/bench_client.py)
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+LIB = os.path.join(ROOT, "lib")
+for _path in (HERE, ROOT, LIB):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from host_tools.server import ProsodyServer  # noqa: E402
+from relay import Relay  # noqa: E402
+from xmpp_lite.client import Client  # noqa: E402
+
+DEVICE_SCRIPT = os.path.join(HERE, "mp_client_bench.py")
+HOST = "127.0.0.1"
+DEVICE = "device"
+PEER = "peer"  # receives the job's chat message; the controller of the exchange
+TIMEOUT_MS = 15000  # one login, or one exchange, on the device
+WAIT = 10.0  # seconds for the controller to see what it waits for
+VM_TIMEOUT = 40.0  # seconds for one VM run; longer counts as a failure
+JOB_STATUS = "21.5 C"
+MESSAGES = 1000  # each way, in the heap runs
+WINDOW = 16  # controller messages not yet answered, at most
+HEAP_LOW_KB = 8
+HEAP_HIGH_KB = 512
+VM_HEAP_FOR_JOB = "256k"
+TARGET_SENT_RATIO = 0.8
+TARGET_ROUND_TRIPS = 2
+TARGET_HEAP_KB = 32
+ROUND_TRIPS_MARKER = b"<presence"
+
+
+def find_tool(name):
+    exe = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(exe):
+        return exe
+    return shutil.which(name)
+
+
+def met(ok):
+    return "met" if ok else "NOT met"
+
+
+# -- servers and the peer ---------------------------------------------------------------------------------
+
+
+def start_server(state_dir, tls):
+    server = ProsodyServer(state_dir, tls=tls, require_encryption=tls, direct_tls_port=False)
+    server.start()
+    try:
+        for user in (DEVICE, PEER):
+            server.register(user, secrets.token_urlsafe(12))
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+class Peer:
+    """The other account, xmpp_lite on CPython in this process, connected directly (not through the relay)."""
+
+    def __init__(self, server, resource):
+        options = {"tls": "required", "ca": server.ca_path} if server.tls else {"tls": "none"}
+        self.client = Client(server.jid(PEER), server.accounts[PEER], host=HOST, port=server.c2s_port,
+                             resource=resource, **options)
+        self.bodies = []
+        self.statuses = []
+        self.client.on_message = self._on_message
+        self.client.on_presence = self._on_presence
+        self.jid = self.client.connect(TIMEOUT_MS)
+        self.client.send_presence()  # available: messages to the bare JID reach it
+
+    def _on_message(self, msg):
+        if msg.get("type") != "error":
+            self.bodies.append(msg.find_text("body") or "")
+
+    def _on_presence(self, presence):
+        self.statuses.append(presence.find_text("status") or "")
+
+    def poll_until(self, predicate, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            self.client.poll(20)
+        return True
+
+    def close(self):
+        self.client.close()
+
+
+# -- the wire job ---------------------------------------------------------------------------------------
+
+
+def job_ours(server, relay_port, token, mechanisms):
+    client = Client(server.jid(DEVICE), server.accounts[DEVICE], host=HOST, port=relay_port, tls="none",
+                    insecure_plain=True, mechanisms=mechanisms)
+    client.connect(TIMEOUT_MS)
+    mechanism, flights = client.session.mechanism, client.session.flights
+    client.send_presence(status=JOB_STATUS)
+    client.send_message(server.jid(PEER), token)
+    client.close()
+    return mechanism, flights
+
+
+def job_vm(micropython, server, relay_port, token, mechanisms, work):
+    config = {"mode": "job", "lib": LIB, "jid": server.jid(DEVICE), "password": server.accounts[DEVICE],
+              "host": HOST, "port": relay_port, "tls": "none", "insecure_plain": True,
+              "mechanisms": list(mechanisms) if mechanisms else None, "timeout_ms": TIMEOUT_MS,
+              "status": JOB_STATUS, "peer": server.jid(PEER), "body": token}
+    path = os.path.join(work, "job.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    proc = subprocess.run([micropython, "-X", "heapsize=" + VM_HEAP_FOR_JOB, DEVICE_SCRIPT, path],
+                          capture_output=True, text=True, timeout=VM_TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError("the VM job failed:\n" + proc.stdout + proc.stderr)
+    fields = dict(item.split("=", 1) for item in proc.stdout.split()[1:])
+    return fields["mechanism"], int(fields["flights"])
+
+
+def job_slixmpp(server, relay_port, token, mechanism):
+    import slixmpp
+
+    async def run():
+        xmpp = slixmpp.ClientXMPP(server.jid(DEVICE), server.accounts[DEVICE], plugin_config={
+            "feature_mechanisms": {"unencrypted_plain": True, "unencrypted_scram": True, "use_mech": mechanism}})
+        xmpp.enable_starttls = False
+        xmpp.enable_direct_tls = False
+        xmpp.enable_plaintext = True
+        chosen = []
+        done = asyncio.get_running_loop().create_future()
+
+        async def session_start(_):
+            xmpp.send_presence(pstatus=JOB_STATUS)
+            xmpp.send_message(mto=server.jid(PEER), mbody=token, mtype="chat")
+            await xmpp.disconnect(wait=2)
+            done.done() or done.set_result(True)
+
+        xmpp.add_event_handler("session_start", session_start)
+        xmpp.add_event_handler("failed_auth", lambda _: done.done() or done.set_exception(
+            RuntimeError("slixmpp could not log in")))
+        xmpp.add_event_handler("auth_success", lambda _: chosen.append(
+            xmpp.plugin["feature_mechanisms"].mech.name))
+        xmpp.connect(HOST, relay_port)
+        await asyncio.wait_for(done, WAIT)
+        return chosen[0] if chosen else "?", None
+
+    return asyncio.run(run())
+
+
+def wire_row(label, server, peer, job):
+    """Run one job through a fresh relay.
+
+    Returns (label, mechanism, sent, received, round trips, the client's own count of them or None).
+    """
+    token = "job " + secrets.token_hex(4)
+    relay = Relay(HOST, server.c2s_port).start()
+    try:
+        mechanism, own_count = job(relay.port, token)
+        link = relay.wait_link(timeout=WAIT)
+    finally:
+        relay.stop()
+    if relay.error is not None:
+        raise RuntimeError("relay failed: %s" % relay.error)
+    if not peer.poll_until(lambda: token in peer.bodies):
+        raise RuntimeError("%s: the peer never got the chat message" % label)
+    round_trips = link.flights_before(ROUND_TRIPS_MARKER)
+    if round_trips is None:
+        raise RuntimeError("%s: no presence went through the relay" % label)
+    return label, mechanism, link.sent, link.received, round_trips, own_count
+
+
+def measure_wire(micropython, server, peer, work):
+    import slixmpp
+
+    rows = [
+        wire_row("slixmpp %s (anchor)" % slixmpp.__version__, server, peer,
+                 lambda port, token: job_slixmpp(server, port, token, None)),
+        wire_row("slixmpp, PLAIN pinned", server, peer,
+                 lambda port, token: job_slixmpp(server, port, token, "PLAIN")),
+        wire_row("xmpp_lite CPython, default", server, peer,
+                 lambda port, token: job_ours(server, port, token, None)),
+        wire_row("xmpp_lite CPython, PLAIN pinned", server, peer,
+                 lambda port, token: job_ours(server, port, token, ("PLAIN",))),
+        wire_row("xmpp_lite VM, default", server, peer,
+                 lambda port, token: job_vm(micropython, server, port, token, None, work)),
+        wire_row("xmpp_lite VM, PLAIN pinned", server, peer,
+                 lambda port, token: job_vm(micropython, server, port, token, ("PLAIN",), work)),
+    ]
+    anchor = rows[0][2]
+    print("wire: log in, presence with a status, one chat message to another account, close;")
+    print("  plaintext, one Prosody, through a byte-counting relay on %s" % HOST)
+    print("  round trips to online = client flights before the flight that carries the first <presence>;")
+    print("  a flight starts with the client's first bytes and again whenever the client sends after")
+    print("  new server bytes reached it (= server answers the client waited for); 'own count': the")
+    print("  same as xmpp_lite's session counts it (session.flights when online), a check on the relay")
+    print("  %-32s %-12s %5s %5s %13s %12s %10s" % ("client", "mechanism", "sent", "recv", "sent/slixmpp",
+                                                    "round trips", "own count"))
+    for label, mechanism, sent, received, round_trips, own_count in rows:
+        print("  %-32s %-12s %5d %5d %13.2f %12d %10s" % (label, mechanism, sent, received, sent / anchor,
+                                                          round_trips, "-" if own_count is None else own_count))
+    for label, mechanism, sent, _, round_trips, _ in rows[2:]:
+        ratio = sent / anchor
+        print("  target %s: sent <= %.1f x slixmpp: %s (%.2f); round trips <= %d: %s (%d)" % (
+            label, TARGET_SENT_RATIO, met(ratio <= TARGET_SENT_RATIO), ratio, TARGET_ROUND_TRIPS,
+            met(round_trips <= TARGET_ROUND_TRIPS), round_trips))
+
+
+# -- the heap a session needs on the VM -----------------------------------------------------------------
+
+
+def exchange_run(micropython, lib, heap_kb, server, controller, work):
+    """One VM session at -X heapsize=heap_kb: 1000 messages each way.
+
+    Returns the device's figures (a dict) if all of it worked, else None.
+    """
+    run = "r" + secrets.token_hex(3)
+    device_resource = "bench"
+    config = {"mode": "exchange", "lib": lib, "jid": server.jid(DEVICE), "password": server.accounts[DEVICE],
+              "host": HOST, "port": server.c2s_port, "resource": device_resource, "timeout_ms": TIMEOUT_MS,
+              "count": MESSAGES, "run": run, "controller": controller.jid}
+    if server.tls:
+        config.update(tls="required", ca=server.ca_der_path)
+    else:
+        config.update(tls="none")
+    path = os.path.join(work, "exchange.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    device_jid = "%s/%s" % (server.jid(DEVICE), device_resource)
+    prefix = run + " "
+    controller.bodies = []
+    controller.statuses = []
+    proc = subprocess.Popen([micropython, "-X", "heapsize=%dk" % heap_kb, DEVICE_SCRIPT, path],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    replies = set()
+    sent = 0
+    deadline = time.monotonic() + VM_TIMEOUT
+    try:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                return None  # a timeout is a failure
+            if prefix + "ready" in controller.statuses:
+                replies.update(body for body in controller.bodies if body.startswith(prefix + "r"))
+                controller.bodies = []
+                while sent < MESSAGES and sent - len(replies) < WINDOW:
+                    controller.client.send_message(device_jid, prefix + str(sent))
+                    sent += 1
+            controller.client.poll(10)
+        output = proc.stdout.read()
+        if proc.returncode != 0 or not output.startswith("EXCHANGE"):
+            return None
+        # The device closed after its last reply reached the server; the controller may not have it yet.
+        controller.poll_until(lambda: len(replies.union(
+            body for body in controller.bodies if body.startswith(prefix + "r"))) >= MESSAGES, timeout=5)
+        replies.update(body for body in controller.bodies if body.startswith(prefix + "r"))
+        if len(replies) != MESSAGES:
+            return None
+        return dict(item.split("=", 1) for item in output.split()[1:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def smallest_heap(micropython, lib, server, controller, work):
+    """Bisect the smallest heap (KB) for a whole exchange.
+
+    Returns (KB, the device's figures at that heap), or (None, None) if even HEAP_HIGH_KB fails.
+    """
+    low, high = HEAP_LOW_KB, HEAP_HIGH_KB
+    figures = exchange_run(micropython, lib, high, server, controller, work)
+    if figures is None:
+        return None, None
+    while low < high:
+        mid = (low + high) // 2
+        seen = exchange_run(micropython, lib, mid, server, controller, work)
+        if seen is not None:
+            high, figures = mid, seen
+        else:
+            low = mid + 1
+    return high, figures
+
+
+def compile_mpy(mpy_cross, dest):
+    """lib/xmpp_lite compiled to .mpy in dest/xmpp_lite, as a board runs it."""
+    package = os.path.join(dest, "xmpp_lite")
+    os.makedirs(package)
+    source = os.path.join(LIB, "xmpp_lite")
+    for name in sorted(os.listdir(source)):
+        if name.endswith(".py"):
+            subprocess.run([mpy_cross, "-o", os.path.join(package, name[:-3] + ".mpy"),
+                            os.path.join(source, name)], check=True, timeout=60)
+
+
+def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
+    mpy_lib = os.path.join(work, "mpy")
+    compile_mpy(mpy_cross, mpy_lib)
+    controllers = {False: Peer(plain_server, "controller"), True: Peer(tls_server, "controller")}
+    servers = {False: plain_server, True: tls_server}
+    results = {}
+    try:
+        for code, lib in ((".py", LIB), (".mpy", mpy_lib)):
+            for tls in (False, True):
+                started = time.monotonic()
+                results[code, tls] = smallest_heap(micropython, lib, servers[tls], controllers[tls], work)
+                results[code, tls, "s"] = time.monotonic() - started
+    finally:
+        for controller in controllers.values():
+            controller.close()
+
+    print("heap: smallest -X heapsize at which the VM logs in (default mechanism choice), exchanges")
+    print("  %d messages each way with a controller (xmpp_lite on CPython, at most %d unanswered) and"
+          % (MESSAGES, WINDOW))
+    print("  closes cleanly; bisected to 1 KB, a run over %.0f s counts as a failure. GC heap in use, after"
+          % VM_TIMEOUT)
+    print("  a collect, at the smallest heap: 'after import' once the library is loaded, 'online' once")
+    print("  logged in. The unix VM is 64-bit: its objects take up to twice the room they take on an")
+    print("  ESP32. mbedTLS keeps its buffers outside the GC heap on this port.")
+    print("  %-10s %-10s %14s %13s %10s %10s" % ("library", "link", "smallest heap", "after import", "online",
+                                               "bisection"))
+    for code in (".py", ".mpy"):
+        for tls in (False, True):
+            kb, figures = results[code, tls]
+            if kb is None:
+                print("  %-10s %-10s %14s" % ("from " + code, "STARTTLS" if tls else "plaintext",
+                                               "> %d KB" % HEAP_HIGH_KB))
+                continue
+            print("  %-10s %-10s %11d KB %10d KB %7d KB %8.0f s" % (
+                "from " + code, "STARTTLS" if tls else "plaintext", kb, int(figures["code_alloc"]) // 1024,
+                int(figures["online_alloc"]) // 1024, results[code, tls, "s"]))
+    best = results[".mpy", False][0]
+    print("  target: %d KB from .mpy without TLS: %s (%s)" % (
+        TARGET_HEAP_KB, met(best is not None and best <= TARGET_HEAP_KB),
+        "none up to %d KB" % HEAP_HIGH_KB if best is None else "%d KB" % best))
+
+
+def main():
+    started = time.monotonic()
+    micropython = find_tool("micropython")
+    mpy_cross = find_tool("mpy-cross")
+    if micropython is None or mpy_cross is None:
+        sys.exit("bench_client: no micropython or mpy-cross binary (run `make bootstrap`)")
+    work = tempfile.mkdtemp(prefix="bench-client-")
+    servers = []
+    try:
+        plain_server = start_server(os.path.join(work, "plain"), tls=False)
+        servers.append(plain_server)
+        tls_server = start_server(os.path.join(work, "tls"), tls=True)
+        servers.append(tls_server)
+
+        peer = Peer(plain_server, "desk")
+        try:
+            wire_started = time.monotonic()
+            measure_wire(micropython, plain_server, peer, work)
+            print("  (wire figures took %.1f s)" % (time.monotonic() - wire_started))
+        finally:
+            peer.close()
+
+        measure_heap(micropython, mpy_cross, plain_server, tls_server, work)
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print("bench_client: %.0f s in all" % (time.monotonic() - started))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+# Runs on the MicroPython VM (and on CPython): one client run for tests/bench/bench_client.py.
+#
+#     micropython -X heapsize=32k tests/bench/mp_client_bench.py CONFIG.json
+#
+# CONFIG (JSON) names the library folder, the server, the account and the mode:
+# - "job": log in, send a presence with a status and one chat message, close.
+# - "exchange": log in, tell the controller by a directed presence, then answer
+#   each of its "RUN N" messages with "RUN rN" until "count" went each way,
+#   and close.
+# One line of figures at the end; exit status 0 only if the run did all of it.
+import gc
+import json
+import sys
+
+config = json.load(open(sys.argv[1]))
+sys.path.insert(0, config["lib"])
+
+from xmpp_lite.client import Client  # noqa: E402
+
+gc.collect()
+CODE_ALLOC = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0  # the loaded library, the config, this script
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    import time
+
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+TIMEOUT_MS = config["timeout_ms"]
+
+
+def make_client():
+    mechanisms = config.get("mechanisms")
+    return Client(config["jid"], config["password"], host=config["host"], port=config["port"],
+                  tls=config["tls"], ca=config.get("ca"), insecure_plain=config.get("insecure_plain", False),
+                  resource=config.get("resource"), mechanisms=tuple(mechanisms) if mechanisms else None)
+
+
+def job():
+    device = make_client()
+    device.connect(TIMEOUT_MS)
+    flights = device.session.flights
+    device.send_presence(status=config["status"])
+    device.send_message(config["peer"], config["body"])
+    device.close()
+    print("JOB mechanism=%s flights=%d state=%s" % (device.session.mechanism, flights, device.session.state))
+    return device.session.state == "closed"
+
+
+def exchange():
+    device = make_client()
+    count = config["count"]
+    run = config["run"]
+    controller = config["controller"]
+    prefix = run + " "
+    done = [0, 0]  # received, sent
+
+    def on_message(msg):
+        body = msg.find_text("body")
+        if body is None or msg.get("type") == "error" or not body.startswith(prefix):
+            return
+        done[0] += 1
+        device.send_message(controller, prefix + "r" + body[len(prefix):])
+        done[1] += 1
+
+    device.on_message = on_message
+    device.connect(TIMEOUT_MS)
+    gc.collect()
+    online_alloc = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+    device.send_presence(status=prefix + "ready", to=controller)
+    start = ticks_ms()
+    while done[0] < count and ticks_diff(ticks_ms(), start) < TIMEOUT_MS:
+        device.poll(50)
+    device.close()
+    state = device.session.state
+    print("EXCHANGE received=%d sent=%d state=%s code_alloc=%d online_alloc=%d" % (
+        done[0], done[1], state, CODE_ALLOC, online_alloc))
+    return done[0] == count and done[1] == count and state == "closed"
+
+
+if not (job() if config["mode"] == "job" else exchange()):
+    sys.exit(1)
