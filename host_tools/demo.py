@@ -33,6 +33,7 @@ import threading
 import time
 
 from host_tools.server import LOOPBACK, ServerError, ProsodyServer
+from host_tools.tools import find_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "lib")
@@ -60,10 +61,7 @@ def say(line):
 
 
 def find_micropython():
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if os.path.isfile(exe):
-        return exe
-    exe = shutil.which("micropython")
+    exe = find_tool("micropython")
     if exe is None:
         raise DemoError("no micropython binary beside %s or on PATH; run `make bootstrap`" % sys.executable)
     return exe

