@@ -17,7 +17,7 @@ runs per token (tag, text run), not per byte.
 
 import re
 
-from xmpp_lite._compat import MICROPYTHON, const
+from xmpp_lite._compat import const
 
 # Default caps. A stream that exceeds one raises XMLError.
 MAX_DEPTH = 16  # open elements at once, the stream root included

@@ -16,7 +16,7 @@ submitted. ``xmpp_lite.client.Client.register()`` drives this over a socket.
 
 from xmpp_lite._compat import const
 from xmpp_lite.errors import ConditionError
-from xmpp_lite.stanza import NS_STANZAS, Element
+from xmpp_lite.stanza import NS_STANZAS, Element, read_condition
 from xmpp_lite.stanza import iq as make_iq
 
 NS_REGISTER = "jabber:iq:register"
@@ -54,12 +54,9 @@ def _error(iq):
     server_text = ""
     error = iq.find("error")
     if error is not None:
-        for child in error.children:
-            if child.xmlns == NS_STANZAS:
-                if child.local == "text":
-                    server_text = child.text
-                else:
-                    condition = child.local
+        found, server_text = read_condition(error, NS_STANZAS)
+        if found is not None:
+            condition = found.local
     text = _EXPLAIN.get(condition, "registration failed")
     if server_text:
         text += " (server: " + server_text + ")"

@@ -9,7 +9,7 @@ shapes.
 from xmpp_lite import sasl
 from xmpp_lite.errors import ConditionError
 from xmpp_lite.sasl import AuthError
-from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element
+from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element, read_condition
 from xmpp_lite.stanza import iq as make_iq
 
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
@@ -144,18 +144,11 @@ def stream_error(condition, text=None):
 
 def read_stream_error(elem):
     """(condition, text, see-other-host address or "") of a received <stream:error/>."""
-    condition = "undefined-condition"
-    text = ""
-    host = ""
-    for child in elem.children:
-        if child.xmlns == NS_STREAM_ERRORS:
-            if child.local == "text":
-                text = child.text
-            else:
-                condition = child.local
-                if condition == "see-other-host":
-                    host = child.text.strip()
-    return condition, text, host
+    found, text = read_condition(elem, NS_STREAM_ERRORS)
+    if found is None:
+        return "undefined-condition", text, ""
+    host = found.text.strip() if found.local == "see-other-host" else ""
+    return found.local, text, host
 
 
 def xml_error_condition(error):
