@@ -16,18 +16,8 @@ reading, "bye" by closing. One line per step on stdout; on failure one
 import json
 import sys
 
+from xmpp_lite._compat import ticks_diff, ticks_ms
 from xmpp_lite.client import Client
-
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time
-
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
 
 POLL_MS = 100
 

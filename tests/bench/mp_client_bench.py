@@ -20,16 +20,7 @@ from xmpp_lite.client import Client  # noqa: E402
 gc.collect()
 CODE_ALLOC = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0  # the loaded library, the config, this script
 
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time
-
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
+from xmpp_lite._compat import ticks_diff, ticks_ms  # noqa: E402
 
 TIMEOUT_MS = config["timeout_ms"]
 
