@@ -48,10 +48,10 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
 
     _AGAIN = (_errno.EAGAIN, getattr(_errno, "EWOULDBLOCK", _errno.EAGAIN))
 
-    def sock_recv(sock, size):
-        """Up to ``size`` bytes; b"" at end of stream; None if nothing is there now."""
+    def sock_recv_into(sock, buf):
+        """Bytes read into ``buf``; 0 at end of stream; None if nothing is there now."""
         try:
-            return sock.read(size)
+            return sock.readinto(buf)
         except OSError as error:
             if error.args and error.args[0] in _AGAIN:
                 return None
@@ -112,10 +112,10 @@ else:
     TLS_ERRORS = (_ssl.SSLError, _ssl.CertificateError)
     TLS_HANDSHAKE_IN_IO = False  # wrap_tls does the handshake
 
-    def sock_recv(sock, size):
-        """Up to ``size`` bytes; b"" at end of stream; None if nothing is there now."""
+    def sock_recv_into(sock, buf):
+        """Bytes read into ``buf``; 0 at end of stream; None if nothing is there now."""
         try:
-            return sock.recv(size)
+            return sock.recv_into(buf)
         except _WOULD_BLOCK:
             return None
 

@@ -35,7 +35,7 @@ import socket
 from xmpp_lite._compat import (
     TLS_ERRORS,
     TLS_HANDSHAKE_IN_IO,
-    sock_recv,
+    sock_recv_into,
     sock_send,
     socket_error,
     ticks_diff,
@@ -162,6 +162,8 @@ class Client:
         self._ca = ca
         self._cadata = None
         self._handlers = {}
+        self._rx = bytearray(READ_SIZE)
+        self._rx_view = memoryview(self._rx)
         self._poller = None
         self._mask = 0
         self._unsent = b""
@@ -437,11 +439,14 @@ class Client:
             if self.sock is None:
                 return
             try:
-                data = sock_recv(self.sock, READ_SIZE)
+                count = sock_recv_into(self.sock, self._rx)
             except _IO_ERRORS as error:
                 self._failed(error)
-            if data is None:
+            if count is None:
                 return
+            # One buffer for every read, and a copy of just what arrived: a
+            # fresh READ_SIZE object per read fragments a small heap.
+            data = bytes(self._rx_view[:count])
             if self.trace is not None:
                 self.trace("recv", data)
             if data:
