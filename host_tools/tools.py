@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import sys
 
 
@@ -15,3 +16,20 @@ def find_tool(name):
     if os.path.isfile(beside_python):
         return beside_python
     return shutil.which(name)
+
+
+LIBRARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib", "xmpp_lite")
+
+
+def compile_library(mpy_cross, dest, timeout=60):
+    """Compile lib/xmpp_lite to .mpy files in dest/xmpp_lite, as a board runs it.
+
+    Returns the folder to put first on the MicroPython VM's path (dest).
+    """
+    package = os.path.join(dest, "xmpp_lite")
+    os.makedirs(package)
+    for name in sorted(os.listdir(LIBRARY)):
+        if name.endswith(".py"):
+            subprocess.run([mpy_cross, "-o", os.path.join(package, name[:-3] + ".mpy"),
+                            os.path.join(LIBRARY, name)], check=True, timeout=timeout)
+    return dest

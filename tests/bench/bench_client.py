@@ -35,7 +35,7 @@ for _path in (HERE, ROOT, LIB):
         sys.path.insert(0, _path)
 
 from host_tools.server import ProsodyServer  # noqa: E402
-from host_tools.tools import find_tool  # noqa: E402
+from host_tools.tools import compile_library, find_tool  # noqa: E402
 from relay import Relay  # noqa: E402
 from xmpp_lite.client import Client  # noqa: E402
 
@@ -304,20 +304,9 @@ def smallest_heap(micropython, lib, server, controller, work):
     return high, figures
 
 
-def compile_mpy(mpy_cross, dest):
-    """lib/xmpp_lite compiled to .mpy in dest/xmpp_lite, as a board runs it."""
-    package = os.path.join(dest, "xmpp_lite")
-    os.makedirs(package)
-    source = os.path.join(LIB, "xmpp_lite")
-    for name in sorted(os.listdir(source)):
-        if name.endswith(".py"):
-            subprocess.run([mpy_cross, "-o", os.path.join(package, name[:-3] + ".mpy"),
-                            os.path.join(source, name)], check=True, timeout=60)
-
-
 def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
     mpy_lib = os.path.join(work, "mpy")
-    compile_mpy(mpy_cross, mpy_lib)
+    compile_library(mpy_cross, mpy_lib)
     controllers = {False: Peer(plain_server, "controller"), True: Peer(tls_server, "controller")}
     servers = {False: plain_server, True: tls_server}
     results = {}

@@ -25,7 +25,7 @@ LIB = os.path.join(ROOT, "lib")
 sys.path[:0] = [HERE, ROOT]
 
 import corpus  # noqa: E402
-from host_tools.tools import find_tool  # noqa: E402
+from host_tools.tools import compile_library, find_tool  # noqa: E402
 
 CORPUS_BYTES = 1 << 20  # the throughput corpus
 CHUNK = 512  # bytes per feed(), about one TCP segment on a small MSS
@@ -83,17 +83,6 @@ def run_stream_script(interpreter, lib, path, heap=None, repeat=REPEAT):
     return {key: int(value) for key, value in fields.items()}
 
 
-def compile_mpy(mpy_cross, dest):
-    """Compile lib/xmpp_lite to .mpy files in dest (as a board would run it)."""
-    pkg = os.path.join(dest, "xmpp_lite")
-    os.makedirs(pkg)
-    src = os.path.join(LIB, "xmpp_lite")
-    for name in sorted(os.listdir(src)):
-        if name.endswith(".py"):
-            out = os.path.join(pkg, name[:-3] + ".mpy")
-            subprocess.run([mpy_cross, "-o", out, os.path.join(src, name)], check=True)
-
-
 def smallest_heap(micropython, lib, path):
     """Bisect the smallest heap (KB) that parses the stream."""
     low, high = 2, 1024
@@ -142,7 +131,7 @@ def main():
             print("  heap figures skipped: no mpy-cross (run `make bootstrap`)")
             return
         mpy_lib = os.path.join(work, "mpy")
-        compile_mpy(mpy_cross, mpy_lib)
+        compile_library(mpy_cross, mpy_lib)
         for label, path in (("100 KB", small), ("1 MB", big)):
             least = smallest_heap(micropython, mpy_lib, path)
             seen = run_stream_script(micropython, mpy_lib, path, heap="{}k".format(least), repeat=1)
