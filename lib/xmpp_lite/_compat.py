@@ -37,6 +37,15 @@ except ImportError:  # pragma: no cover - CPython
         return a - b
 
 
+try:
+    from time import sleep_ms
+except ImportError:  # pragma: no cover - CPython
+    import time as _time
+
+    def sleep_ms(ms):
+        _time.sleep(ms / 1000)
+
+
 # -- sockets and TLS -----------------------------------------------------------
 #
 # Sockets are non-blocking. MicroPython reads and writes plain and TLS sockets

@@ -21,10 +21,13 @@ needs ``insecure_plain=True``). The server certificate is verified against
 certificate works as well, on MicroPython only a self-signed one) and the
 JID's domain; ``verify=False`` turns that off and says so loudly.
 
-Policy is not here, by design: keepalive (whitespace, pings), reconnection
-with backoff and stream resumption belong in a layer above that calls
-``poll``, watches ``last_sent_ms`` / ``last_received_ms`` and reconnects on
-OSError or StreamError, and never on AuthError.
+Policy is not here, by design: keepalive (whitespace, probes), reconnection
+with backoff and stream resumption are xmpp_lite.robust, a layer above that
+calls ``poll``, watches ``last_sent_ms`` / ``last_received_ms`` and
+reconnects on OSError or StreamError, and never on AuthError. This driver
+only offers the means: ``send_whitespace()``, ``request_ack()``,
+``send_ping()``, and ``sm=`` (an xmpp_lite.sm.StreamManagement) to use
+XEP-0198 and resume the stream it remembers.
 """
 
 import binascii
@@ -43,6 +46,7 @@ from xmpp_lite._compat import (
     wrap_tls,
 )
 from xmpp_lite.register import Registration
+from xmpp_lite.responder import NS_PING
 from xmpp_lite.session import (
     EVENT_CLOSED,
     EVENT_ERROR,
@@ -52,6 +56,7 @@ from xmpp_lite.session import (
     EVENT_ONLINE,
     EVENT_PRESENCE,
     EVENT_REGISTERED,
+    EVENT_RESUMED,
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
     TLS_DIRECT,
@@ -61,6 +66,7 @@ from xmpp_lite.session import (
     StreamError,
     split_jid,
 )
+from xmpp_lite.stanza import Element
 
 DEFAULT_PORT = 5222
 CONNECT_TIMEOUT_MS = 30000  # DNS not included: getaddrinfo blocks as long as it takes
@@ -124,7 +130,8 @@ class Client:
     SRV lookup). ``resource``: the resource to bind (None: the server picks).
     ``sasl_cache``: a dict that keeps SCRAM salted keys across logins (see
     xmpp_lite.sasl). ``mechanisms``: allowed SASL mechanisms; pinning one
-    saves a round trip (see xmpp_lite.session).
+    saves a round trip (see xmpp_lite.session). ``sm``: an
+    xmpp_lite.sm.StreamManagement to use XEP-0198 with (None: not used).
 
     Callbacks, each given the Element: ``on_message``, ``on_presence``,
     ``on_iq`` (results and errors of send_iq). ``trace(direction, data)``,
@@ -132,7 +139,7 @@ class Client:
     """
 
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
-                 resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None):
+                 resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None):
         local, domain, _ = split_jid(jid)
         if not local or not domain:
             raise ValueError("the JID needs a local part and a domain: " + jid)
@@ -150,6 +157,7 @@ class Client:
         self.trace = None
         self.session = None
         self.sock = None
+        self.sm = sm
         self.last_sent_ms = None  # ticks_ms of the last write, for a keepalive policy
         self.last_received_ms = None  # ticks_ms of the last read
         self._jid = jid
@@ -230,6 +238,29 @@ class Client:
         self._write()
         return stanza_id
 
+    def send_whitespace(self):
+        """One space to the server: keeps NAT mappings alive (RFC 6120 4.6.1)."""
+        self._online_session().send_whitespace()
+        self._write()
+
+    def request_ack(self):
+        """Ask for an XEP-0198 ack (<r/>); False when stream management is not on."""
+        queued = self._online_session().request_ack()
+        self._write()
+        return queued
+
+    def send_ping(self):
+        """An XEP-0199 ping to the server; returns its id (the answer goes to ``on_iq``)."""
+        return self.send_iq("get", payload=Element("ping", xmlns=NS_PING))
+
+    def abort(self):
+        """Close the socket at once, without a stream end: for a link known to be dead.
+
+        A stream that uses XEP-0198 stays resumable.
+        """
+        self._drop()
+        self.jid = None
+
     def close(self, timeout_ms=CLOSE_TIMEOUT_MS):
         """Close the stream, wait (bounded) for the server's stream end, close the socket."""
         if self.sock is None:
@@ -292,7 +323,8 @@ class Client:
             self._start_tls()
         session = Session(self._jid, self._password, resource=self._resource, tls=self.tls,
                           insecure_plain=self._insecure_plain, sasl_cache=self._sasl_cache,
-                          software=self._software, mechanisms=self._mechanisms, registration=registration)
+                          software=self._software, mechanisms=self._mechanisms, registration=registration,
+                          sm=None if registration is not None else self.sm)
         for xmlns in self._handlers:
             session.register_iq_handler(xmlns, self._handlers[xmlns])
         self.session = session
@@ -486,7 +518,7 @@ class Client:
             elif kind == EVENT_STARTTLS:
                 self._write()
                 self._start_tls()
-            elif kind == EVENT_ONLINE:
+            elif kind == EVENT_ONLINE or kind == EVENT_RESUMED:
                 self.jid = value
                 self._reached = kind
             elif kind == EVENT_REGISTERED:

@@ -24,6 +24,8 @@ Events are ``(kind, value)`` tuples:
     EVENT_REGISTERED      the username: in-band registration succeeded.
     EVENT_HANDLER_ERROR   (iq, exception): an iq handler raised; the session
                           answered <internal-server-error/> and goes on.
+    EVENT_RESUMED         the full JID: a XEP-0198 stream was resumed on this
+                          connection; unacked stanzas were sent again.
     EVENT_ERROR           the exception that ended the session: AuthError,
                           StreamError, ProtocolError, XMLError or
                           RegistrationError. The session is over (final);
@@ -50,17 +52,27 @@ server's offer is seen (the caller chose it; on a plaintext stream only with
 insecure_plain); a pinned SCRAM carries nothing secret in its first message.
 Security checks never wait for pipelining: with tls="required", features
 without STARTTLS end the session before any credential is sent.
+
+Stream management (XEP-0198). Given an ``sm`` (xmpp_lite.sm), the session
+resumes the stream that ``sm`` remembers (``<resume/>`` goes with the new
+header after ``<success/>``, in place of the bind request) or, when there is
+none or the server refuses, binds and sends ``<enable/>`` once bound, before
+any stanza. Every stanza sent while it counts is kept in ``sm.unacked``
+until acked; ``<r/>`` is answered; after a resumption or on a fresh stream
+the unacked stanzas go out again, in order.
 """
 
 import binascii
 import os
 
 from xmpp_lite import __version__, sasl
+from xmpp_lite import sm as xsm
 from xmpp_lite import stream as xs
 from xmpp_lite._compat import const
 from xmpp_lite.parser import Parser, XMLError
 from xmpp_lite.responder import DEFAULT_IDENTITY, Responder
 from xmpp_lite.sasl import AuthError
+from xmpp_lite.sm import NS_SM, QueueFull  # noqa: F401 - QueueFull is part of this module's API
 from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Builder, error_reply, serialise
 from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stanza import message as make_message
@@ -88,6 +100,7 @@ EVENT_REGISTERED = const(7)
 EVENT_HANDLER_ERROR = const(8)
 EVENT_ERROR = const(9)
 EVENT_CLOSED = const(10)
+EVENT_RESUMED = const(11)
 
 # Events not yet taken with next_event(). A driver takes them after each
 # receive_data(); more than this means it does not, or a flood.
@@ -105,13 +118,14 @@ _BIND = const(5)  # restarted after <success/>, bind request sent
 _SESSION = const(6)  # legacy session request sent (RFC 3921)
 _ONLINE = const(7)
 _REGISTER = const(8)  # in-band registration under way (XEP-0077)
-_CLOSING = const(9)  # our </stream:stream> sent; waiting for the server's
-_CLOSED = const(10)  # final
-_ERROR = const(11)  # final
+_RESUME = const(9)  # restarted after <success/>, <resume/> sent (XEP-0198)
+_CLOSING = const(10)  # our </stream:stream> sent; waiting for the server's
+_CLOSED = const(11)  # final
+_ERROR = const(12)  # final
 
 _STATE_NAMES = (
     "idle", "opening", "starttls", "tls", "auth", "bind", "session", "online", "register",
-    "closing", "closed", "error",
+    "resume", "closing", "closed", "error",
 )
 
 # Which state may follow which. _CLOSING, _CLOSED and _ERROR may follow any
@@ -121,11 +135,12 @@ _NEXT = {
     _OPENING: (_STARTTLS, _AUTH, _REGISTER),
     _STARTTLS: (_TLS,),
     _TLS: (_OPENING, _AUTH),
-    _AUTH: (_BIND,),
+    _AUTH: (_BIND, _RESUME),
     _BIND: (_SESSION, _ONLINE),
     _SESSION: (_ONLINE,),
     _ONLINE: (),
     _REGISTER: (),
+    _RESUME: (_BIND, _ONLINE),
 }
 
 # First-level elements the server may send, by kind.
@@ -139,6 +154,11 @@ _K_IQ = const(7)
 _K_MESSAGE = const(8)
 _K_PRESENCE = const(9)
 _K_STREAM_ERROR = const(10)
+_K_SM_ENABLED = const(11)
+_K_SM_FAILED = const(12)
+_K_SM_RESUMED = const(13)
+_K_SM_REQUEST = const(14)
+_K_SM_ANSWER = const(15)
 
 # (namespace, local name) -> kind
 _KINDS = {
@@ -152,6 +172,11 @@ _KINDS = {
     (NS_CLIENT, "iq"): _K_IQ,
     (NS_CLIENT, "message"): _K_MESSAGE,
     (NS_CLIENT, "presence"): _K_PRESENCE,
+    (NS_SM, "enabled"): _K_SM_ENABLED,
+    (NS_SM, "failed"): _K_SM_FAILED,
+    (NS_SM, "resumed"): _K_SM_RESUMED,
+    (NS_SM, "r"): _K_SM_REQUEST,
+    (NS_SM, "a"): _K_SM_ANSWER,
 }
 
 # Which kinds each state takes; a stream error is taken in every state, and
@@ -163,8 +188,9 @@ _ACCEPTS = {
     _AUTH: (_K_FEATURES, _K_CHALLENGE, _K_SUCCESS, _K_SASL_FAILURE),
     _BIND: (_K_FEATURES, _K_IQ),
     _SESSION: (_K_IQ,),
-    _ONLINE: (_K_IQ, _K_MESSAGE, _K_PRESENCE),
+    _ONLINE: (_K_IQ, _K_MESSAGE, _K_PRESENCE, _K_SM_ENABLED, _K_SM_FAILED, _K_SM_REQUEST, _K_SM_ANSWER),
     _REGISTER: (_K_IQ,),
+    _RESUME: (_K_FEATURES, _K_SM_RESUMED, _K_SM_FAILED),
 }
 
 _ID_PREFIX_BYTES = const(3)  # random part of stanza ids: 6 hex digits
@@ -187,10 +213,14 @@ class Session:
     ``identity`` the XEP-0030 (category, type). ``registration`` is an
     xmpp_lite.register.Registration: the session then creates the account
     instead of logging in. ``client_nonce`` fixes the SCRAM nonce (tests).
+    ``sm`` is an xmpp_lite.sm.StreamManagement shared by the sessions of
+    one logical link: stream management is then used when the server offers
+    it, and a stream it remembers is resumed.
     """
 
     def __init__(self, jid, password, resource=None, tls=TLS_REQUIRED, insecure_plain=False, sasl_cache=None,
-                 software=None, identity=DEFAULT_IDENTITY, mechanisms=None, registration=None, client_nonce=None):
+                 software=None, identity=DEFAULT_IDENTITY, mechanisms=None, registration=None, client_nonce=None,
+                 sm=None):
         local, domain, jid_resource = split_jid(jid)
         if not local or not domain:
             raise ValueError("the JID needs a local part and a domain: " + jid)
@@ -209,6 +239,10 @@ class Session:
         self.features = None  # the last <stream:features/> received
         self.stream_id = None  # the id of the server's current stream header
         self.flights = 0  # bursts of output that each followed new input: round trips taken
+        self.sm = sm
+        self.resumed = False  # True once online by resuming the previous stream
+        if sm is not None:
+            sm.stream_ended()  # whatever the last connection was doing, this one starts afresh
         self._password = password
         self._sasl_cache = sasl_cache
         self._client_nonce = client_nonce
@@ -224,6 +258,7 @@ class Session:
         self._features_seen = False  # features already received on this stream
         self._session_needed = False
         self._pending_id = None  # id of our bind, session or registration request
+        self._sm_offered = False  # the post-login features offer XEP-0198
         self._id_prefix = binascii.hexlify(os.urandom(_ID_PREFIX_BYTES)).decode()
         self._id_count = 0
         self._builder = Builder(self._on_stanza, self._on_stream_start, self._on_stream_end)
@@ -280,7 +315,8 @@ class Session:
         if self._state >= _CLOSED:
             return
         if not data:
-            self._closed("connection closed by the server")
+            # No stream end: the server may keep the stream for a resumption.
+            self._closed("connection closed by the server", resumable=self._state != _CLOSING)
             return
         if self._state == _TLS:
             self._fail(ProtocolError("data from the server before the TLS handshake"))
@@ -353,6 +389,8 @@ class Session:
             return
         self._send_close()
         self._go(_CLOSING)
+        if self.sm is not None:
+            self.sm.forget()  # our stream end ends the server's XEP-0198 session
 
     def _send_close(self):
         if not self._sent_close and self._state != _IDLE:
@@ -367,15 +405,24 @@ class Session:
             self._out.append(xs.stream_error(condition))
         self._send_close()
         self._state = _ERROR
+        self._end_sm(False)  # a stream error ends the server's XEP-0198 session too
         self._events.append((EVENT_ERROR, error))
 
-    def _closed(self, reason):
+    def _closed(self, reason, resumable=False):
         if self._state >= _CLOSED:
             return
         if self._state != _ONLINE and self._state != _CLOSING:
             reason += " (during %s)" % _STATE_NAMES[self._state]
         self._state = _CLOSED
+        self._end_sm(resumable)
         self._events.append((EVENT_CLOSED, reason))
+
+    def _end_sm(self, resumable):
+        if self.sm is not None:
+            if resumable:
+                self.sm.stream_ended()
+            else:
+                self.sm.forget()
 
     # -- parser callbacks ------------------------------------------------------------------------
 
@@ -404,11 +451,17 @@ class Session:
             self._fail(ProtocolError("unexpected <%s/> in state %s" % (elem.name, self.state)),
                        "unsupported-stanza-type")
         elif kind == _K_MESSAGE:
+            self._count_received()
             self._event(EVENT_MESSAGE, elem)
         elif kind == _K_PRESENCE:
+            self._count_received()
             self._event(EVENT_PRESENCE, elem)
         elif kind == _K_IQ:
+            if state == _ONLINE:
+                self._count_received()
             self._on_iq(elem)
+        elif kind >= _K_SM_ENABLED:
+            self._on_sm(kind, elem)
         elif kind == _K_FEATURES:
             self._on_features(elem)
         elif kind == _K_PROCEED:
@@ -453,7 +506,10 @@ class Session:
                 self._fail(ProtocolError("the server offers no STARTTLS and tls='required': "
                                          "refusing to continue unencrypted"))
             return  # <proceed/> follows
-        if state == _BIND:
+        if state == _BIND or state == _RESUME:
+            self._sm_offered = features.find("sm", NS_SM) is not None
+            if state == _RESUME:
+                return  # <resumed/> or <failed/> follows
             if not xs.offers_bind(features):
                 self._fail(ProtocolError("the server offers no resource binding"))
                 return
@@ -519,9 +575,17 @@ class Session:
             self._fail(error)
             return
         self._mech = None
-        # Restart without waiting: the new header and the bind request go together.
+        # Restart without waiting: the new header and the bind (or resume) request go together.
         self._restart = True
         self._open_stream()
+        sm = self.sm
+        if sm is not None and sm.resumable:
+            self._queue(xsm.resume(sm.handled, sm.id))
+            self._go(_RESUME)
+            return
+        self._send_bind()
+
+    def _send_bind(self):
         self._pending_id = self.new_id()
         self._queue_element(xs.bind_request(self._pending_id, self.resource))
         self._go(_BIND)
@@ -542,7 +606,104 @@ class Session:
 
     def _go_online(self):
         self._go(_ONLINE)
+        sm = self.sm
+        if sm is not None:
+            pending = sm.unacked
+            sm.unacked = []
+            if self._sm_offered:
+                # Before any stanza, so that both counts start at the same place.
+                self._queue(xsm.ENABLE)
+                sm.start_fresh()
+            else:
+                sm.forget()
+            for data in pending:  # not known to have arrived: a fresh stream sends them again
+                self._send_stanza(data)
         self._event(EVENT_ONLINE, self.jid)
+
+    # -- stream management (XEP-0198; the bookkeeping is in xmpp_lite.sm) -------------------------
+
+    def _count_received(self):
+        if self.sm is not None:
+            self.sm.received_stanza()
+
+    def _on_sm(self, kind, elem):
+        sm = self.sm
+        if sm is None or (kind != _K_SM_REQUEST and kind != _K_SM_ANSWER and not sm.counting
+                          and self._state == _ONLINE):
+            self._fail(ProtocolError("stream management <%s/> that was not asked for" % elem.local),
+                       "unsupported-stanza-type")
+            return
+        if kind == _K_SM_REQUEST:
+            if sm.counting:
+                self._queue(xsm.answer(sm.handled))
+        elif kind == _K_SM_ANSWER:
+            h = xsm.parse_h(elem)
+            if h is None or not sm.ack(h):
+                self._fail(ProtocolError("the server acks %s stanzas; %d were sent unacked"
+                                         % (elem.get("h"), len(sm.unacked))), "undefined-condition")
+        elif kind == _K_SM_ENABLED:
+            resume = elem.get("resume")
+            sm.confirm(elem.get("id") if resume == "true" or resume == "1" else None, self.jid)
+        elif kind == _K_SM_RESUMED:
+            self._on_resumed(elem)
+        elif self._state == _RESUME:  # _K_SM_FAILED: the server no longer knows the stream
+            h = xsm.parse_h(elem)
+            if h is not None:
+                sm.ack(h)  # XEP-0198 1.6: what the old stream delivered need not go again
+            sm.forget()
+            self._send_bind()
+        else:  # _K_SM_FAILED for <enable/>
+            sm.give_up_stream()
+
+    def _on_resumed(self, elem):
+        sm = self.sm
+        h = xsm.parse_h(elem)
+        if elem.get("previd") != sm.id or h is None or not sm.ack(h):
+            self._fail(ProtocolError("a <resumed/> that does not fit the stream (previd %s, h %s)"
+                                     % (elem.get("previd"), elem.get("h"))), "undefined-condition")
+            return
+        sm.resumed()
+        self.jid = sm.jid
+        self.resumed = True
+        for data in sm.unacked:  # the server did not get these: again, in order
+            self._queue(data)
+        self._go(_ONLINE)
+        self._event(EVENT_RESUMED, self.jid)
+
+    def _send_stanza(self, data, from_app=False):
+        """Queue a serialised stanza for the server; kept until acked while stream management counts."""
+        sm = self.sm
+        if sm is None or not sm.counting:
+            self._queue(data)
+            return
+        if from_app and not sm.has_room():
+            raise QueueFull("%d stanzas wait for an ack from the server" % len(sm.unacked))
+        self._queue(data)
+        if sm.sent_stanza(data):
+            self._queue(xsm.REQUEST)
+        if sm.overflowing():
+            self._fail(ProtocolError("the server acks nothing: %d stanzas unacked" % len(sm.unacked)),
+                       "resource-constraint")
+
+    def _reply(self, elem):
+        if self._state == _ONLINE:
+            self._send_stanza(serialise(elem, NS_CLIENT))
+        else:
+            self._queue_element(elem)
+
+    def request_ack(self):
+        """Queue an XEP-0198 <r/>; False (nothing queued) when stream management is not on."""
+        if self._state != _ONLINE or self.sm is None or not self.sm.counting:
+            return False
+        self._queue(xsm.REQUEST)
+        self.sm.requested()
+        return True
+
+    def send_whitespace(self):
+        """Queue one space between stanzas (RFC 6120 4.6.1): keeps a NAT mapping alive for one byte."""
+        if self._state != _ONLINE:
+            raise ProtocolError("cannot send while " + self.state)
+        self._queue(b" ")
 
     # -- in-band registration (the protocol itself is in xmpp_lite.register) ---------------------
 
@@ -590,11 +751,11 @@ class Session:
                 self._event(EVENT_IQ, iq)  # never answered (RFC 6120 8.2.3)
         elif kind == "get" or kind == "set":
             reply, error = self.responder.answer(iq)
-            self._queue_element(reply)
+            self._reply(reply)
             if error is not None:
                 self._event(EVENT_HANDLER_ERROR, (iq, error))
         elif kind is not None and iq.get("id") is not None:
-            self._queue_element(error_reply(iq, "modify", "bad-request"))
+            self._reply(error_reply(iq, "modify", "bad-request"))
 
     def register_iq_handler(self, xmlns, fn):
         """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see Responder.register)."""
@@ -603,10 +764,14 @@ class Session:
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, elem):
-        """Send a stanza (an Element); only while online."""
+        """Send a stanza (an Element); only while online.
+
+        With stream management on, raises QueueFull (and sends nothing) when
+        ``sm.max_unacked`` stanzas already wait for an ack.
+        """
         if self._state != _ONLINE:
             raise ProtocolError("cannot send while " + self.state)
-        self._queue_element(elem)
+        self._send_stanza(serialise(elem, NS_CLIENT), True)
 
     def send_message(self, to, body, type="chat", payload=None):
         """Send a <message/>; returns its id."""

@@ -1,0 +1,76 @@
+"""Reconnection delays: exponential backoff with jitter and a cap. No I/O, no clock.
+
+    backoff = Backoff()
+    delay = backoff.next_delay()   # after a failed attempt or a lost link
+    backoff.online(now)            # a connection is up ...
+    backoff.check_stable(now)      # ... and once it stayed up ``stable_ms``, delays start small again
+
+Delay n (from 0) is drawn uniformly from [(1 - jitter) * d, d] with
+d = min(cap, initial * factor ** n): a fleet that lost its server at the
+same moment does not come back in lockstep, and no delay exceeds the cap.
+The reset waits for a stable connection, so a server that accepts and then
+drops every login still sees growing delays.
+"""
+
+import os
+
+from xmpp_lite._compat import ticks_diff
+
+INITIAL_DELAY_MS = 1000
+MAX_DELAY_MS = 300000  # 5 minutes: a board off the network for a day still tries 12 times an hour
+FACTOR = 2
+JITTER = 0.5  # fraction of each delay that is random
+STABLE_MS = 60000  # online this long and the next loss starts over at INITIAL_DELAY_MS
+
+
+def _urandom_fraction():
+    data = os.urandom(2)
+    return (data[0] << 8 | data[1]) / 65536
+
+
+class Backoff:
+    """Delays for successive reconnection attempts; ``rand()`` gives floats in [0, 1)."""
+
+    def __init__(self, initial_ms=INITIAL_DELAY_MS, max_ms=MAX_DELAY_MS, factor=FACTOR, jitter=JITTER,
+                 stable_ms=STABLE_MS, rand=None):
+        if initial_ms <= 0 or max_ms < initial_ms:
+            raise ValueError("need 0 < initial_ms <= max_ms")
+        if factor < 1:
+            raise ValueError("factor must be at least 1")
+        if not 0 <= jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        self.initial_ms = initial_ms
+        self.max_ms = max_ms
+        self.factor = factor
+        self.jitter = jitter
+        self.stable_ms = stable_ms
+        self.attempts = 0  # delays handed out since the last reset
+        self._rand = rand or _urandom_fraction
+        self._online_since = None
+
+    def next_delay(self):
+        """Milliseconds to wait before the next attempt."""
+        self._online_since = None
+        ceiling = self.initial_ms
+        for _ in range(self.attempts):
+            ceiling *= self.factor
+            if ceiling >= self.max_ms:
+                break
+        ceiling = min(ceiling, self.max_ms)
+        self.attempts += 1
+        return int(ceiling - self.jitter * ceiling * self._rand())
+
+    def online(self, now):
+        self._online_since = now
+
+    def check_stable(self, now):
+        """Start over once the connection has been up ``stable_ms``; True when it did."""
+        since = self._online_since
+        if since is not None and self.attempts and ticks_diff(now, since) >= self.stable_ms:
+            self.attempts = 0
+            return True
+        return False
+
+    def reset(self):
+        self.attempts = 0
+        self._online_since = None

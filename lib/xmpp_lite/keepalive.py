@@ -1,0 +1,95 @@
+"""Heartbeats for links that die silently (GPRS, carrier NAT): when to send what. No I/O, no clock.
+
+Two needs, two mechanisms:
+  - keep the NAT mapping alive: one whitespace byte when nothing was *sent*
+    for ``ws_interval_ms`` (RFC 6120 4.6.1);
+  - prove the link is alive: a probe (XEP-0198 <r/>, else an XEP-0199 ping)
+    when nothing was *received* for ``probe_interval_ms``; if still nothing
+    arrives within ``probe_timeout_ms``, the link is dead.
+
+Any byte from the server answers a probe: the point is to learn that the
+path works, and an ack, a ping result or a message all prove it.
+
+    heartbeat = Heartbeat()
+    heartbeat.reset(now)                       # connection up
+    action = heartbeat.check(now, last_sent, last_received)
+    SEND_WHITESPACE / SEND_PROBE / LINK_DEAD / NOTHING
+
+Times are ``ticks_ms`` values and are only compared with ``ticks_diff``, so
+they may wrap. ``next_due_ms`` tells a poll loop how long it may sleep.
+"""
+
+from xmpp_lite._compat import const, ticks_diff
+
+# GPRS carriers drop idle NAT mappings after 60-150 s (seen in the field);
+# 50 s stays under the shortest of them with room for a slow poll loop.
+WS_INTERVAL_MS = 50000
+# Silence for this long and we ask the server to prove the link.
+PROBE_INTERVAL_MS = 60000
+# A GPRS round trip can take 1.5 s, longer after a radio wake-up; 20 s is
+# generous and still finds a dead link within 80 s of the last byte.
+PROBE_TIMEOUT_MS = 20000
+
+NOTHING = const(0)
+SEND_WHITESPACE = const(1)
+SEND_PROBE = const(2)
+LINK_DEAD = const(3)
+
+_FAR = 3600000  # "not due": an hour, well inside the ticks_diff range
+
+
+class Heartbeat:
+    """Decides heartbeats from the times of the last write and read; 0 or None turns a mechanism off."""
+
+    def __init__(self, ws_interval_ms=WS_INTERVAL_MS, probe_interval_ms=PROBE_INTERVAL_MS,
+                 probe_timeout_ms=PROBE_TIMEOUT_MS):
+        for name, value in (("ws_interval_ms", ws_interval_ms), ("probe_interval_ms", probe_interval_ms),
+                            ("probe_timeout_ms", probe_timeout_ms)):
+            if value is not None and value < 0:
+                raise ValueError(name + " must not be negative")
+        if probe_interval_ms and not probe_timeout_ms:
+            raise ValueError("a probe needs a probe_timeout_ms")
+        self.ws_interval_ms = ws_interval_ms or 0
+        self.probe_interval_ms = probe_interval_ms or 0
+        self.probe_timeout_ms = probe_timeout_ms or 0
+        self.probe_sent_ms = None  # ticks of the unanswered probe, if one is out
+        self._start_ms = None
+
+    def reset(self, now):
+        """A new connection is up at ``now``: no probe is out."""
+        self.probe_sent_ms = None
+        self._start_ms = now
+
+    def check(self, now, last_sent, last_received):
+        """The one thing to do now. ``last_sent``/``last_received`` may be None (nothing yet)."""
+        if last_sent is None:
+            last_sent = self._start_ms if self._start_ms is not None else now
+        if last_received is None:
+            last_received = self._start_ms if self._start_ms is not None else now
+        probe = self.probe_sent_ms
+        if probe is not None:
+            if ticks_diff(last_received, probe) >= 0:
+                self.probe_sent_ms = probe = None  # something arrived after the probe: alive
+            elif ticks_diff(now, probe) >= self.probe_timeout_ms:
+                return LINK_DEAD
+        if probe is None and self.probe_interval_ms and ticks_diff(now, last_received) >= self.probe_interval_ms:
+            self.probe_sent_ms = now
+            return SEND_PROBE
+        if self.ws_interval_ms and ticks_diff(now, last_sent) >= self.ws_interval_ms:
+            return SEND_WHITESPACE
+        return NOTHING
+
+    def next_due_ms(self, now, last_sent, last_received):
+        """Milliseconds until ``check`` may have something to do (0: now)."""
+        due = _FAR
+        if last_sent is None:
+            last_sent = now
+        if last_received is None:
+            last_received = now
+        if self.probe_sent_ms is not None:
+            due = min(due, self.probe_timeout_ms - ticks_diff(now, self.probe_sent_ms))
+        elif self.probe_interval_ms:
+            due = min(due, self.probe_interval_ms - ticks_diff(now, last_received))
+        if self.ws_interval_ms:
+            due = min(due, self.ws_interval_ms - ticks_diff(now, last_sent))
+        return max(due, 0)

@@ -1,0 +1,353 @@
+"""A client that stays connected: heartbeats, dead-link detection, reconnection, XEP-0198 resumption.
+
+    device = RobustClient("sensor1@example.net", "secret", ca="/ca.der")
+    device.on_message = handle
+    device.connect()                # first login; AuthError and other fatal errors raise
+    while True:
+        device.poll(100)            # I/O, callbacks, heartbeats, reconnection
+        device.send_message(controller, "temp=21.5C")   # online or not
+
+What it does, each piece in its own module:
+  - heartbeats (xmpp_lite.keepalive): a whitespace byte keeps the carrier's
+    NAT mapping; a probe (XEP-0198 <r/>, else an XEP-0199 ping) after a
+    silence finds a link that died without a FIN;
+  - reconnection (xmpp_lite.backoff): exponential backoff with jitter,
+    reset once a connection stayed up;
+  - no loss (xmpp_lite.sm): stanzas are kept until the server acks them;
+    after a reconnection the stream is resumed and what did not arrive is
+    sent again; if the server no longer knows the stream, a fresh one gets
+    everything unacked and the last presence. Stanzas sent while offline
+    wait in the same bounded queue (``QueueFull`` when it is full: nothing
+    is dropped silently).
+
+Fatal errors stop it and surface, never a retry loop: an AuthError (bad
+credentials: one attempt per ``connect()``; "temporary-auth-failure" is
+retried) and the stream errors in FATAL_STREAM_ERRORS ("conflict": another
+board logged in with this JID and resource; two boards must not take turns
+kicking each other off). Everything else (network errors, a dead link,
+"system-shutdown", a broken stream) is retried.
+
+Receivers. A resumed stream delivers each stanza exactly once. When a
+resumption fails (the server forgot the stream, e.g. it restarted), the
+stanzas the server had not acked are sent again and may arrive twice: a
+receiver that must not act twice de-duplicates by stanza id (ids are unique
+per RobustClient and survive reconnections).
+"""
+
+import binascii
+import errno
+import os
+
+from xmpp_lite._compat import sleep_ms, ticks_diff, ticks_ms
+from xmpp_lite.backoff import Backoff
+from xmpp_lite.client import CONNECT_TIMEOUT_MS, Client
+from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
+from xmpp_lite.parser import XMLError
+from xmpp_lite.sasl import AuthError
+from xmpp_lite.sm import MAX_UNACKED, QueueFull, StreamManagement
+from xmpp_lite.stanza import NS_CLIENT, serialise
+from xmpp_lite.stanza import message as make_message
+from xmpp_lite.stanza import presence as make_presence
+from xmpp_lite.stream import ProtocolError, StreamError
+
+STATE_OFFLINE = "offline"  # waiting for the next connection attempt
+STATE_ONLINE = "online"
+STATE_STOPPED = "stopped"  # not started, closed, or stopped by a fatal error (see ``error``)
+
+# Stream errors that a reconnection would only repeat.
+FATAL_STREAM_ERRORS = ("conflict", "not-authorized", "host-unknown", "invalid-from")
+# The one SASL failure that says "try again later" (RFC 6120 6.5.12).
+RETRY_AUTH_CONDITIONS = ("temporary-auth-failure",)
+# close() waits at most this long for the server to ack what is unacked.
+CLOSE_ACK_TIMEOUT_MS = 2000
+
+_RETRYABLE = (OSError, StreamError, ProtocolError, XMLError)
+_ID_PREFIX_BYTES = 3
+
+
+def is_fatal(error):
+    """True for errors that reconnecting cannot cure (see the module docstring)."""
+    if isinstance(error, AuthError):
+        return error.condition not in RETRY_AUTH_CONDITIONS
+    if isinstance(error, StreamError):
+        return error.condition in FATAL_STREAM_ERRORS
+    return not isinstance(error, _RETRYABLE)
+
+
+class RobustClient:
+    """An XMPP link that comes back by itself; see the module docstring.
+
+    ``heartbeat`` (xmpp_lite.keepalive.Heartbeat) and ``backoff``
+    (xmpp_lite.backoff.Backoff) carry the timing policy; ``max_unacked``
+    bounds the stanzas kept for resending; ``connect_timeout_ms`` bounds one
+    connection attempt (DNS, TCP, TLS, login). Other keyword arguments go to
+    xmpp_lite.client.Client (host, port, tls, ca, resource, ...).
+
+    Callbacks: ``on_message``, ``on_presence``, ``on_iq`` as on Client, and
+    ``on_state(state, detail)`` at every change: ("online", "resumed" or
+    "fresh"), ("offline", the error), ("stopped", the error or None).
+    ``stats`` counts what happened.
+    """
+
+    def __init__(self, jid, password, heartbeat=None, backoff=None, max_unacked=MAX_UNACKED,
+                 connect_timeout_ms=CONNECT_TIMEOUT_MS, **options):
+        self.sm = StreamManagement(max_unacked)
+        self.client = Client(jid, password, sm=self.sm, **options)
+        self.heartbeat = heartbeat if heartbeat is not None else Heartbeat()
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.connect_timeout_ms = connect_timeout_ms
+        self.state = STATE_STOPPED
+        self.error = None  # what stopped it, or what the last attempt failed with
+        self.on_message = None
+        self.on_presence = None
+        self.on_iq = None
+        self.on_state = None
+        self.stats = {
+            "attempts": 0,  # connection attempts
+            "online": 0,  # times it came online: 1 + reconnections
+            "resumed": 0,  # ... of which by resuming the stream
+            "lost": 0,  # links lost while online (errors, closes, dead links)
+            "dead_links": 0,  # ... of which found dead by a probe
+            "probes": 0,
+            "whitespace": 0,
+        }
+        self._retry_at = None  # (ticks, delay) of the next attempt while offline
+        self._presence = None  # the last broadcast presence (kwargs), re-announced on a fresh stream
+        self._presence_due = False
+        self._ping_id = None
+        self._id_prefix = binascii.hexlify(os.urandom(_ID_PREFIX_BYTES)).decode()
+        self._id_count = 0
+        self.client.on_message = self._message
+        self.client.on_presence = self._presence_in
+        self.client.on_iq = self._iq
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    @property
+    def online(self):
+        return self.state == STATE_ONLINE and self.client.connected
+
+    @property
+    def jid(self):
+        return self.client.jid
+
+    @property
+    def unacked(self):
+        """How many stanzas wait for an ack or for the link."""
+        return len(self.sm.unacked)
+
+    def register_iq_handler(self, xmlns, fn):
+        self.client.register_iq_handler(xmlns, fn)
+
+    def connect(self):
+        """Start (or restart after a stop): one connection attempt now.
+
+        Returns True when online. On a network or server problem returns
+        False and ``poll`` retries after a backoff delay. Raises the fatal
+        errors (AuthError, conflict, ...), and then stays stopped.
+        """
+        self.error = None
+        self.backoff.reset()
+        return self._attempt()
+
+    def poll(self, timeout_ms=0):
+        """One round of work, returning within about ``timeout_ms``; the number of events handled.
+
+        Online: I/O, callbacks and heartbeats; offline: a reconnection
+        attempt once its delay is over (that attempt blocks for up to
+        ``connect_timeout_ms``). Raises only fatal errors, once; afterwards
+        the client is stopped and poll just waits.
+        """
+        if self.state == STATE_ONLINE:
+            return self._poll_online(timeout_ms)
+        if self.state == STATE_OFFLINE:
+            start, delay = self._retry_at
+            left = delay - ticks_diff(ticks_ms(), start)
+            if left > 0:
+                sleep_ms(min(left, max(timeout_ms, 0)))
+                return 0
+            self._attempt()
+            return 0
+        sleep_ms(max(timeout_ms, 0))
+        return 0
+
+    def new_id(self):
+        """A stanza id unique for this client across reconnections."""
+        self._id_count += 1
+        return "%s%d" % (self._id_prefix, self._id_count)
+
+    def send(self, elem):
+        """Send a stanza now, or keep it for the link; raises QueueFull (nothing kept) when full."""
+        if self.state == STATE_STOPPED:
+            raise OSError(errno.ENOTCONN, "the client is stopped: connect() first")
+        if not self.client.connected:
+            self.sm.queue_offline(serialise(elem, NS_CLIENT))
+            return
+        try:
+            self.client.send(elem)  # kept in sm.unacked before the socket sees it; may raise QueueFull
+        except _RETRYABLE as error:
+            self._lost(error)
+
+    def send_message(self, to, body, type="chat", payload=None):
+        """Send (or keep) a <message/>; returns its id."""
+        stanza_id = self.new_id()
+        self.send(make_message(to=to, body=body, type=type, id=stanza_id, payload=payload))
+        return stanza_id
+
+    def send_presence(self, status=None, show=None, priority=None, payload=None, to=None, type=None):
+        """Send a presence; a broadcast one is remembered and announced again on every fresh stream."""
+        if to is None and type is None:
+            self._presence = {"status": status, "show": show, "priority": priority, "payload": payload}
+            self._presence_due = True
+            if self.client.connected:
+                self._announce()
+            return
+        self.send(make_presence(to=to, type=type, show=show, status=status, priority=priority, payload=payload))
+
+    def close(self, timeout_ms=CLOSE_ACK_TIMEOUT_MS):
+        """Ask for an ack of what is unacked (waiting at most ``timeout_ms``), close the stream, stop.
+
+        Returns how many stanzas were still unacked (0: the server has
+        everything that was sent).
+        """
+        if self.state == STATE_ONLINE and self.client.connected:
+            try:
+                if self.sm.unacked and self.client.request_ack():
+                    start = ticks_ms()
+                    while self.sm.unacked and self.client.connected:
+                        left = timeout_ms - ticks_diff(ticks_ms(), start)
+                        if left <= 0:
+                            break
+                        self.client.poll(min(left, 100))
+            except _RETRYABLE:
+                pass
+            self.client.close()
+        else:
+            self.client.abort()
+        left = len(self.sm.unacked)
+        self._stop(None)
+        return left
+
+    # -- connecting -----------------------------------------------------------------------------------
+
+    def _attempt(self):
+        self.stats["attempts"] += 1
+        try:
+            self.client.connect(self.connect_timeout_ms)
+        except Exception as error:  # noqa: BLE001 - sorted into fatal and retryable below
+            self.client.abort()
+            if is_fatal(error):
+                self._stop(error)
+                raise
+            self.error = error
+            self._schedule(error)
+            return False
+        self._went_online()
+        return True
+
+    def _went_online(self):
+        now = ticks_ms()
+        resumed = self.client.session.resumed
+        self.state = STATE_ONLINE
+        self.error = None
+        self.stats["online"] += 1
+        if resumed:
+            self.stats["resumed"] += 1
+        else:
+            self._presence_due = self._presence is not None
+        self._ping_id = None
+        self.heartbeat.reset(now)
+        self.backoff.online(now)
+        self._notify(STATE_ONLINE, "resumed" if resumed else "fresh")
+        self._announce()
+
+    def _announce(self):
+        if not self._presence_due or not self.client.connected:
+            return
+        try:
+            self.client.send_presence(**self._presence)
+            self._presence_due = False
+        except QueueFull:
+            pass  # the queue is full of unacked stanzas: again at the next poll
+        except _RETRYABLE as error:
+            self._lost(error)
+
+    def _schedule(self, error):
+        self.state = STATE_OFFLINE
+        self._retry_at = (ticks_ms(), self.backoff.next_delay())
+        self._notify(STATE_OFFLINE, error)
+
+    def _lost(self, error):
+        """The link is gone (the stream stays resumable): close the socket, retry after a delay."""
+        self.client.abort()
+        if self.state != STATE_ONLINE:
+            return
+        self.stats["lost"] += 1
+        self.error = error
+        self._schedule(error)
+
+    def _stop(self, error):
+        self.state = STATE_STOPPED
+        self.error = error
+        self._retry_at = None
+        self._notify(STATE_STOPPED, error)
+
+    def _notify(self, state, detail):
+        if self.on_state is not None:
+            self.on_state(state, detail)
+
+    # -- online -----------------------------------------------------------------------------------------
+
+    def _poll_online(self, timeout_ms):
+        client = self.client
+        wait = min(max(timeout_ms, 0), self.heartbeat.next_due_ms(ticks_ms(), client.last_sent_ms,
+                                                                    client.last_received_ms))
+        try:
+            count = client.poll(wait)
+            if self._presence_due:
+                self._announce()
+            if self.state == STATE_ONLINE:
+                self._beat()
+        except Exception as error:  # noqa: BLE001 - sorted into fatal and retryable below
+            if is_fatal(error):
+                self.client.abort()
+                self._stop(error)
+                raise
+            if not isinstance(error, _RETRYABLE):
+                raise  # a callback's own exception: the link is fine, the application decides
+            self._lost(error)
+            return 0
+        self.backoff.check_stable(ticks_ms())
+        return count
+
+    def _beat(self):
+        client = self.client
+        action = self.heartbeat.check(ticks_ms(), client.last_sent_ms, client.last_received_ms)
+        if action == SEND_WHITESPACE:
+            self.stats["whitespace"] += 1
+            client.send_whitespace()
+        elif action == SEND_PROBE:
+            self.stats["probes"] += 1
+            if not client.request_ack():
+                self._ping_id = client.send_ping()
+        elif action == LINK_DEAD:
+            self.stats["dead_links"] += 1
+            self._lost(OSError(errno.ETIMEDOUT, "no answer from the server within %d ms of a probe: "
+                                                "the link is dead" % self.heartbeat.probe_timeout_ms))
+
+    # -- callbacks from the Client ------------------------------------------------------------------
+
+    def _message(self, msg):
+        if self.on_message is not None:
+            self.on_message(msg)
+
+    def _presence_in(self, presence):
+        if self.on_presence is not None:
+            self.on_presence(presence)
+
+    def _iq(self, iq):
+        if self._ping_id is not None and iq.get("id") == self._ping_id:
+            self._ping_id = None  # our probe's answer; the heartbeat saw the bytes
+            return
+        if self.on_iq is not None:
+            self.on_iq(iq)

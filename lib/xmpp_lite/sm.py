@@ -1,0 +1,181 @@
+"""XEP-0198 stream management: the state that outlives one connection.
+
+A ``StreamManagement`` is handed to every Session of one logical link (see
+xmpp_lite.robust). It holds the resumption id, both stanza counters and the
+stanzas the server has not acknowledged yet, so that a new connection can
+resume the old stream (``<resume h=... previd=...>``) and resend what was
+lost, or, when the server no longer knows the stream, start a fresh one and
+resend everything not known to have arrived.
+
+One list, ``unacked``, serves three purposes, oldest first:
+  - stanzas sent on the current stream since <enable/> and not yet acked;
+  - stanzas sent on a previous stream and not acked before it died;
+  - stanzas the application sent while offline (``queue_offline``).
+All of them are sent (again) when a stream is back, in order.
+
+Counters are modulo 2**32 (XEP-0198 section 4).
+
+Bounded: at most ``max_unacked`` stanzas from the application
+(``QueueFull`` beyond, never a silent drop); the session's own automatic
+replies may take up to as many again before the session gives up on a
+server that never acks.
+"""
+
+from xmpp_lite._compat import const
+
+NS_SM = "urn:xmpp:sm:3"
+
+# Stanzas kept for resending until the server acks them. Each is kept
+# serialised (a sensor report is ~150-250 bytes), so 32 cost ~8 KB at most.
+MAX_UNACKED = 32
+# Ask the server for an ack (<r/>) after this many stanzas without one.
+ACK_REQUEST_EVERY = 8
+
+_H_MASK = 0xFFFFFFFF
+
+ENABLE = b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+REQUEST = b"<r xmlns='urn:xmpp:sm:3'/>"
+
+# What the session's ``sm`` may be doing on the current stream.
+_OFF = const(0)  # no stream management on this stream
+_ENABLING = const(1)  # <enable/> sent: count outbound, not yet inbound
+_ON = const(2)  # <enabled/> or <resumed/> received: count both ways
+
+
+class QueueFull(Exception):
+    """More than ``max_unacked`` stanzas wait for an ack or a connection.
+
+    Nothing was queued. Poll (acks arrive, or the link comes back) and try
+    again, or drop the stanza knowingly.
+    """
+
+
+def answer(handled):
+    """The bytes of <a h=.../> for ``handled`` stanzas."""
+    return b"<a xmlns='urn:xmpp:sm:3' h='%d'/>" % handled
+
+
+def resume(handled, previd):
+    return b"<resume xmlns='urn:xmpp:sm:3' h='%d' previd='%s'/>" % (handled, _attr(previd).encode())
+
+
+def _attr(value):
+    return value.replace("&", "&amp;").replace("'", "&apos;").replace("<", "&lt;")
+
+
+def parse_h(elem):
+    """The h attribute of <a/>, <resumed/> or <failed/> as an int, or None if absent or malformed."""
+    text = elem.get("h")
+    if text is None or not text.isdigit() or len(text) > 10:
+        return None
+    value = int(text)
+    return value if value <= _H_MASK else None
+
+
+class StreamManagement:
+    """Counters, resumption id and unacked stanzas of one logical XMPP link."""
+
+    def __init__(self, max_unacked=MAX_UNACKED, ack_request_every=ACK_REQUEST_EVERY):
+        if max_unacked < 1:
+            raise ValueError("max_unacked must be at least 1")
+        self.max_unacked = max_unacked
+        self.ack_request_every = ack_request_every
+        self.id = None  # resumption id of the last stream, while the server may still resume it
+        self.jid = None  # the full JID bound on that stream
+        self.handled = 0  # inbound stanzas handled on the stream (our h)
+        self.acked = 0  # the server's last h: our stanzas it has handled
+        self.unacked = []  # serialised stanzas, oldest first (see the module docstring)
+        self.mode = _OFF
+        self._since_request = 0
+
+    # -- what a Session asks ----------------------------------------------------------------
+
+    @property
+    def counting(self):
+        """True while outbound stanzas go to ``unacked`` (from <enable/> or <resume/> on)."""
+        return self.mode != _OFF
+
+    @property
+    def enabled(self):
+        """True once the server confirmed stream management on the current stream."""
+        return self.mode == _ON
+
+    @property
+    def resumable(self):
+        return self.id is not None
+
+    def start_fresh(self):
+        """<enable/> goes out on a new stream: count from zero; what is in ``unacked`` is sent again."""
+        self.id = None
+        self.handled = 0
+        self.acked = 0
+        self.mode = _ENABLING
+        self._since_request = 0
+
+    def confirm(self, resumption_id, jid):
+        """<enabled/> arrived; ``resumption_id`` is None when the server will not resume this stream."""
+        self.id = resumption_id
+        self.jid = jid
+        self.mode = _ON
+
+    def resumed(self):
+        self.mode = _ON
+        self._since_request = 0
+
+    def give_up_stream(self):
+        """The server refused <enable/>: what was sent on this stream stays sent, unconfirmed."""
+        self.id = None
+        self.mode = _OFF
+        self.unacked = []
+
+    def stream_ended(self):
+        """The connection is gone; keep the id, counters and unacked stanzas for a resumption."""
+        self.mode = _OFF
+
+    def forget(self):
+        """The stream was closed on purpose or cannot be resumed: no resumption, counters reset."""
+        self.id = None
+        self.mode = _OFF
+        self.handled = 0
+        self.acked = 0
+
+    def received_stanza(self):
+        if self.mode == _ON:
+            self.handled = (self.handled + 1) & _H_MASK
+
+    def sent_stanza(self, data):
+        """Keep ``data`` (just queued for the server) until acked; True if an <r/> is due now."""
+        self.unacked.append(data)
+        self._since_request += 1
+        if self._since_request >= self.ack_request_every:
+            self._since_request = 0
+            return True
+        return False
+
+    def requested(self):
+        self._since_request = 0
+
+    def has_room(self):
+        return len(self.unacked) < self.max_unacked
+
+    def overflowing(self):
+        """True when even the session's own replies would exceed the bound: the server does not ack."""
+        return len(self.unacked) >= 2 * self.max_unacked
+
+    def ack(self, h):
+        """The server says it handled ``h`` of our stanzas; drop those. False if h is impossible."""
+        count = (h - self.acked) & _H_MASK
+        if count > len(self.unacked):
+            return False
+        if count:
+            del self.unacked[:count]
+        self.acked = h
+        return True
+
+    # -- what the application asks -----------------------------------------------------------
+
+    def queue_offline(self, data):
+        """Keep a stanza to send when the link is back; raises QueueFull."""
+        if not self.has_room():
+            raise QueueFull("%d stanzas already wait for the link or an ack" % len(self.unacked))
+        self.unacked.append(data)
