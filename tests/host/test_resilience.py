@@ -1,0 +1,411 @@
+"""Links that die: heartbeats, dead-link detection, reconnection, XEP-0198 resumption, no loss.
+
+The device is tests/host/robust_device.py (xmpp_lite.robust) in its own process, on the MicroPython VM and
+on CPython, connected to a real Prosody (mod_smacks) through the link emulator (host_tools.linkemu). The
+controller is xmpp_lite's Client on CPython, connected to Prosody directly. Times are scaled down from GPRS
+(NAT timeouts of 60-150 s) to a fraction of a second so that the suite stays short; the ratios between
+NAT timeout, heartbeat interval and probe timeout are kept. Every wait is bounded.
+"""
+
+import json
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from host_tools.linkemu import LinkEmulator, Profile
+from host_tools.server import ProsodyServer, free_port
+from host_tools.tools import find_tool
+
+from xmpp_lite.client import Client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEVICE_SCRIPT = os.path.join(ROOT, "tests", "host", "robust_device.py")
+LIB = os.path.join(ROOT, "lib")
+RUNTIMES = ("micropython", "cpython")
+VM_HEAP = "256k"  # from .py sources; the library compiled to .mpy needs much less (make bench)
+WAIT = 15.0
+POLL_MS = 10
+
+# The soak: messages each way, and the random cuts the link must survive (CI; `make soak` runs more).
+SOAK_MESSAGES = 1000
+SOAK_CUT_INTERVAL_MS = 500  # mean time to a random reset of each connection
+SOAK_MIN_CUTS = 20
+LONG_SOAK_MIN_CUTS = 100
+
+
+def device_command(runtime, config_path):
+    if runtime == "micropython":
+        micropython = find_tool("micropython")
+        if micropython is None:
+            pytest.fail("no micropython binary; run `make bootstrap`", pytrace=False)
+        return [micropython, "-X", "heapsize=" + VM_HEAP, DEVICE_SCRIPT, config_path]
+    return [sys.executable, "-u", DEVICE_SCRIPT, config_path]
+
+
+class Device:
+    """robust_device.py in a subprocess; its lines arrive in ``lines`` as (host monotonic time, text)."""
+
+    def __init__(self, runtime, tmp_path, **settings):
+        config = {
+            "lib": LIB, "host": "127.0.0.1", "tls": "none", "resource": "board", "ca": None,
+            "mechanisms": ["PLAIN"], "ws_interval_ms": 0, "probe_interval_ms": 0, "probe_timeout_ms": 0,
+            "backoff_initial_ms": 50, "backoff_max_ms": 400, "backoff_stable_ms": 2000,
+            "connect_timeout_ms": 3000, "send": 0, "max_in_flight": 16, "poll_ms": POLL_MS,
+            "max_run_ms": 60000, "status": "testing",
+        }
+        config.update(settings)
+        path = os.path.join(str(tmp_path), "device-%s.json" % runtime)
+        with open(path, "w") as f:
+            json.dump(config, f)
+        self.runtime = runtime
+        self.lines = queue.Queue()
+        self.seen = []
+        self.process = subprocess.Popen(device_command(runtime, path), cwd=ROOT, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.process.stdout:
+            self.lines.put((time.monotonic(), raw.decode("utf-8", "replace").rstrip("\n")))
+        self.lines.put((time.monotonic(), None))
+
+    def wait_for(self, fragment, timeout=WAIT):
+        """(host time, line) of the next line containing ``fragment``; fails after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                when, line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                pytest.fail("the device exited (%s) before %r; its output:\n%s"
+                            % (self.process.wait(), fragment, "\n".join(self.seen)), pytrace=False)
+            self.seen.append(line)
+            if fragment in line:
+                return when, line
+        pytest.fail("no %r from the device within %.0f s; its output:\n%s"
+                    % (fragment, timeout, "\n".join(self.seen)), pytrace=False)
+
+    def check_alive(self):
+        """Fail at once if the device process has exited (with its output)."""
+        while True:
+            try:
+                _, line = self.lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.seen.append(line)
+        if self.process.poll() is not None:
+            pytest.fail("the device exited (%s); its output:\n%s" % (self.process.returncode, "\n".join(self.seen)),
+                        pytrace=False)
+
+    def done(self, timeout=WAIT):
+        """The device's final summary (it must end by itself or after "quit")."""
+        _, line = self.wait_for(" DONE ", timeout)
+        self.process.wait(timeout)
+        return json.loads(line.split(" DONE ", 1)[1])
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class Controller:
+    """The controller account on xmpp_lite's Client (CPython), in a thread that owns the connection."""
+
+    def __init__(self, server):
+        self.client = Client(server.jid("controller"), server.accounts["controller"], host="127.0.0.1",
+                             port=server.c2s_port, resource="desk", **_tls_options(server))
+        self.messages = queue.Queue()
+        self.client.on_message = lambda msg: self.messages.put(msg)
+        self._outbox = queue.Queue()
+        self._stop = threading.Event()
+        self.client.connect(10000)
+        self.error = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                while True:
+                    try:
+                        to, body = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    self.client.send_message(to, body)
+                self.client.poll(POLL_MS)
+        except Exception as error:  # noqa: BLE001 - reported by the test that uses it
+            self.error = error
+
+    def send(self, to, body):
+        self._outbox.put((to, body))
+
+    def bodies_from(self, sender_bare):
+        """Bodies received so far from ``sender_bare`` (bare JID), in order."""
+        bodies = []
+        while True:
+            try:
+                msg = self.messages.get_nowait()
+            except queue.Empty:
+                return bodies
+            if (msg.get("from") or "").split("/")[0] == sender_bare and msg.get("type") != "error":
+                body = msg.find_text("body")
+                if body is not None:
+                    bodies.append(body)
+
+    def report(self, device_jid, sender_bare, timeout=WAIT):
+        """Ask the device for its summary; None if no answer within ``timeout`` s."""
+        self.send(device_jid, "report")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in self.bodies_from(sender_bare):
+                if body.startswith("report "):
+                    return json.loads(body[7:])
+            time.sleep(0.02)
+        return None
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.client.close()
+
+
+def _tls_options(server):
+    if server.tls:
+        return {"ca": server.ca_path}
+    return {"tls": "none", "insecure_plain": True, "mechanisms": ("PLAIN",)}
+
+
+def device_settings(server, link, **settings):
+    base = {"jid": server.jid("device1"), "password": server.accounts["device1"], "port": link.port,
+            "controller": server.jid("controller") + "/desk"}
+    if server.tls:
+        base.update({"tls": "required", "ca": server.ca_der_path, "mechanisms": None})
+    base.update(settings)
+    return base
+
+
+@pytest.fixture
+def emulator(request):
+    links = []
+
+    def make(server, profile=None):
+        link = LinkEmulator(target=("127.0.0.1", server.c2s_port), profile=profile or Profile(), seed=7)
+        link.start()
+        links.append(link)
+        return link
+
+    yield make
+    for link in links:
+        link.stop()
+
+
+@pytest.fixture
+def running():
+    """Processes and controllers to stop after the test, whatever happened."""
+    things = []
+    yield things
+    for thing in reversed(things):
+        try:
+            thing.stop() if isinstance(thing, Device) else thing.close()
+        except Exception:  # noqa: BLE001 - cleanup after a failure must not hide it
+            pass
+
+
+# -- idle links behind a NAT ------------------------------------------------------------------------
+
+NAT_IDLE_MS = 600
+IDLE_MS = 5 * NAT_IDLE_MS
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("heartbeats", (True, False), ids=("heartbeats", "no-heartbeats"))
+def test_idle_link_behind_a_nat(runtime, heartbeats, prosody_plain, emulator, running, tmp_path):
+    """Idle for five NAT timeouts: with heartbeats the link stays up with no reconnection; without, it dies."""
+    server = prosody_plain
+    link = emulator(server, Profile(nat_idle_timeout_ms=NAT_IDLE_MS))
+    controller = Controller(server)
+    running.append(controller)
+    beats = {"ws_interval_ms": NAT_IDLE_MS // 3, "probe_interval_ms": NAT_IDLE_MS * 2,
+             "probe_timeout_ms": NAT_IDLE_MS} if heartbeats else {}
+    device = Device(runtime, tmp_path, **device_settings(server, link, resource="idle-" + runtime, **beats))
+    running.append(device)
+    device.wait_for("STATE online fresh")
+    time.sleep(IDLE_MS / 1000)
+    full_jid = server.jid("device1") + "/idle-" + runtime
+    report = controller.report(full_jid, server.jid("device1"), timeout=3 * NAT_IDLE_MS / 1000 + 1)
+    if heartbeats:
+        assert report is not None, "the device did not answer after %d ms idle" % IDLE_MS
+        assert report["stats"]["online"] == 1 and report["stats"]["lost"] == 0
+        assert report["stats"]["whitespace"] >= IDLE_MS // (NAT_IDLE_MS // 3) - 2
+        assert link.stats["nat_drops"] == 0 and link.stats["accepted"] == 1
+    else:
+        assert report is None, "a link without heartbeats survived the NAT: %r" % report
+        assert link.stats["nat_drops"] == 1
+    controller.send(full_jid, "quit")
+
+
+# -- a black hole ------------------------------------------------------------------------------------
+
+PROBE_INTERVAL_MS = 400
+PROBE_TIMEOUT_MS = 400
+# poll granularity, process scheduling and the reader thread on a loaded 2-core machine
+DETECTION_SLACK_MS = 400
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_black_hole_is_detected_and_the_stream_resumed(runtime, prosody, emulator, running, tmp_path):
+    server = prosody
+    link = emulator(server)
+    controller = Controller(server)
+    running.append(controller)
+    resource = "hole-" + runtime
+    device = Device(runtime, tmp_path, **device_settings(
+        server, link, resource=resource, ws_interval_ms=0, probe_interval_ms=PROBE_INTERVAL_MS,
+        probe_timeout_ms=PROBE_TIMEOUT_MS))
+    running.append(device)
+    device.wait_for("STATE online fresh")
+    full_jid = server.jid("device1") + "/" + resource
+    controller.send(full_jid, "cmd 0")
+    assert controller.report(full_jid, server.jid("device1"))["commands"] == 1
+    started = time.monotonic()
+    link.blackhole()
+    # While the link is dead, the controller's command waits in the server's queue for the device.
+    controller.send(full_jid, "cmd 1")
+    detected, _ = device.wait_for("STATE offline")
+    detection_ms = (detected - started) * 1000
+    assert detection_ms <= PROBE_INTERVAL_MS + PROBE_TIMEOUT_MS + DETECTION_SLACK_MS, detection_ms
+    device.wait_for("STATE online resumed")
+    report = controller.report(full_jid, server.jid("device1"))
+    assert report is not None
+    assert report["commands"] == 2 and report["duplicates"] == 0 and report["in_order"]
+    assert report["stats"]["dead_links"] == 1 and report["stats"]["resumed"] == 1
+    controller.send(full_jid, "quit")
+    assert device.done()["unacked"] == 0
+
+
+# -- random cuts: nothing lost, nothing twice, order kept --------------------------------------------
+
+
+def soak(runtime, server, emulator, running, tmp_path, min_cuts, messages=SOAK_MESSAGES):
+    link = emulator(server, Profile(cut_interval_ms=SOAK_CUT_INTERVAL_MS, cut_mode="reset"))
+    controller = Controller(server)
+    running.append(controller)
+    resource = "soak-" + runtime
+    device = Device(runtime, tmp_path, **device_settings(
+        server, link, resource=resource, send=messages, probe_interval_ms=500, probe_timeout_ms=500,
+        max_run_ms=600000))
+    running.append(device)
+    device.wait_for("STATE online fresh")
+    full_jid = server.jid("device1") + "/" + resource
+    device_bare = server.jid("device1")
+    received = []
+    # Commands at a steady pace while the device sends, until both are through and enough cuts happened.
+    deadline = time.monotonic() + 120
+    sent_commands = 0
+    pace = 0.01
+    while time.monotonic() < deadline:
+        if sent_commands < messages:
+            controller.send(full_jid, "cmd %d" % sent_commands)
+            sent_commands += 1
+        received += [body for body in controller.bodies_from(device_bare) if body.startswith("seq ")]
+        if sent_commands == messages and len(received) >= messages and link.stats["random_cuts"] >= min_cuts:
+            break
+        device.check_alive()
+        assert controller.error is None, controller.error
+        time.sleep(pace)
+    assert controller.error is None, controller.error
+    report = None
+    for _ in range(10):  # the last commands may still be on their way after a cut
+        device.check_alive()
+        report = controller.report(full_jid, device_bare, timeout=3)
+        if report is not None and report["commands"] >= messages:
+            break
+    received += [body for body in controller.bodies_from(device_bare) if body.startswith("seq ")]
+    cuts = link.stats["random_cuts"]
+    controller.send(full_jid, "quit")
+    summary = device.done(timeout=30)
+    numbers = [int(body[4:]) for body in received]
+    assert cuts >= min_cuts, "only %d cuts" % cuts
+    assert numbers == list(range(messages)), "device->controller: lost or duplicated %s" % sorted(
+        set(range(messages)) ^ set(numbers))[:20]
+    assert summary["commands"] == messages and summary["duplicates"] == 0 and summary["in_order"], summary
+    assert summary["stats"]["lost"] >= min_cuts // 2 and summary["stats"]["resumed"] >= 1, summary
+    print("soak %s: %d cuts, %d messages each way, device stats %s" % (runtime, cuts, messages, summary["stats"]))
+    return cuts, summary
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_soak_random_cuts_lose_nothing(runtime, prosody_plain, emulator, running, tmp_path):
+    soak(runtime, prosody_plain, emulator, running, tmp_path, SOAK_MIN_CUTS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_long_soak_random_cuts_lose_nothing(runtime, prosody, emulator, running, tmp_path):
+    # With STARTTLS and SCRAM: every reconnection costs a TLS handshake on the device.
+    soak(runtime, prosody, emulator, running, tmp_path, LONG_SOAK_MIN_CUTS, messages=4 * SOAK_MESSAGES)
+
+
+# -- the server goes away and comes back --------------------------------------------------------------
+
+
+@pytest.fixture
+def own_prosody(tmp_path):
+    """A plaintext Prosody of this test's own, on a fixed port so that it can be restarted in place."""
+    server = ProsodyServer(tmp_path / "prosody", tls=False, require_encryption=False, port=free_port())
+    server.start()
+    for user in ("device1", "controller"):
+        server.register(user, secrets.token_urlsafe(12))
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_server_restart_device_comes_back(runtime, own_prosody, emulator, running, tmp_path):
+    server = own_prosody
+    link = emulator(server)
+    device = Device(runtime, tmp_path, **device_settings(
+        server, link, resource="restart", probe_interval_ms=500, probe_timeout_ms=500))
+    running.append(device)
+    device.wait_for("STATE online fresh")
+    server.stop()
+    device.wait_for("STATE offline")
+    time.sleep(1.0)  # a few refused attempts, with backoff
+    server.start()
+    device.wait_for("STATE online fresh")  # the restarted server forgot the stream: a fresh one
+    controller = Controller(server)
+    running.append(controller)
+    full_jid = server.jid("device1") + "/restart"
+    report = controller.report(full_jid, server.jid("device1"))
+    assert report is not None and report["stats"]["online"] == 2 and report["stats"]["attempts"] >= 3
+    controller.send(full_jid, "quit")
+    device.done()
+
+
+# -- bad credentials ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_wrong_password_is_tried_once(runtime, prosody, emulator, running, tmp_path):
+    server = prosody
+    link = emulator(server)
+    device = Device(runtime, tmp_path, **device_settings(
+        server, link, password="not-the-password", resource="badpw", max_run_ms=2000))
+    running.append(device)
+    device.wait_for("AUTH-FAILED not-authorized")
+    summary = device.done()
+    assert summary["auths"] == 1 and summary["stats"]["attempts"] == 1
+    assert link.stats["accepted"] == 1
