@@ -49,10 +49,11 @@ _NAME_RE = re.compile(b"[A-Za-z_:\x80-\xff][-A-Za-z0-9._:\x80-\xff]*")
 # Control characters XML 1.0 does not allow (NUL is looked for with find:
 # the MicroPython regex engine cannot hold a NUL byte in a pattern).
 _CONTROL_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]")
-# Masks for the screen in _check_controls, one byte value repeated.
+# Masks for the screen in _check_controls: one byte value repeated _SCREEN times.
 _SCREEN = const(256)  # bytes screened at once
-_LOW_BITS = int.from_bytes(b"\x60" * _SCREEN, "big")
-_HIGH_BITS = int.from_bytes(b"\x80" * _SCREEN, "big")
+_ONES = const(((1 << (8 * _SCREEN)) - 1) // 0xFF)  # 0x0101...01
+_LOW_BITS = const(0x60 * _ONES)
+_HIGH_BITS = const(0x80 * _ONES)
 # Byte sequences that are not UTF-8 for an XML character although
 # MicroPython's decoder lets them through: overlong forms, surrogates, code
 # points above U+10FFFF, and U+FFFE/U+FFFF (valid UTF-8, not XML characters).
@@ -107,7 +108,7 @@ def _is_xml_char(code):
 
 
 def _check_controls(data):
-    """Reject control characters.
+    """Reject control characters; return True if data has no byte below 0x20 at all.
 
     Most chunks have none, and even min() walks a chunk byte by byte with a
     Python comparison per byte on MicroPython. So the chunk is screened as
@@ -115,6 +116,7 @@ def _check_controls(data):
     exactly when b >= 0x20, and no carry crosses into the next byte, so one
     mask test covers every byte at once. Only a piece with a byte below 0x20
     (TAB, LF and CR among them, which are allowed) is searched precisely.
+    The result lets the parser skip looking for TAB, LF and CR in tokens.
     """
     size = len(data)
     view = memoryview(data) if size > _SCREEN else data
@@ -126,8 +128,9 @@ def _check_controls(data):
         if (((got & _LOW_BITS) + _LOW_BITS) | got) & high != high:
             if data.find(b"\x00") >= 0 or _CONTROL_RE.search(data) is not None:
                 raise XMLError("character not allowed in XML")
-            return
+            return False
         pos += _SCREEN
+    return True
 
 
 def _utf8(raw):
@@ -227,6 +230,7 @@ class Parser:
     def reset(self):
         """Forget everything: the next byte is the first of a new stream."""
         self._buf = b""
+        self._plain = True  # self._buf has no byte below 0x20, see _check_controls
         self._offset = 0  # stream offset of self._buf[0]
         self._stack = []  # names (str) of the open elements
         self._raw_stack = []  # the same names as bytes, to match end tags without decoding
@@ -267,8 +271,12 @@ class Parser:
         # Control characters are single bytes: each chunk is checked once as
         # it arrives. The rest of the character rules are checked on each
         # token as it is decoded (_utf8), when its sequences are complete.
-        _check_controls(data)
-        buf = pending + data if pending else data
+        plain = _check_controls(data)
+        if pending:
+            buf = pending + data
+            plain = plain and self._plain
+        else:
+            buf = data
         if self._offset == 0 and buf[:3] == _BOM[:len(buf)]:
             if len(buf) < 3:
                 self._buf = buf
@@ -291,7 +299,7 @@ class Parser:
                     raw = buf[pos:stop]
                     if b"]]>" in raw:
                         raise XMLError("']]>' in text")
-                    if b"\r" in raw:
+                    if not plain and b"\r" in raw:
                         raw = _normalise_newlines(raw)
                     if b"&" in raw:
                         raw = _expand(raw)
@@ -317,7 +325,7 @@ class Parser:
                 if nxt < 0:
                     nxt = self._end_tag(buf, pos, end)
             elif pos + 1 < end and buf[pos + 1] != _BANG and buf[pos + 1] != _QUEST:
-                nxt = self._start_tag(buf, pos, end)
+                nxt = self._start_tag(buf, pos, end, plain)
             else:
                 nxt = self._markup(buf, pos, end)
             if nxt < 0 or nxt == pos:
@@ -339,6 +347,7 @@ class Parser:
                 # text there is passed on as it comes and is not a token.
                 raise XMLError("token larger than {} bytes".format(self.max_stanza_bytes))
         self._buf = buf[pos:] if pos < end else b""
+        self._plain = plain
         self._offset += pos
         held = end - pos
         if held:
@@ -390,7 +399,7 @@ class Parser:
             return self._cdata(buf, pos, end)
         if kind == _QUEST:
             return self._xml_decl(buf, pos, end)
-        return self._start_tag(buf, pos, end)
+        return self._start_tag(buf, pos, end, False)
 
     def _name(self, buf, pos, end):
         """Match a name at pos; return (name_bytes, end_pos), or None if cut off."""
@@ -413,7 +422,7 @@ class Parser:
             pos += 1
         return pos
 
-    def _start_tag(self, buf, pos, end):
+    def _start_tag(self, buf, pos, end, plain):
         gt = buf.find(b">", pos)
         if gt < 0:
             return -1  # cheap wait: the tag cannot be complete yet
@@ -422,9 +431,11 @@ class Parser:
         # white space other than spaces, no "<". Anything else, including a
         # ">" inside a value, and every error, takes the careful path.
         # (`in` costs less than .find on MicroPython.)
-        if not (b"&" in raw or b"<" in raw or b"\n" in raw or b"\t" in raw or b"\r" in raw):
+        if not (b"&" in raw or b"<" in raw or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw)):
             if b"'" in raw:
-                if b'"' not in raw and self._simple_tag(raw, b"'", pos, gt + 1):
+                # A '"' may stand in a value; anywhere else it makes the
+                # shape unknown to _learn_shape.
+                if self._simple_tag(raw, b"'", pos, gt + 1):
                     return gt + 1
             elif self._simple_tag(raw, b'"', pos, gt + 1):
                 return gt + 1

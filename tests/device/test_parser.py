@@ -633,6 +633,28 @@ def test_control_characters_are_errors():
         ])
 
 
+def test_control_characters_anywhere_in_a_long_chunk_are_errors():
+    # Chunks are screened for control characters in pieces of a few hundred
+    # bytes: a control character in any piece, first byte to last, and in a
+    # short last piece, must be found; TAB, LF and CR must pass.
+    body = b"caf\xc3\xa9 \xd0\xb4\xd0\xb0 " * 50  # 600 bytes, bytes >= 0x80 among them
+    for size in (1, 255, 256, 257, 511, 512, 513, 600):
+        data = body[:size].rstrip(b"\x80\x81\x82\x83\xa9\xb0\xb4\xc3\xd0")  # no cut character
+        data += b"x" * (size - len(data))
+        for at in range(0, size, 1 if size < 260 else 7):
+            if data[at] >= 0x80:
+                continue
+            for char in (b"\x00", b"\x01", b"\x1f", b"\x0b"):
+                parser = Parser(Recorder())
+                parser.feed(b"<r>")
+                raises(XMLError, parser.feed, data[:at] + char + data[at + 1:])
+        for char in (b"\t", b"\n", b"\r"):
+            recorder = Recorder()
+            parser = Parser(recorder)
+            parser.feed(b"<r>" + char + data + char + b"</r>")
+            assert recorder.events[-1] == end("r")
+
+
 def test_noncharacters_fffe_and_ffff_are_errors():
     for raw in (b"\xef\xbf\xbe", b"\xef\xbf\xbf"):
         check_errors(_in_every_place(raw))
@@ -702,6 +724,14 @@ def test_attribute_quotes_and_white_space():
     check(b"<r />", element("r"))
     check(b"<r a='1' />", element("r", {"a": "1"}))
     check(b"<r\ta='1'\r\n/>", element("r", {"a": "1"}))
+
+
+def test_one_quote_style_with_the_other_quote_in_values():
+    check(b"<r a='say \"hi\"' b='\"'/>", element("r", {"a": 'say "hi"', "b": '"'}))
+    check(b"<r a=\"it's\" b=\"'\">x</r>", element("r", {"a": "it's", "b": "'"}, "x"))
+    check(b"<r a='\"' b='x\ty'/>", element("r", {"a": '"', "b": "x y"}))
+    check(b"<r a=\"1\" b='2\"/>'/>", element("r", {"a": "1", "b": '2"/>'}))
+    check_errors([b"<r a='1\"' \"b='2'/>", b"<r a='1' b\"='2'/>", b"<r a='1\"\"'\"/>", b"<r\"/>"])
 
 
 def test_greater_than_inside_attribute_values():
