@@ -37,7 +37,7 @@ _APOS = const(0x27)  # '
 _CR = const(0x0D)
 _RBRACKET = const(0x5D)  # ]
 _NAME_CACHE_SIZE = const(64)  # valid names each parser remembers, see Parser._known
-_SHAPE_CACHE_SIZE = const(16)  # start-tag shapes each parser remembers, see Parser._simple_tag
+_SHAPE_CACHE_SIZE = const(16)  # start-tag shapes each parser remembers, see Parser._learn_shape
 _WS = b" \t\r\n"  # the S production
 
 _BOM = b"\xef\xbb\xbf"
@@ -223,7 +223,7 @@ class Parser:
         self.max_attrs = max_attrs
         self.max_name = max_name
         self._names = {}  # names known to be valid (kept across reset())
-        self._shapes = {}  # start-tag shapes known to be valid, see _simple_tag
+        self._shapes = {}  # start-tag shapes known to be valid, see _learn_shape
         self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
         self.reset()
 
@@ -286,10 +286,23 @@ class Parser:
             self._bom = True
         pos = 0
         end = len(buf)
+        # Locals: on MicroPython an attribute or global lookup per token costs
+        # more than the rest of a short token's handling.
         stack = self._stack
+        raw_stack = self._raw_stack
+        shapes = self._shapes
+        on_start = self._start
+        on_end = self._end
+        on_text = self._text
         stream = self._streams
+        max_depth = self.max_depth
+        # Index of buf past which the open stanza exceeds its cap; -1 (find
+        # out, see _stanza_limit) outside stanzas and after any token that
+        # may have opened or closed one.
+        limit = -1
         # The loop handles the most common tokens inline (a text run inside
-        # the root, "</name>"): on MicroPython each call saved is measurable.
+        # the root, "</name>", a start tag of a known shape below a stanza):
+        # on MicroPython each call saved is measurable.
         while pos < end:
             if buf[pos] != _LT:
                 stop = buf.find(b"<", pos)
@@ -306,28 +319,90 @@ class Parser:
                     text = str(raw, "utf-8")
                     if len(text) != len(raw):
                         text = _utf8(raw)
-                    self._text(text)
+                    on_text(text)
                     nxt = stop
-            elif pos + 1 < end and buf[pos + 1] == _SLASH:
+            elif pos + 1 >= end:
+                break
+            elif buf[pos + 1] == _SLASH:
                 nxt = -1
                 if stack:
-                    top = self._raw_stack[-1]
+                    top = raw_stack[-1]
                     after = pos + 2 + len(top)
                     if after < end and buf[after] == _GT and buf.startswith(top, pos + 2):
                         nxt = after + 1
                         # "</name>" exactly, the common case; _close does
                         # the same with the stanza and root bookkeeping.
                         if len(stack) > 2:
-                            self._raw_stack.pop()
-                            self._end(stack.pop())
+                            raw_stack.pop()
+                            on_end(stack.pop())
                         else:
                             self._close(nxt)
+                            limit = -1
                 if nxt < 0:
                     nxt = self._end_tag(buf, pos, end)
-            elif pos + 1 < end and buf[pos + 1] != _BANG and buf[pos + 1] != _QUEST:
-                nxt = self._start_tag(buf, pos, end, plain)
+                    limit = -1
+            elif buf[pos + 1] == _BANG:
+                nxt = self._cdata(buf, pos, end)
+            elif buf[pos + 1] == _QUEST:
+                nxt = self._xml_decl(buf, pos, end)
             else:
-                nxt = self._markup(buf, pos, end)
+                gt = buf.find(b">", pos)
+                if gt < 0:
+                    break  # cheap wait: the tag cannot be complete yet
+                empty = buf[gt - 1] == _SLASH
+                raw = buf[pos + 1:gt - 1] if empty else buf[pos + 1:gt]
+                # Fast path for the common tag: one quote style, no
+                # references, no white space other than spaces, no "<".
+                # Splitting it at its quotes leaves the values at odd indexes
+                # and the "shape" at even ones: `message to=`, ` type=`, ...
+                # A stream uses few shapes; _learn_shape checks each once.
+                # Anything else, including a ">" inside a value, and every
+                # error, takes the careful path. Work stays on bytes: on
+                # MicroPython, splitting a str costs several times more.
+                shape = None
+                if not (b"&" in raw or b"<" in raw or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw)):
+                    # A '"' may stand in a value quoted with "'"; anywhere
+                    # else it makes the shape unknown to _learn_shape.
+                    quote = b"'" if b"'" in raw else b'"'
+                    parts = raw.split(quote)
+                    count = len(parts)
+                    if count & 1:  # else the ">" was inside a value
+                        key = raw if count == 1 else quote.join(parts[0::2])
+                        shape = shapes.get(key)
+                        if shape is None:
+                            shape = self._learn_shape(key, parts)
+                if shape is None:
+                    nxt = self._careful_start_tag(buf, pos, end)
+                    limit = -1
+                else:
+                    name, raw_name, names = shape
+                    attrs = {}
+                    i = 1
+                    for attr in names:
+                        value = parts[i]
+                        text = str(value, "utf-8")
+                        if len(text) != len(value):
+                            text = _utf8(value)
+                        attrs[attr] = text
+                        i += 2
+                    nxt = gt + 1
+                    if len(stack) < 2:
+                        # The root or a stanza: _open keeps their bookkeeping.
+                        self._open(name, raw_name, attrs, pos)
+                        limit = -1
+                    else:
+                        if len(stack) >= max_depth:
+                            raise XMLError("elements nested deeper than {}".format(max_depth))
+                        stack.append(name)
+                        raw_stack.append(raw_name)
+                        on_start(name, attrs)
+                    if empty and self._streams == stream:
+                        if len(stack) > 2:
+                            raw_stack.pop()
+                            on_end(stack.pop())
+                        else:
+                            self._close(nxt)
+                            limit = -1
             if nxt < 0 or nxt == pos:
                 break
             token_at = pos
@@ -338,14 +413,8 @@ class Parser:
                 if pos < end:
                     self._feed(buf[pos:])
                 return
-            if self._stanza_at >= 0:
-                if self._offset + pos - self._stanza_at > self.max_stanza_bytes:
-                    raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
-            elif pos - token_at > self.max_stanza_bytes and buf[token_at] == _LT:
-                # Markup outside stanzas (the stream header, a declaration)
-                # obeys the same cap whether it came whole or in pieces;
-                # text there is passed on as it comes and is not a token.
-                raise XMLError("token larger than {} bytes".format(self.max_stanza_bytes))
+            if pos > limit:
+                limit = self._stanza_limit(buf, token_at, pos)
         self._buf = buf[pos:] if pos < end else b""
         self._plain = plain
         self._offset += pos
@@ -388,19 +457,6 @@ class Parser:
 
     # -- markup -------------------------------------------------------------
 
-    def _markup(self, buf, pos, end):
-        """Handle markup at buf[pos] == "<"; return the position after it, or -1."""
-        if pos + 1 >= end:
-            return -1
-        kind = buf[pos + 1]
-        if kind == _SLASH:
-            return self._end_tag(buf, pos, end)
-        if kind == _BANG:
-            return self._cdata(buf, pos, end)
-        if kind == _QUEST:
-            return self._xml_decl(buf, pos, end)
-        return self._start_tag(buf, pos, end, False)
-
     def _name(self, buf, pos, end):
         """Match a name at pos; return (name_bytes, end_pos), or None if cut off."""
         window = buf[pos:pos + self.max_name + 1]
@@ -422,66 +478,36 @@ class Parser:
             pos += 1
         return pos
 
-    def _start_tag(self, buf, pos, end, plain):
-        gt = buf.find(b">", pos)
-        if gt < 0:
-            return -1  # cheap wait: the tag cannot be complete yet
-        raw = buf[pos + 1:gt]
-        # Fast path for the common tag: one quote style, no references, no
-        # white space other than spaces, no "<". Anything else, including a
-        # ">" inside a value, and every error, takes the careful path.
-        # (`in` costs less than .find on MicroPython.)
-        if not (b"&" in raw or b"<" in raw or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw)):
-            if b"'" in raw:
-                # A '"' may stand in a value; anywhere else it makes the
-                # shape unknown to _learn_shape.
-                if self._simple_tag(raw, b"'", pos, gt + 1):
-                    return gt + 1
-            elif self._simple_tag(raw, b'"', pos, gt + 1):
-                return gt + 1
-        return self._careful_start_tag(buf, pos, end)
+    def _stanza_limit(self, buf, token_at, pos):
+        """Check the caps after the token buf[token_at:pos].
 
-    def _simple_tag(self, raw, quote, pos, after):
-        """Open a fast-path start tag; False means "use the careful path".
-
-        Splitting the tag at its quotes leaves the values at odd indexes and
-        the "shape" at even ones: `message to=`, ` type=`, ... A stream uses
-        few shapes, so each is checked once and remembered (up to
-        _SHAPE_CACHE_SIZE of them) with its element and attribute names.
-        Work stays on bytes: on MicroPython, splitting a str costs several
-        times more than splitting bytes.
+        Returns the index of buf past which the open stanza exceeds its cap,
+        or -1 outside stanzas.
         """
-        empty = raw.endswith(b"/")
-        if empty:
-            raw = raw[:-1]
-        parts = raw.split(quote)
-        count = len(parts)
-        if not count & 1:
-            return False  # the ">" was inside a value
-        key = raw if count == 1 else quote.join(parts[0::2])
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = self._learn_shape([_utf8(piece) for piece in parts[0::2]])
-            if shape is None:
-                return False
-            if len(self._shapes) < _SHAPE_CACHE_SIZE:
-                self._shapes[key] = shape
-        name, raw_name, names = shape
-        attrs = {}
-        i = 1
-        for attr in names:
-            value = parts[i]
-            text = str(value, "utf-8")
-            if len(text) != len(value):
-                text = _utf8(value)
-            attrs[attr] = text
-            i += 2
-        self._open(name, raw_name, attrs, pos)
-        if empty and self._stack and self._stack[-1] is name:
-            self._close(after)
-        return True
+        cap = self.max_stanza_bytes
+        if self._stanza_at >= 0:
+            limit = self._stanza_at - self._offset + cap
+            if pos > limit:
+                raise XMLError("stanza larger than {} bytes".format(cap))
+            return limit
+        if pos - token_at > cap and buf[token_at] == _LT:
+            # Markup outside stanzas (the stream header, a declaration)
+            # obeys the same cap whether it came whole or in pieces; text
+            # there is passed on as it comes and is not a token.
+            raise XMLError("token larger than {} bytes".format(cap))
+        return -1
 
-    def _learn_shape(self, pieces):
+    def _learn_shape(self, key, parts):
+        """The shape of a start tag split at its quotes (see _feed), or None.
+
+        Valid shapes are remembered under `key`, up to _SHAPE_CACHE_SIZE.
+        """
+        shape = self._shape_of([_utf8(piece) for piece in parts[0::2]])
+        if shape is not None and len(self._shapes) < _SHAPE_CACHE_SIZE:
+            self._shapes[key] = shape
+        return shape
+
+    def _shape_of(self, pieces):
         """(element name, attribute names) for the text around a tag's values, or None.
 
         Accepted: `name`, `name ` or `name attr=` first; ` attr=` between
