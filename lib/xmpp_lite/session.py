@@ -239,6 +239,7 @@ class Session:
         self.features = None  # the last <stream:features/> received
         self.stream_id = None  # the id of the server's current stream header
         self.flights = 0  # bursts of output that each followed new input: round trips taken
+        self.login_round_trips = None  # flights before online (what <enable/> and stanzas ride on is the next)
         self.sm = sm
         self.resumed = False  # True once online by resuming the previous stream
         if sm is not None:
@@ -606,6 +607,7 @@ class Session:
 
     def _go_online(self):
         self._go(_ONLINE)
+        self.login_round_trips = self.flights
         sm = self.sm
         if sm is not None:
             pending = sm.unacked
@@ -668,6 +670,7 @@ class Session:
         for data in sm.unacked:  # the server did not get these: again, in order
             self._queue(data)
         self._go(_ONLINE)
+        self.login_round_trips = self.flights
         self._event(EVENT_RESUMED, self.jid)
 
     def _send_stanza(self, data, from_app=False):

@@ -78,6 +78,7 @@ def test_enable_goes_out_once_bound_before_any_stanza():
         sm = StreamManagement()
         session, peer, sent = bound(sm, mode)
         assert [(elem.local, elem.xmlns) for elem in sent] == [("enable", NS_SM)]
+        assert session.login_round_trips == 3  # <enable/> rides on the flight after online
         assert sent[0].get("resume") == "true"
         assert sm.enabled and sm.resumable and sm.id == "sm-1" and sm.jid == FULL_JID
 
@@ -226,6 +227,8 @@ def test_a_lost_connection_is_resumed_and_unacked_stanzas_go_again():
         events = peer.reply(HEADER + FEATURES_BIND + sm_element("resumed", h=2, previd="sm-1"))
         assert events == [(EVENT_RESUMED, FULL_JID)]
         assert session.online and session.resumed and session.jid == FULL_JID
+        # header, auth, header+resume: as many as header, auth, header+bind (3 unpinned, 2 pinned)
+        assert session.login_round_trips == 3
         resent = peer.elements()
         assert [elem.get("id") for elem in resent] == ["m2", "off1"]
         assert len(sm.unacked) == 2

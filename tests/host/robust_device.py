@@ -56,7 +56,8 @@ done = []
 
 def on_state(state, detail):
     if state == "online":
-        say("STATE online " + detail)
+        # Round trips this login took: client flights before the one that goes on once online.
+        say("STATE online %s flights=%d" % (detail, device.client.session.login_round_trips))
     else:
         say("STATE %s %s" % (state, detail))
 
