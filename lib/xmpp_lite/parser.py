@@ -296,6 +296,8 @@ class Parser:
         on_text = self._text
         stream = self._streams
         max_depth = self.max_depth
+        decode = str  # builtins too: a global lookup misses the module first
+        length = len
         # Index of buf past which the open stanza exceeds its cap; -1 (find
         # out, see _stanza_limit) outside stanzas and after any token that
         # may have opened or closed one.
@@ -316,8 +318,8 @@ class Parser:
                         raw = _normalise_newlines(raw)
                     if b"&" in raw:
                         raw = _expand(raw)
-                    text = str(raw, "utf-8")
-                    if len(text) != len(raw):
+                    text = decode(raw, "utf-8")
+                    if length(text) != length(raw):
                         text = _utf8(raw)
                     on_text(text)
                     nxt = stop
@@ -327,12 +329,12 @@ class Parser:
                 nxt = -1
                 if stack:
                     top = raw_stack[-1]
-                    after = pos + 2 + len(top)
+                    after = pos + 2 + length(top)
                     if after < end and buf[after] == _GT and buf.startswith(top, pos + 2):
                         nxt = after + 1
                         # "</name>" exactly, the common case; _close does
                         # the same with the stanza and root bookkeeping.
-                        if len(stack) > 2:
+                        if length(stack) > 2:
                             raw_stack.pop()
                             on_end(stack.pop())
                         else:
@@ -365,7 +367,7 @@ class Parser:
                     # else it makes the shape unknown to _learn_shape.
                     quote = b"'" if b"'" in raw else b'"'
                     parts = raw.split(quote)
-                    count = len(parts)
+                    count = length(parts)
                     if count & 1:  # else the ">" was inside a value
                         key = raw if count == 1 else quote.join(parts[0::2])
                         shape = shapes.get(key)
@@ -380,24 +382,24 @@ class Parser:
                     i = 1
                     for attr in names:
                         value = parts[i]
-                        text = str(value, "utf-8")
-                        if len(text) != len(value):
+                        text = decode(value, "utf-8")
+                        if length(text) != length(value):
                             text = _utf8(value)
                         attrs[attr] = text
                         i += 2
                     nxt = gt + 1
-                    if len(stack) < 2:
+                    if length(stack) < 2:
                         # The root or a stanza: _open keeps their bookkeeping.
                         self._open(name, raw_name, attrs, pos)
                         limit = -1
                     else:
-                        if len(stack) >= max_depth:
+                        if length(stack) >= max_depth:
                             raise XMLError("elements nested deeper than {}".format(max_depth))
                         stack.append(name)
                         raw_stack.append(raw_name)
                         on_start(name, attrs)
                     if empty and self._streams == stream:
-                        if len(stack) > 2:
+                        if length(stack) > 2:
                             raw_stack.pop()
                             on_end(stack.pop())
                         else:
