@@ -115,6 +115,7 @@ class RobustClient:
         self._presence = None  # the last broadcast presence (kwargs), re-announced on a fresh stream
         self._presence_due = False
         self._ping_id = None
+        self._beat_ms = None  # when the last whitespace was handed to the socket
         self._id_prefix = binascii.hexlify(os.urandom(_ID_PREFIX_BYTES)).decode()
         self._id_count = 0
         self.client.on_message = self._message
@@ -146,6 +147,8 @@ class RobustClient:
         False and ``poll`` retries after a backoff delay. Raises the fatal
         errors (AuthError, conflict, ...), and then stays stopped.
         """
+        if self.state == STATE_ONLINE and self.client.connected:
+            return True
         self.error = None
         self.backoff.reset()
         return self._attempt()
@@ -256,6 +259,7 @@ class RobustClient:
         else:
             self._presence_due = self._presence is not None
         self._ping_id = None
+        self._beat_ms = None
         self.heartbeat.reset(now)
         self.backoff.online(now)
         self._notify(STATE_ONLINE, "resumed" if resumed else "fresh")
@@ -300,7 +304,7 @@ class RobustClient:
 
     def _poll_online(self, timeout_ms):
         client = self.client
-        wait = min(max(timeout_ms, 0), self.heartbeat.next_due_ms(ticks_ms(), client.last_sent_ms,
+        wait = min(max(timeout_ms, 0), self.heartbeat.next_due_ms(ticks_ms(), self._last_sent(),
                                                                     client.last_received_ms))
         try:
             count = client.poll(wait)
@@ -320,11 +324,21 @@ class RobustClient:
         self.backoff.check_stable(ticks_ms())
         return count
 
+    def _last_sent(self):
+        # A space that the socket has not taken yet (a stalled link) counts as sent: one is enough.
+        sent = self.client.last_sent_ms
+        beat = self._beat_ms
+        if sent is None or (beat is not None and ticks_diff(beat, sent) > 0):
+            return beat
+        return sent
+
     def _beat(self):
         client = self.client
-        action = self.heartbeat.check(ticks_ms(), client.last_sent_ms, client.last_received_ms)
+        now = ticks_ms()
+        action = self.heartbeat.check(now, self._last_sent(), client.last_received_ms)
         if action == SEND_WHITESPACE:
             self.stats["whitespace"] += 1
+            self._beat_ms = now
             client.send_whitespace()
         elif action == SEND_PROBE:
             self.stats["probes"] += 1
