@@ -296,12 +296,14 @@ class Parser:
         on_text = self._text
         stream = self._streams
         max_depth = self.max_depth
+        cap = self.max_stanza_bytes
         decode = str  # builtins too: a global lookup misses the module first
         length = len
-        # Index of buf past which the open stanza exceeds its cap; -1 (find
-        # out, see _stanza_limit) outside stanzas and after any token that
-        # may have opened or closed one.
-        limit = -1
+        # A token that ends past this index of buf needs _stanza_limit: in a
+        # stanza, where it exceeds the cap; outside, no nearer than the cap
+        # from where the token starts. -1 after a call that may have opened
+        # or closed a stanza; the check after the token puts it right.
+        limit = self._stanza_at - self._offset + cap if self._stanza_at >= 0 else cap
         # The loop handles the most common tokens inline (a text run inside
         # the root, "</name>", a start tag of a known shape below a stanza):
         # on MicroPython each call saved is measurable.
@@ -335,6 +337,14 @@ class Parser:
                         # "</name>" exactly, the common case; _close does
                         # the same with the stanza and root bookkeeping.
                         if length(stack) > 2:
+                            raw_stack.pop()
+                            on_end(stack.pop())
+                        elif length(stack) == 2:
+                            # The end of a stanza.
+                            if nxt > limit:
+                                raise XMLError("stanza larger than {} bytes".format(cap))
+                            self._stanza_at = -1
+                            limit = nxt + cap
                             raw_stack.pop()
                             on_end(stack.pop())
                         else:
@@ -388,18 +398,29 @@ class Parser:
                         attrs[attr] = text
                         i += 2
                     nxt = gt + 1
-                    if length(stack) < 2:
-                        # The root or a stanza: _open keeps their bookkeeping.
+                    if not stack:
+                        # The root: _open keeps its bookkeeping.
                         self._open(name, raw_name, attrs, pos)
                         limit = -1
                     else:
                         if length(stack) >= max_depth:
                             raise XMLError("elements nested deeper than {}".format(max_depth))
+                        if length(stack) == 1:
+                            # The start of a stanza.
+                            self._stanza_at = self._offset + pos
+                            limit = pos + cap
                         stack.append(name)
                         raw_stack.append(raw_name)
                         on_start(name, attrs)
                     if empty and self._streams == stream:
                         if length(stack) > 2:
+                            raw_stack.pop()
+                            on_end(stack.pop())
+                        elif length(stack) == 2:
+                            if nxt > limit:
+                                raise XMLError("stanza larger than {} bytes".format(cap))
+                            self._stanza_at = -1
+                            limit = nxt + cap
                             raw_stack.pop()
                             on_end(stack.pop())
                         else:
@@ -483,8 +504,8 @@ class Parser:
     def _stanza_limit(self, buf, token_at, pos):
         """Check the caps after the token buf[token_at:pos].
 
-        Returns the index of buf past which the open stanza exceeds its cap,
-        or -1 outside stanzas.
+        Returns the next limit for _feed: the index of buf past which the
+        open stanza exceeds its cap, or outside stanzas the cap from pos.
         """
         cap = self.max_stanza_bytes
         if self._stanza_at >= 0:
@@ -497,7 +518,7 @@ class Parser:
             # obeys the same cap whether it came whole or in pieces; text
             # there is passed on as it comes and is not a token.
             raise XMLError("token larger than {} bytes".format(cap))
-        return -1
+        return pos + cap
 
     def _learn_shape(self, key, parts):
         """The shape of a start tag split at its quotes (see _feed), or None.
