@@ -9,7 +9,7 @@ device of tests/host/robust_device.py (xmpp_lite.robust) on the MicroPython VM t
   management (the probe is <r/>, answered by <a/>) and without it (the probe is an XEP-0199 ping, the
   anchor). Time runs 100 times faster than real (probe every 600 ms); bytes per probe do not depend on
   the clock, so the hourly figure is the measured bytes times the time scale. Target <= 4 KB/h.
-- A silent link death (black hole) over the GPRS profile (250 ms +- 250 ms one way, 40 kbit/s) with the
+- A silent link death (black hole) over the GPRS profile (250-750 ms one way, 40 kbit/s) with the
   heartbeat timing at 1/10 of the defaults (probe after 6 s of silence, 2 s to answer): time from the
   death to its detection, the bound probe_interval + probe_timeout, and the time until the device is
   online again by resuming, for several deaths at random moments.
