@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - MicroPython
 # Millisecond ticks for timeouts: MicroPython's wrap around, so compare them
 # with ticks_diff only.
 try:
-    from time import ticks_diff, ticks_ms
+    from time import ticks_add, ticks_diff, ticks_ms
 except ImportError:  # pragma: no cover - CPython
     import time as _time
 
@@ -35,6 +35,9 @@ except ImportError:  # pragma: no cover - CPython
 
     def ticks_diff(a, b):
         return a - b
+
+    def ticks_add(ticks, delta):
+        return ticks + delta
 
 
 try:

@@ -73,3 +73,21 @@ def chunkings(data, seed=1):
             chunks.append(data[pos:pos + size])
             pos += size
         yield chunks
+
+
+def use_fake_board():
+    """Put host_tools/fakes (fake machine, network, esp32, dht, ...) first on the module path.
+
+    Returns the fakes' settings dict (``_fakeenv.overrides``), emptied.
+    """
+    import sys
+
+    parts = __file__.replace("\\", "/").split("/")
+    root = "/".join(parts[:-3]) or "."
+    path = root + "/host_tools/fakes"
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import _fakeenv
+
+    _fakeenv.overrides.clear()
+    return _fakeenv.overrides

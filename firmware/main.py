@@ -1,0 +1,280 @@
+"""xmpp_lite firmware: the board's main loop (MicroPython runs main.py after boot.py).
+
+Reads ``config.json`` (see the README, "Configuration") and ``board.json``
+(the board's profile from boards/, copied by ``xmpp-lite deploy``), brings
+the network up (Wi-Fi, or a cellular modem over PPP), logs in to the XMPP
+server with xmpp_lite.robust and runs the sensor node (xmpp_lite.node):
+reports at the configured interval, commands from the controller and the
+admins. The watchdog is fed only while the loop is healthy: online, or
+offline for less than ``device.max_offline_s``; a board that cannot get back
+is reset by it.
+
+With ``device.deep_sleep_s`` > 0 the board wakes, connects, reports once,
+waits for the server's ack and sleeps again.
+
+Problems are printed on the REPL as one line starting with "xmpp_lite:" and
+shown by the status LED: on while online, a slow blink while offline; a
+repeating burst of short blinks names an error that needs a person
+(2: configuration, 3: network, 4: credentials or another board with the
+same JID, 5: the firmware crashed, then it resets after ERROR_SHOW_MS).
+"""
+
+import gc
+import json
+import sys
+
+import machine
+
+from xmpp_lite._compat import sleep_ms, ticks_diff, ticks_ms
+
+CONFIG_FILE = "config.json"
+BOARD_FILE = "board.json"
+POLL_MS = 100
+ERROR_SHOW_MS = 30000  # a crash is shown this long before the board resets
+NETWORK_RETRY_MS = 10000
+DEEP_SLEEP_ACK_MS = 10000  # how long a duty cycle waits for the server's ack
+
+BLINKS_CONFIG = 2
+BLINKS_NETWORK = 3
+BLINKS_AUTH = 4
+BLINKS_CRASH = 5
+
+
+def say(text):
+    print("xmpp_lite: " + text)
+
+
+class StatusLed:
+    """The board's LED from board.json ({"pin", "active_low", "kind": "gpio"|"neopixel"}), or nothing."""
+
+    def __init__(self, spec):
+        self._pin = None
+        self._pixel = None
+        self._lit = False
+        if not spec:
+            return
+        pin = machine.Pin(spec["pin"], machine.Pin.OUT)
+        if spec.get("kind") == "neopixel":
+            import neopixel
+
+            self._pixel = neopixel.NeoPixel(pin, 1)
+        else:
+            self._pin = pin
+            self._active_low = bool(spec.get("active_low"))
+        self.set(False)
+
+    def set(self, on):
+        self._lit = bool(on)
+        if self._pixel is not None:
+            self._pixel[0] = (0, 24, 0) if on else (0, 0, 0)
+            self._pixel.write()
+        elif self._pin is not None:
+            self._pin.value(1 if self._lit != self._active_low else 0)
+
+    def toggle(self):
+        self.set(not self._lit)
+
+    def burst(self, count):
+        """``count`` short blinks, then a pause: about 2 s in all."""
+        for _ in range(count):
+            self.set(True)
+            sleep_ms(150)
+            self.set(False)
+            sleep_ms(150)
+        sleep_ms(2000 - 300 * count)
+
+
+def stop_with(led, blinks, message, forever=True):
+    """Say what is wrong and show it on the LED: forever (a person must act), or ERROR_SHOW_MS then reset."""
+    say(message)
+    start = ticks_ms()
+    while forever or ticks_diff(ticks_ms(), start) < ERROR_SHOW_MS:
+        led.burst(blinks)
+    machine.reset()
+
+
+def load_board():
+    try:
+        with open(BOARD_FILE) as f:
+            return json.load(f)
+    except OSError:
+        return {}  # no profile: no LED, no modem, sensors from config.json only
+    except ValueError as error:
+        raise ValueError("%s: not valid JSON (%s)" % (BOARD_FILE, error))
+
+
+def bring_up_network(config, board, feed):
+    """The network interface, or None for "none" (a host where the network is already up)."""
+    from xmpp_lite import netup
+
+    kind = config["network"]["kind"]
+    if kind == "wifi":
+        return netup.wifi_up(config["network"], feed)
+    if kind == "modem":
+        return netup.modem_up(config["network"], board.get("modem"), feed)
+    return None
+
+
+def make_client(config):
+    from xmpp_lite.backoff import Backoff
+    from xmpp_lite.keepalive import Heartbeat
+    from xmpp_lite.robust import RobustClient
+
+    xmpp = config["xmpp"]
+    keepalive = config["keepalive"]
+    options = {"port": xmpp["port"], "tls": xmpp["tls"], "resource": xmpp["resource"],
+               "insecure_plain": xmpp["insecure_plain"], "sasl_cache": {}}
+    if xmpp["server"]:
+        options["host"] = xmpp["server"]
+    if xmpp["ca"]:
+        options["ca"] = xmpp["ca"]
+    heartbeat = Heartbeat(int(keepalive["ws_interval_s"] * 1000), int(keepalive["probe_interval_s"] * 1000),
+                          int(keepalive["probe_timeout_s"] * 1000))
+    return RobustClient(xmpp["jid"], xmpp["password"], heartbeat=heartbeat, backoff=Backoff(),
+                        connect_timeout_ms=int(keepalive["connect_timeout_s"] * 1000), **options)
+
+
+def make_node(config, board, device):
+    from xmpp_lite.node import Node
+    from xmpp_lite.sensors import Output, make_sensor
+
+    sensors = [make_sensor(spec) for spec in (config["sensors"] or board.get("sensors", []))]
+    outputs = [Output(spec) for spec in (config["outputs"] or board.get("outputs", []))]
+
+    def status_extra():
+        return "heap free %d" % gc.mem_free()
+
+    return Node(device, sensors, outputs, controller=config["controller"], admins=config["admins"],
+                interval_ms=int(config["report"]["interval_s"] * 1000), report_message=config["report"]["message"],
+                on_reboot=machine.reset, status_extra=status_extra)
+
+
+def set_clock(config):
+    if not config["device"]["ntp"]:
+        return
+    try:
+        import ntptime
+
+        ntptime.settime()
+        say("clock set by NTP")
+    except Exception as error:  # noqa: BLE001 - the clock is a nicety; the board works without it
+        say("NTP failed: %s" % error)
+
+
+def run(led, board):
+    from xmpp_lite.config import ConfigError, load
+    from xmpp_lite.netup import NetworkError
+    from xmpp_lite.robust import STATE_ONLINE
+    from xmpp_lite.sasl import AuthError
+    from xmpp_lite.stream import StreamError
+
+    try:
+        config = load(CONFIG_FILE)
+    except ConfigError as error:
+        stop_with(led, BLINKS_CONFIG, "configuration error: %s" % error)
+    device_config = config["device"]
+    watchdog = machine.WDT(timeout=int(device_config["watchdog_s"] * 1000)) if device_config["watchdog_s"] else None
+    feed = watchdog.feed if watchdog is not None else (lambda: None)
+    sleeping = device_config["deep_sleep_s"] > 0
+    max_offline_ms = int(device_config["max_offline_s"] * 1000)
+    booted = ticks_ms()
+
+    def feed_while_trying(since):
+        # Past max_offline_s without a link the watchdog is left to reset the board.
+        if max_offline_ms == 0 or ticks_diff(ticks_ms(), since) < max_offline_ms:
+            feed()
+
+    while True:
+        try:
+            interface = bring_up_network(config, board, lambda: feed_while_trying(booted))
+            break
+        except NetworkError as error:
+            if sleeping:
+                say("%s; sleeping" % error)
+                machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
+            say("%s; again in %d s" % (error, NETWORK_RETRY_MS // 1000))
+            for _ in range(NETWORK_RETRY_MS // 2000):
+                led.burst(BLINKS_NETWORK)
+                feed_while_trying(booted)
+
+    device = make_client(config)
+    node = make_node(config, board, device)
+    states = {"offline_since": None, "clock": False}
+
+    def on_state(state, detail):
+        say("%s (%s)" % (state, detail))
+        if state == STATE_ONLINE:
+            states["offline_since"] = None
+            led.set(True)
+            if not states["clock"]:
+                states["clock"] = True
+                set_clock(config)
+        elif states["offline_since"] is None:
+            states["offline_since"] = ticks_ms()
+
+    device.on_state = on_state
+    try:
+        device.connect()
+    except AuthError as error:
+        stop_with(led, BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
+                  % (config["xmpp"]["jid"], error))
+    except StreamError as error:
+        stop_with(led, BLINKS_AUTH, "the server ended the stream: %s" % error)
+    node.start(ticks_ms())
+
+    if sleeping:
+        start = ticks_ms()
+        while device.unacked and ticks_diff(ticks_ms(), start) < DEEP_SLEEP_ACK_MS:
+            device.poll(POLL_MS)
+            feed()
+        left = device.close()
+        say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
+        machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
+
+    last_network_check = ticks_ms()
+    while True:
+        try:
+            device.poll(POLL_MS)
+        except AuthError as error:
+            stop_with(led, BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
+        except StreamError as error:  # fatal ones only: conflict (another board with this JID), ...
+            stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
+                      % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
+        now = ticks_ms()
+        node.tick(now)
+        offline_since = states["offline_since"]
+        if offline_since is None:
+            feed()
+            continue
+        led.toggle()
+        feed_while_trying(offline_since)
+        if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
+            last_network_check = now
+            if not interface.isconnected():  # Wi-Fi or PPP itself is gone, not just the server
+                say("network lost; bringing it up again")
+                try:
+                    interface = bring_up_network(config, board, lambda: feed_while_trying(offline_since))
+                except NetworkError as error:
+                    say(str(error))
+
+
+def main():
+    led = StatusLed(None)
+    try:
+        board = load_board()
+        led = StatusLed(board.get("led"))
+        run(led, board)
+    except KeyboardInterrupt:
+        say("stopped by Ctrl-C")
+    except Exception as error:  # noqa: BLE001 - the last line of defence: show it, then reset
+        if hasattr(sys, "print_exception"):
+            sys.print_exception(error)
+        else:  # CPython
+            import traceback
+
+            traceback.print_exc()
+        stop_with(led, BLINKS_CRASH, "crashed: %r; resetting in %d s" % (error, ERROR_SHOW_MS // 1000),
+                  forever=False)
+
+
+main()
