@@ -25,7 +25,7 @@ import sys
 
 import machine
 
-from xmpp_lite._compat import sleep_ms, ticks_diff, ticks_ms
+from xmpp_lite._compat import MICROPYTHON, sleep_ms, ticks_diff, ticks_ms
 
 CONFIG_FILE = "config.json"
 BOARD_FILE = "board.json"
@@ -267,9 +267,9 @@ def main():
     except KeyboardInterrupt:
         say("stopped by Ctrl-C")
     except Exception as error:  # noqa: BLE001 - the last line of defence: show it, then reset
-        if hasattr(sys, "print_exception"):
+        if MICROPYTHON:
             sys.print_exception(error)
-        else:  # CPython
+        else:
             import traceback
 
             traceback.print_exc()

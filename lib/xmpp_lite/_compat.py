@@ -15,20 +15,17 @@ except ImportError:  # pragma: no cover - CPython
         return value
 
 
-# PBKDF2 in C where the runtime has it (CPython); MicroPython has no
-# hashlib.pbkdf2_hmac and xmpp_lite.sasl falls back to its own loop.
-try:
-    from hashlib import pbkdf2_hmac
-except ImportError:  # pragma: no cover - MicroPython
-    pbkdf2_hmac = None
-
-
 # Millisecond ticks for timeouts: MicroPython's wrap around, so compare them
-# with ticks_diff only.
-try:
-    from time import ticks_add, ticks_diff, ticks_ms
-except ImportError:  # pragma: no cover - CPython
+# with ticks_diff only. PBKDF2 in C where the runtime has it (CPython);
+# MicroPython has no hashlib.pbkdf2_hmac and xmpp_lite.sasl falls back to
+# its own loop.
+if MICROPYTHON:  # pragma: no cover - MicroPython
+    from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
+
+    pbkdf2_hmac = None
+else:
     import time as _time
+    from hashlib import pbkdf2_hmac
 
     def ticks_ms():
         return _time.monotonic_ns() // 1000000
@@ -38,12 +35,6 @@ except ImportError:  # pragma: no cover - CPython
 
     def ticks_add(ticks, delta):
         return ticks + delta
-
-
-try:
-    from time import sleep_ms
-except ImportError:  # pragma: no cover - CPython
-    import time as _time
 
     def sleep_ms(ms):
         _time.sleep(ms / 1000)
@@ -110,11 +101,11 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
         if verify:
             if not cadata:
                 raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
-            context.verify_mode = ssl.CERT_REQUIRED
+            context.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
             for der in cadata:  # mbedTLS parses one DER certificate per call
                 context.load_verify_locations(cadata=der)
         else:
-            context.verify_mode = ssl.CERT_NONE
+            context.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
         return context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
 
 else:

@@ -293,7 +293,8 @@ class Client:
 
     def _run(self, registration, timeout_ms):
         if self.sock is not None:
-            raise OSError(errno.EISCONN, "already connected")
+            # MicroPython's errno has no EISCONN.
+            raise OSError(getattr(errno, "EISCONN", errno.EALREADY), "already connected")
         self._deadline = (ticks_ms(), timeout_ms)
         host, port = self.host, self.port
         redirected = False

@@ -145,7 +145,9 @@ def modem_up(config, modem, feed=_nothing):
     ppp = network.PPP(uart)
     ppp.active(True)
     if config.get("user"):
-        ppp.connect(authmode=network.PPP.AUTH_PAP, username=config["user"], password=config["password"])
+        # The ESP32 port takes these keywords (network_ppp.c); the stubs copy the generic docs.
+        ppp.connect(authmode=network.PPP.AUTH_PAP, username=config["user"],  # type: ignore[call-arg]
+                    password=config["password"])
     else:
         ppp.connect()
     start = ticks_ms()

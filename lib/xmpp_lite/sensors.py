@@ -36,6 +36,9 @@ class Sensor:
             self.failures += 1
             return [(self.name, None, self.unit)]
 
+    def _read(self):
+        raise NotImplementedError  # each kind reads its own hardware
+
     def _scaled(self, raw):
         if self.scale == 1 and self.offset == 0:
             return raw

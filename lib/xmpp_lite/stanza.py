@@ -266,12 +266,12 @@ class Element:
 
     def __eq__(self, other):
         if not isinstance(other, Element):
-            return NotImplemented
+            return NotImplemented  # type: ignore[name-defined]  # a builtin the stubs lack
         return _equal(self, other, None, _XML_PREFIXES, None, _XML_PREFIXES)
 
     def __ne__(self, other):
         result = self.__eq__(other)
-        return result if result is NotImplemented else not result
+        return result if result is NotImplemented else not result  # type: ignore[name-defined]
 
     __hash__ = None  # mutable
 

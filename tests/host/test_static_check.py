@@ -26,35 +26,6 @@ STUB_DISTRIBUTIONS = ("micropython-stdlib-stubs", "micropython-esp32-stubs")
 MYPY_TIMEOUT_S = 120
 _FINDING = re.compile(r"^(?P<path>[^:\n]+):(?P<line>\d+): error: (?P<message>.*?)  \[(?P<code>[a-z-]+)\]$", re.M)
 
-# What the check finds in the device code today, by file and message (lines move).
-# Each is explained in the report of the change that added this test; the fix for
-# each is in the device code (a `# type: ignore[code]` with its reason, or the
-# change shown). test_device_code_passes_the_check fails until the list is empty.
-KNOWN_FINDINGS = {
-    # try/except ImportError feature detection: the except branch is the board's path.
-    ("lib/xmpp_lite/_compat.py", 'Module "hashlib" has no attribute "pbkdf2_hmac"'),
-    # The CPython fallback of `from time import ticks_ms`: never runs on a board.
-    ("lib/xmpp_lite/_compat.py", 'Module has no attribute "monotonic_ns"'),
-    # Stub gap: the stubs' ssl.SSLContext is tls.SSLContext, without the verify_mode
-    # property that MicroPython's ssl.SSLContext has (present on the 1.29 VM).
-    ("lib/xmpp_lite/_compat.py", '"SSLContext" has no attribute "verify_mode"'),
-    # Stub gap: NotImplemented is a builtin on every port; the stubs leave it out.
-    ("lib/xmpp_lite/stanza.py", 'Name "NotImplemented" is not defined'),
-    # A real bug: MicroPython's errno has no EISCONN, so connect() on a connected
-    # client raises AttributeError on a board instead of OSError.
-    ("lib/xmpp_lite/client.py", 'Module has no attribute "EISCONN"'),
-    # Sensor.read calls self._read, which only the subclasses define.
-    ("lib/xmpp_lite/sensors.py", '"Sensor" has no attribute "_read"; maybe "read"?'),
-    # Stub gap: the ESP32 port's PPP.connect takes authmode/username/password
-    # (ports/esp32/network_ppp.c); the stubs give the generic docs' security/user/key.
-    ("lib/xmpp_lite/netup.py", 'Unexpected keyword argument "authmode" for "connect" of "PPP"'),
-    ("lib/xmpp_lite/netup.py", 'Unexpected keyword argument "username" for "connect" of "PPP"'),
-    ("lib/xmpp_lite/netup.py", 'Unexpected keyword argument "password" for "connect" of "PPP"'),
-    # The CPython side of `if hasattr(sys, "print_exception")`, which mypy cannot rule out.
-    ("firmware/main.py", 'Cannot find implementation or library stub for module named "traceback"'),
-}
-
-
 def device_files():
     """The device code as it is now: lib/xmpp_lite/*.py and firmware/*.py, relative to the root."""
     files = sorted(ROOT.glob("lib/xmpp_lite/*.py")) + sorted(ROOT.glob("firmware/*.py"))
@@ -201,19 +172,11 @@ def test_correct_device_code_passes(mypy_dirs, tmp_path):
     assert (status, findings) == (0, []), output
 
 
-def test_device_code_has_no_findings_beyond_the_known_ones(device_check):
-    _, findings, output = device_check
-    new = ["%s:%d: %s  [%s]" % (path, line, message, code) for path, line, code, message in findings
-           if (path, message) not in KNOWN_FINDINGS]
-    assert not new, ("device code calls what MicroPython's ESP32 port lacks (or the stubs do not know):\n"
-                     + "\n".join(new) + "\n\nfull mypy output:\n" + output)
-
-
-@pytest.mark.xfail(strict=True, reason="known findings in the device code (KNOWN_FINDINGS): each needs a change or a "
-                                       "`# type: ignore[code]` in the device code; remove this mark when none is left")
 def test_device_code_passes_the_check(device_check):
+    """Device code calls only what MicroPython's ESP32 port has (or says on the line why the stubs are wrong)."""
     status, findings, output = device_check
-    assert (status, findings) == (0, []), output
+    assert (status, findings) == (0, []), ("device code calls what MicroPython's ESP32 port lacks (or the stubs "
+                                           "do not know):\n" + output)
 
 
 def main(argv):
