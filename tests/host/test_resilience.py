@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import secrets
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ import pytest
 from host_tools.linkemu import LinkEmulator, Profile
 from host_tools.server import ProsodyServer, free_port
 from host_tools.tools import find_tool
+from lineproc import LineProcess
 
 from xmpp_lite.client import Client
 
@@ -48,8 +48,8 @@ def device_command(runtime, config_path):
     return [sys.executable, "-u", DEVICE_SCRIPT, config_path]
 
 
-class Device:
-    """robust_device.py in a subprocess; its lines arrive in ``lines`` as (host monotonic time, text)."""
+class Device(LineProcess):
+    """robust_device.py in a subprocess, configured with ``settings`` over the defaults below."""
 
     def __init__(self, runtime, tmp_path, **settings):
         config = {
@@ -64,61 +64,13 @@ class Device:
         with open(path, "w") as f:
             json.dump(config, f)
         self.runtime = runtime
-        self.lines = queue.Queue()
-        self.seen = []
-        self.process = subprocess.Popen(device_command(runtime, path), cwd=ROOT, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for raw in self.process.stdout:
-            self.lines.put((time.monotonic(), raw.decode("utf-8", "replace").rstrip("\n")))
-        self.lines.put((time.monotonic(), None))
-
-    def wait_for(self, fragment, timeout=WAIT):
-        """(host time, line) of the next line containing ``fragment``; fails after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                when, line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                pytest.fail("the device exited (%s) before %r; its output:\n%s"
-                            % (self.process.wait(), fragment, "\n".join(self.seen)), pytrace=False)
-            self.seen.append(line)
-            if fragment in line:
-                return when, line
-        pytest.fail("no %r from the device within %.0f s; its output:\n%s"
-                    % (fragment, timeout, "\n".join(self.seen)), pytrace=False)
-
-    def check_alive(self):
-        """Fail at once if the device process has exited (with its output)."""
-        while True:
-            try:
-                _, line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.seen.append(line)
-        if self.process.poll() is not None:
-            pytest.fail("the device exited (%s); its output:\n%s" % (self.process.returncode, "\n".join(self.seen)),
-                        pytrace=False)
+        super().__init__(device_command(runtime, path), cwd=ROOT)
 
     def done(self, timeout=WAIT):
         """The device's final summary (it must end by itself or after "quit")."""
         _, line = self.wait_for(" DONE ", timeout)
-        self.process.wait(timeout)
+        self.finish(timeout)
         return json.loads(line.split(" DONE ", 1)[1])
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
 
 
 class Controller:
