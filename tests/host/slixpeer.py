@@ -60,8 +60,27 @@ class Controller:
     def send_message(self, to, body):
         self.loop.call_soon_threadsafe(lambda: self.xmpp.send_message(mto=to, mbody=body, mtype="chat"))
 
-    def send_presence(self, to, status):
-        self.loop.call_soon_threadsafe(lambda: self.xmpp.send_presence(pto=to, pstatus=status))
+    def send_presence(self, to=None, status=None, type=None):
+        """A presence: directed when ``to`` is given, else broadcast (the initial presence)."""
+        def send():
+            if type is not None:
+                self.xmpp.send_presence(pto=to, ptype=type)
+            else:
+                self.xmpp.send_presence(pto=to, pstatus=status)
+
+        self.loop.call_soon_threadsafe(send)
+
+    def nothing_from(self, box, sender, timeout):
+        """True if nothing from ``sender`` arrives in ``box`` within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                stanza = box.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if str(stanza["from"]) == sender:
+                return False
+        return True
 
     def next_from(self, box, sender, client=None, timeout=WAIT):
         """The next stanza in box from ``sender``, polling ``client`` meanwhile."""
