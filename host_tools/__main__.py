@@ -1,30 +1,17 @@
 """The `xmpp-lite` command line: `xmpp-lite COMMAND [options]`.
 
 Each command is a handler plus its own argument parser in COMMANDS, so adding a
-command touches one table and every command gets `--help` for free. Handlers
-report expected failures by raising CommandError: the user sees one line on
-stderr and exit status 1, not a traceback.
+command touches one table and every command gets `--help` for free; commands
+with more to them live in host_tools/cmd_NAME.py and are listed in
+COMMAND_MODULES. Handlers report expected failures by raising CommandError
+(host_tools.cli): the user sees one line on stderr and exit status 1, not a
+traceback.
 """
 
-import argparse
+import importlib
 import sys
 
-PROG = "xmpp-lite"
-
-
-class CommandError(Exception):
-    """An expected failure, shown to the user as one line."""
-
-
-class CommandParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors follow the CommandError rule too."""
-
-    def error(self, message):
-        raise CommandError("%s: %s" % (self.prog, message))
-
-
-def command_parser(name, description):
-    return CommandParser(prog=PROG + " " + name, description=description)
+from host_tools.cli import PROG, CommandError, command_parser
 
 
 def do_version(args):
@@ -56,6 +43,20 @@ COMMANDS = {
     "version": (do_version, command_parser("version", "Print the xmpp_lite library version.")),
     "demo": (do_demo, demo_parser()),
 }
+
+# Commands in modules of their own (host_tools/cmd_NAME.py: DESCRIPTION, add_arguments(parser), run(args)).
+COMMAND_MODULES = ()
+
+
+def _load_command_modules():
+    for name in COMMAND_MODULES:
+        module = importlib.import_module("host_tools.cmd_" + name)
+        parser = command_parser(name, module.DESCRIPTION)
+        module.add_arguments(parser)
+        COMMANDS[name] = (module.run, parser)
+
+
+_load_command_modules()
 
 
 def usage():
