@@ -375,11 +375,15 @@ class Parser:
                 if not (b"&" in raw or b"<" in raw or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw)):
                     # A '"' may stand in a value quoted with "'"; anywhere
                     # else it makes the shape unknown to _learn_shape.
-                    quote = b"'" if b"'" in raw else b'"'
-                    parts = raw.split(quote)
-                    count = length(parts)
-                    if count & 1:  # else the ">" was inside a value
-                        key = raw if count == 1 else quote.join(parts[0::2])
+                    quote = b"'" if b"'" in raw else b'"' if b'"' in raw else None
+                    if quote is None:  # no attributes: nothing to split
+                        key = raw
+                        parts = None
+                    else:
+                        parts = raw.split(quote)
+                        # An even count: the ">" was inside a value.
+                        key = quote.join(parts[0::2]) if length(parts) & 1 else None
+                    if key is not None:
                         shape = shapes.get(key)
                         if shape is None:
                             shape = self._learn_shape(key, parts)
@@ -521,12 +525,20 @@ class Parser:
         return pos + cap
 
     def _learn_shape(self, key, parts):
-        """The shape of a start tag split at its quotes (see _feed), or None.
+        """The shape of a start tag split at its quotes (see _feed; None when
+        it has none), or None.
 
         Valid shapes are remembered under `key`, up to _SHAPE_CACHE_SIZE.
         """
-        shape = self._shape_of([_utf8(piece) for piece in parts[0::2]])
-        if shape is not None and len(self._shapes) < _SHAPE_CACHE_SIZE:
+        got = self._shape_of([_utf8(piece) for piece in (parts[0::2] if parts else [key])])
+        if got is None:
+            return None
+        name, names = got
+        # A tag without attributes is its name (and a space perhaps): the
+        # key serves as the name's bytes, one object less kept per shape.
+        raw_name = key if not names and not key.endswith(b" ") else name.encode("utf-8")
+        shape = name, raw_name, names
+        if len(self._shapes) < _SHAPE_CACHE_SIZE:
             self._shapes[key] = shape
         return shape
 
@@ -539,7 +551,7 @@ class Parser:
         head = pieces[0]
         if len(pieces) == 1:
             name = head[:-1] if head.endswith(" ") else head
-            return (name, name.encode("utf-8"), ()) if self._known(name) else None
+            return (name, ()) if self._known(name) else None
         if len(pieces) - 1 > self.max_attrs or pieces[-1] not in ("", " "):
             return None
         space = head.find(" ")
@@ -556,7 +568,7 @@ class Parser:
                 return None  # a bad name or a duplicate: the careful path says which
         if not self._known(name):
             return None
-        return name, name.encode("utf-8"), tuple(names)
+        return name, tuple(names)
 
     def _known(self, name):
         """True if `name` is a valid name within the cap.
