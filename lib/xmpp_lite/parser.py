@@ -222,7 +222,7 @@ class Parser:
         self.max_stanza_bytes = max_stanza_bytes
         self.max_attrs = max_attrs
         self.max_name = max_name
-        self._names = {}  # names known to be valid (kept across reset())
+        self._names = {}  # names known to be valid (kept across reset()), see _known
         self._shapes = {}  # start-tag shapes known to be valid, see _learn_shape
         self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
         self.reset()
@@ -538,7 +538,8 @@ class Parser:
         # key serves as the name's bytes, one object less kept per shape.
         raw_name = key if not names and not key.endswith(b" ") else name.encode("utf-8")
         shape = name, raw_name, names
-        if len(self._shapes) < _SHAPE_CACHE_SIZE:
+        # The stream root comes once a stream: not worth its memory.
+        if self._stack and len(self._shapes) < _SHAPE_CACHE_SIZE:
             self._shapes[key] = shape
         return shape
 
@@ -551,7 +552,8 @@ class Parser:
         head = pieces[0]
         if len(pieces) == 1:
             name = head[:-1] if head.endswith(" ") else head
-            return (name, ()) if self._known(name) else None
+            name = self._known(name)
+            return None if name is None else (name, ())
         if len(pieces) - 1 > self.max_attrs or pieces[-1] not in ("", " "):
             return None
         space = head.find(" ")
@@ -563,33 +565,39 @@ class Parser:
             if not (piece.startswith(" ") and piece.endswith("=")):
                 return None
             names.append(piece[1:-1])
-        for attr in names:
-            if not self._known(attr) or names.count(attr) > 1:
+        for i in range(len(names)):
+            attr = self._known(names[i])
+            if attr is None or names.count(attr) > 1:
                 return None  # a bad name or a duplicate: the careful path says which
-        if not self._known(name):
+            names[i] = attr
+        name = self._known(name)
+        if name is None:
             return None
         return name, tuple(names)
 
     def _known(self, name):
-        """True if `name` is a valid name within the cap.
+        """`name`, or an equal str remembered before, if it is a valid name
+        within the cap; None if not.
 
         Streams use few distinct names, so valid ones are remembered (up to
-        _NAME_CACHE_SIZE of them) and most checks are one dict lookup.
+        _NAME_CACHE_SIZE of them): most checks are one dict lookup, and the
+        shapes of a stream share one str per name.
         """
         names = self._names
-        if name in names:
-            return True
+        known = names.get(name)
+        if known is not None:
+            return known
         raw = name.encode("utf-8")
         if len(raw) > self.max_name:
-            return False
+            return None
         match = _NAME_RE.match(raw)
         if match is None or len(match.group(0)) != len(raw):
-            return False
+            return None
         if len(raw) != len(name):
             _check_name(name)
         if len(names) < _NAME_CACHE_SIZE:
-            names[name] = True
-        return True
+            names[name] = name
+        return name
 
     def _careful_start_tag(self, buf, pos, end):
         got = self._name(buf, pos + 1, end)
