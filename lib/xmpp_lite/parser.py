@@ -49,11 +49,6 @@ _NAME_RE = re.compile(b"[A-Za-z_:\x80-\xff][-A-Za-z0-9._:\x80-\xff]*")
 # Control characters XML 1.0 does not allow (NUL is looked for with find:
 # the MicroPython regex engine cannot hold a NUL byte in a pattern).
 _CONTROL_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]")
-# Masks for the screen in _check_controls: one byte value repeated _SCREEN times.
-_SCREEN = const(256)  # bytes screened at once
-_ONES = const(((1 << (8 * _SCREEN)) - 1) // 0xFF)  # 0x0101...01
-_LOW_BITS = const(0x60 * _ONES)
-_HIGH_BITS = const(0x80 * _ONES)
 # Byte sequences that are not UTF-8 for an XML character although
 # MicroPython's decoder lets them through: overlong forms, surrogates, code
 # points above U+10FFFF, and U+FFFE/U+FFFF (valid UTF-8, not XML characters).
@@ -108,29 +103,18 @@ def _is_xml_char(code):
 
 
 def _check_controls(data):
-    """Reject control characters; return True if data has no byte below 0x20 at all.
+    """Reject control characters; return True if data has no byte below 0x20
+    at all, so that its tokens need no search for TAB, LF and CR.
 
-    Most chunks have none, and even min() walks a chunk byte by byte with a
-    Python comparison per byte on MicroPython. So the chunk is screened as
-    big integers of _SCREEN bytes: bit 7 of ((b & 0x60) + 0x60) | b is set
-    exactly when b >= 0x20, and no carry crosses into the next byte, so one
-    mask test covers every byte at once. Only a piece with a byte below 0x20
-    (TAB, LF and CR among them, which are allowed) is searched precisely.
-    The result lets the parser skip looking for TAB, LF and CR in tokens.
+    One C-level min() clears most chunks. Screening the chunk as big integers
+    under bit masks is faster on the VM, but the masks and the temporary
+    integers, some hundred bytes each, cost a small heap about 2 KB more.
     """
-    size = len(data)
-    view = memoryview(data) if size > _SCREEN else data
-    pos = 0
-    while pos < size:
-        piece = view[pos:pos + _SCREEN] if size > _SCREEN else data
-        got = int.from_bytes(piece, "big")
-        high = _HIGH_BITS >> ((_SCREEN - len(piece)) << 3)
-        if (((got & _LOW_BITS) + _LOW_BITS) | got) & high != high:
-            if data.find(b"\x00") >= 0 or _CONTROL_RE.search(data) is not None:
-                raise XMLError("character not allowed in XML")
-            return False
-        pos += _SCREEN
-    return True
+    if min(data) >= 0x20:
+        return True
+    if data.find(b"\x00") >= 0 or _CONTROL_RE.search(data) is not None:
+        raise XMLError("character not allowed in XML")
+    return False
 
 
 def _utf8(raw):
