@@ -103,16 +103,23 @@ def load_board():
         raise ValueError("%s: not valid JSON (%s)" % (BOARD_FILE, error))
 
 
+def forget_module(name):
+    """Drop a module that has done its job, so that the GC can take back its code (RAM is scarce)."""
+    if name in sys.modules:
+        del sys.modules[name]
+    gc.collect()
+
+
 def bring_up_network(config, board, feed):
     """The network interface, or None for "none" (a host where the network is already up)."""
+    kind = config["network"]["kind"]
+    if kind == "none":
+        return None
     from xmpp_lite import netup
 
-    kind = config["network"]["kind"]
     if kind == "wifi":
         return netup.wifi_up(config["network"], feed)
-    if kind == "modem":
-        return netup.modem_up(config["network"], board.get("modem"), feed)
-    return None
+    return netup.modem_up(config["network"], board.get("modem"), feed)
 
 
 def make_client(config):
@@ -163,7 +170,6 @@ def set_clock(config):
 
 def run(led, board):
     from xmpp_lite.config import ConfigError, load
-    from xmpp_lite.netup import NetworkError
     from xmpp_lite.robust import STATE_ONLINE
     from xmpp_lite.sasl import AuthError
     from xmpp_lite.stream import StreamError
@@ -172,6 +178,7 @@ def run(led, board):
         config = load(CONFIG_FILE)
     except ConfigError as error:
         stop_with(led, BLINKS_CONFIG, "configuration error: %s" % error)
+    forget_module("xmpp_lite.config")
     device_config = config["device"]
     watchdog = machine.WDT(timeout=int(device_config["watchdog_s"] * 1000)) if device_config["watchdog_s"] else None
     feed = watchdog.feed if watchdog is not None else (lambda: None)
@@ -188,7 +195,7 @@ def run(led, board):
         try:
             interface = bring_up_network(config, board, lambda: feed_while_trying(booted))
             break
-        except NetworkError as error:
+        except OSError as error:  # netup.NetworkError, or the network stack's own
             if sleeping:
                 say("%s; sleeping" % error)
                 machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
@@ -197,8 +204,11 @@ def run(led, board):
                 led.burst(BLINKS_NETWORK)
                 feed_while_trying(booted)
 
+    if interface is None or config["network"]["kind"] != "wifi":
+        forget_module("xmpp_lite.netup")  # Wi-Fi may need it again; PPP and "none" do not
     device = make_client(config)
     node = make_node(config, board, device)
+    gc.collect()
     states = {"offline_since": None, "clock": False}
 
     def on_state(state, detail):
@@ -254,7 +264,7 @@ def run(led, board):
                 say("network lost; bringing it up again")
                 try:
                     interface = bring_up_network(config, board, lambda: feed_while_trying(offline_since))
-                except NetworkError as error:
+                except OSError as error:  # netup.NetworkError, or the network stack's own
                     say(str(error))
 
 
