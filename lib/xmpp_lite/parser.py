@@ -120,8 +120,16 @@ def _check_controls(data):
 def _utf8(raw):
     """Decode a complete token. Pure ASCII (the common case) needs no more checks."""
     text = str(raw, "utf-8")
-    if len(text) != len(raw) and _BAD_UTF8_RE.search(raw) is not None:
-        raise XMLError("invalid UTF-8 or a character XML does not allow")
+    if len(text) != len(raw):
+        # Without a byte from 0xE0 up there are only two-byte sequences, and
+        # of those only the overlong C0 and C1 forms are bad: much cheaper to
+        # rule out than the whole pattern (Latin and Cyrillic text, say).
+        if max(raw) < 0xE0:
+            bad = b"\xc0" in raw or b"\xc1" in raw
+        else:
+            bad = _BAD_UTF8_RE.search(raw) is not None
+        if bad:
+            raise XMLError("invalid UTF-8 or a character XML does not allow")
     return text
 
 

@@ -607,6 +607,17 @@ def test_bytes_f5_to_ff_and_c0_c1_are_errors():
         check_errors(_in_every_place(bad + b"\x80\x80\x80"))
 
 
+def test_bad_utf8_next_to_good_multibyte_characters():
+    # Two-byte characters around an overlong form, and characters of every
+    # length around the other bad sequences.
+    for good in (b"caf\xc3\xa9", b"\xd0\xb4\xd0\xb0", b"\xe4\xb8\xad", b"\xf0\x9f\x98\x80"):
+        for bad in (b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xed\xa0\x80", b"\xef\xbf\xbe",
+                    b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80"):
+            check_errors(_in_every_place(good + bad + good))
+        check(in_root(good + b"<x a='" + good + b"'/>"),
+              element("r", None, str(good, "utf-8"), element("x", {"a": str(good, "utf-8")})))
+
+
 def test_byte_that_never_starts_a_character_fails_at_once():
     # Nothing that follows can make these bytes valid, so the feed that brings
     # them must fail, even when they end the chunk.
