@@ -122,38 +122,15 @@ def bring_up_network(config, board, feed):
     return netup.modem_up(config["network"], board.get("modem"), feed)
 
 
-def make_client(config):
-    from xmpp_lite.backoff import Backoff
-    from xmpp_lite.keepalive import Heartbeat
-    from xmpp_lite.robust import RobustClient
+def make_device(config, board):
+    from xmpp_lite.device import make_link, make_node
 
-    xmpp = config["xmpp"]
-    keepalive = config["keepalive"]
-    options = {"port": xmpp["port"], "tls": xmpp["tls"], "resource": xmpp["resource"],
-               "insecure_plain": xmpp["insecure_plain"], "sasl_cache": {}}
-    if xmpp["server"]:
-        options["host"] = xmpp["server"]
-    if xmpp["ca"]:
-        options["ca"] = xmpp["ca"]
-    heartbeat = Heartbeat(int(keepalive["ws_interval_s"] * 1000), int(keepalive["probe_interval_s"] * 1000),
-                          int(keepalive["probe_timeout_s"] * 1000))
-    return RobustClient(xmpp["jid"], xmpp["password"], heartbeat=heartbeat, backoff=Backoff(),
-                        connect_timeout_ms=int(keepalive["connect_timeout_s"] * 1000), **options)
-
-
-def make_node(config, board, device):
-    from xmpp_lite.node import Node
-    from xmpp_lite.sensors import Output, make_sensor
-
-    sensors = [make_sensor(spec) for spec in (config["sensors"] or board.get("sensors", []))]
-    outputs = [Output(spec) for spec in (config["outputs"] or board.get("outputs", []))]
+    link = make_link(config)
 
     def status_extra():
         return "heap free %d" % gc.mem_free()
 
-    return Node(device, sensors, outputs, controller=config["controller"], admins=config["admins"],
-                interval_ms=int(config["report"]["interval_s"] * 1000), report_message=config["report"]["message"],
-                on_reboot=machine.reset, status_extra=status_extra)
+    return link, make_node(config, board, link, on_reboot=machine.reset, status_extra=status_extra)
 
 
 def set_clock(config):
@@ -206,8 +183,7 @@ def run(led, board):
 
     if interface is None or config["network"]["kind"] != "wifi":
         forget_module("xmpp_lite.netup")  # Wi-Fi may need it again; PPP and "none" do not
-    device = make_client(config)
-    node = make_node(config, board, device)
+    device, node = make_device(config, board)
     gc.collect()
     states = {"offline_since": None, "clock": False}
 
