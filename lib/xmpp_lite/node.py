@@ -9,8 +9,9 @@ send_message / send_presence / register_iq_handler / on_message). Reports:
 
 - presence status text that any XMPP client shows: ``temp=21.5C hum=40%``
   (a failed sensor shows ``temp=?``), with the same readings as an element:
-  ``<readings xmlns='urn:xmpp-lite:sensor:0' seq='7'>
-  <reading name='temp' value='21.5' unit='C'/>...</readings>``;
+  ``<readings xmlns='urn:xmpp-lite:sensor:0' seq='7' reconnects='1'>
+  <reading name='temp' value='21.5' unit='C'/>...</readings>`` (``seq``
+  counts reports since boot, ``reconnects`` the link's returns);
 - a chat message with that text and element to the controller: at every
   report ("every"), only when a reading moved by more than its sensor's
   ``threshold`` since the last message ("change"), or never ("off").
@@ -63,8 +64,11 @@ def status_text(readings):
                     for name, value, unit in readings)
 
 
-def readings_element(readings, seq):
-    elem = Element("readings", {"seq": str(seq)}, xmlns=NS_SENSOR)
+def readings_element(readings, seq, reconnects=None):
+    attrs = {"seq": str(seq)}
+    if reconnects is not None:
+        attrs["reconnects"] = str(reconnects)
+    elem = Element("readings", attrs, xmlns=NS_SENSOR)
     for name, value, unit in readings:
         attrs = {"name": name, "value": format_value(value)}
         if unit:
@@ -129,14 +133,18 @@ class Node:
         self._last_report = now
         self.seq += 1
         text = status_text(readings)
-        self.link.send_presence(status=text, payload=readings_element(readings, self.seq))
+        self.link.send_presence(status=text, payload=self._payload(readings))
         if self.controller and self._message_due(readings):
             try:
-                self.link.send_message(self.controller, text, payload=readings_element(readings, self.seq))
+                self.link.send_message(self.controller, text, payload=self._payload(readings))
                 self._last_sent = readings
             except QueueFull:
                 pass  # the link is down and the queue full: the next report tries again
         return readings
+
+    def _payload(self, readings):
+        stats = getattr(self.link, "stats", None)
+        return readings_element(readings, self.seq, max(stats["online"] - 1, 0) if stats else None)
 
     def _message_due(self, readings):
         if self.report_message == "every":
@@ -206,7 +214,7 @@ class Node:
                                      else "error"}, text=reply_text, xmlns=NS_COMMAND)
         result.append(answer)
         if readings:
-            result.append(readings_element(readings, self.seq))
+            result.append(self._payload(readings))
         return result
 
     def command(self, text):

@@ -66,6 +66,7 @@ def test_a_report_is_a_status_a_payload_and_a_message():
     assert link.presences[0]["status"] == "temp=21.5C hum=40%"
     payload = link.presences[0]["payload"]
     assert payload.xmlns == NS_SENSOR and payload.get("seq") == "1"
+    assert payload.get("reconnects") == "1"  # the link says it came online twice
     assert [(r.get("name"), r.get("value"), r.get("unit")) for r in payload.find_all("reading")] == [
         ("temp", "21.5", "C"), ("hum", "40", "%")]
     to, body, message_payload = link.messages[0]
