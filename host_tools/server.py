@@ -56,10 +56,16 @@ _USER_RE = re.compile(r"^[^\s@/\"&'<>:]{1,1023}$")
 _OPTION_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)[ \t]*=(?!=)", re.MULTILINE)
 # Lines Prosody logs when a listener cannot be opened; it keeps running without that port.
 _BIND_FAILURES = ("Failed to open server port", "Error binding encrypted port")
+# What prosodyctl adduser says about an account that is already there.
+_USER_EXISTS = "That user already exists"
 
 
 class ServerError(Exception):
     """The local server could not be configured, started, stopped or managed."""
+
+
+class AccountExists(ServerError):
+    """``register(..., replace=False)``: the account is already there."""
 
 
 def free_port(host=LOOPBACK):
@@ -358,7 +364,7 @@ class ProsodyServer:
                     # and a CLI that started it can exit and leave it running.
                     start_new_session=True)
             except FileNotFoundError:
-                raise ServerError("%r not found: install Prosody (Debian: apt-get install prosody)"
+                raise ServerError("%r not found: install Prosody ('make prosody', or apt-get install prosody)"
                                   % PROSODY) from None
         self.pid = self._process.pid
 
@@ -446,14 +452,20 @@ class ProsodyServer:
             result = subprocess.run(command, input=stdin, capture_output=True, text=True,
                                     cwd=self.state_dir, timeout=PROSODYCTL_TIMEOUT)
         except FileNotFoundError:
-            raise ServerError("%r not found: install Prosody" % PROSODYCTL) from None
+            raise ServerError("%r not found: install Prosody ('make prosody', or apt-get install prosody)"
+                              % PROSODYCTL) from None
         if result.returncode != 0:
             output = (result.stdout + result.stderr).strip()
             raise ServerError("prosodyctl %s failed (%d): %s" % (args[0], result.returncode, output))
         return result
 
-    def register(self, user, password):
-        """Create the account ``user@domain`` (or reset its password). Works with the server stopped too."""
+    def register(self, user, password, replace=True, remember=True):
+        """Create the account ``user@domain``. Works with the server stopped too.
+
+        ``replace``: an existing account gets the new password; with ``replace=False`` it is left alone
+        and AccountExists is raised. ``remember``: keep the password in ``accounts`` (and so in
+        server.json); a caller that stores the credentials elsewhere passes False.
+        """
         if not _USER_RE.match(user):
             raise ServerError("not a valid user name: %r" % user)
         if "\n" in password or "\r" in password or not password:
@@ -462,9 +474,20 @@ class ProsodyServer:
             self._prepare_for_accounts()
         # The password goes on stdin (prosodyctl asks twice), not on the command line where any
         # local user could read it from the process list.
-        self._prosodyctl("register", user, self.domain, stdin="%s\n%s\n" % (password, password))
-        self.accounts[user] = password
-        self._save_state_if_present()
+        stdin = "%s\n%s\n" % (password, password)
+        if replace:
+            self._prosodyctl("register", user, self.domain, stdin=stdin)
+        else:
+            # adduser, unlike register, refuses an account that exists.
+            try:
+                self._prosodyctl("adduser", self.jid(user), stdin=stdin)
+            except ServerError as error:
+                if _USER_EXISTS in str(error):
+                    raise AccountExists("%s already exists" % self.jid(user)) from None
+                raise
+        if remember:
+            self.accounts[user] = password
+            self._save_state_if_present()
 
     def unregister(self, user):
         """Delete the account ``user@domain``."""
