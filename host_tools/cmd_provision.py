@@ -1,0 +1,596 @@
+"""`xmpp-lite provision`: device accounts with random passwords, and a board config.json for each.
+
+    xmpp-lite provision --count 3 --prefix sensor-          # the local server of `xmpp-lite server start`
+    xmpp-lite provision --server example.net --ca ca.pem --count 3 --prefix sensor- --wifi-ssid home
+
+For each device NAME (``PREFIX1`` ... ``PREFIXN``) the account ``NAME@DOMAIN`` is created and
+``OUT/NAME/config.json`` written (mode 0600: it holds the password), with ``ca.der`` beside it when the CA
+is known. Every config passes ``xmpp_lite.config.check``.
+
+Where. Without ``--server``, or with a ``--server`` that names it (its domain, or a loopback address),
+the target is the local server recorded in the state directory (``--state``, ``$XMPP_LITE_STATE``,
+``.state/server``): domain, port, TLS and CA come from there, and its ``prosodyctl`` can create accounts.
+
+How (``--method``). ``ibr``: in-band registration (XEP-0077) by xmpp_lite's own client. ``prosodyctl``:
+the local server's admin tool (works with the server stopped too). ``ejabberdctl``: ``ejabberdctl
+register USER HOST PASSWORD`` on the ejabberd host (the password is on its command line: local users can
+see it in the process list while it runs). ``auto`` (default): in-band registration, and the admin tool
+once the server says it does not offer it (or the local server is stopped).
+
+Safety. Nothing is overwritten without ``--force``, and that is checked before any account is created.
+An account that exists already is an error; with ``--force`` its password is reset by the admin tool
+(in-band registration cannot do that). Passwords are never printed, not even in errors.
+"""
+
+import argparse
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
+
+from host_tools.cli import CommandError
+from host_tools.cmd_server import INSTALL_HINT, default_state_dir
+from host_tools.server import LOOPBACK, PROSODYCTL, STATE_FILE, AccountExists, ProsodyServer, ServerError
+
+DESCRIPTION = "Create device accounts and write one board config.json per device."
+
+METHODS = ("auto", "ibr", "prosodyctl", "ejabberdctl")
+TLS_MODES = ("required", "direct", "none")
+EJABBERDCTL = "ejabberdctl"
+DEFAULT_OUT = "provisioned"
+DEFAULT_CONTROLLER = "controller"
+CONFIG_FILE = "config.json"
+CONTROLLER_FILE = "controller.json"
+CA_FILE = "ca.der"
+DEFAULT_PORTS = {"required": 5222, "none": 5222, "direct": 5223}
+PASSWORD_BYTES = 18  # 24 URL-safe characters, 144 random bits
+MAX_COUNT = 1000
+MAX_FIRST = 10 ** 6
+REGISTER_TIMEOUT_MS = 10000
+ADMIN_TIMEOUT = 30.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# In-band registration answers that mean "not here": auto then uses the admin tool.
+NOT_OFFERED = ("service-unavailable", "not-allowed", "forbidden", "feature-not-implemented")
+# A JID local part that needs no escaping, and a safe folder name.
+_BAD_LOCAL_CHARS = set(" \t\r\n@/\\\"&'<>:")
+
+
+class _Exists(Exception):
+    pass
+
+
+class _NotOffered(Exception):
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.condition = error.condition
+
+
+def _whole(low, high):
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError("%r is not a whole number from %d to %d" % (value, low, high))
+        return number
+    return parse
+
+
+def _port(value):
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("%r is not a port number from 1 to 65535" % value)
+    return port
+
+
+def add_arguments(parser):
+    parser.add_argument("--server", metavar="S",
+                        help="the XMPP server: a domain, or HOST[:PORT] (default: the local server in "
+                             "the state directory)")
+    parser.add_argument("--domain", metavar="D",
+                        help="the JID domain when it is not --server's host (e.g. --server 192.0.2.7)")
+    parser.add_argument("--count", type=_whole(1, MAX_COUNT), required=True, metavar="N",
+                        help="how many devices (1 to %d)" % MAX_COUNT)
+    parser.add_argument("--prefix", required=True,
+                        help="device names are PREFIX1 ... PREFIXN (with --first, from there)")
+    parser.add_argument("--first", type=_whole(0, MAX_FIRST), default=1, metavar="K",
+                        help="number of the first device (default 1), to add devices to a fleet")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help="where to write DIR/NAME/config.json and ca.der (default: %s)" % DEFAULT_OUT)
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite existing files, and reset the password of existing accounts "
+                             "(needs an admin tool)")
+    parser.add_argument("--controller", metavar="JID",
+                        help="the JID that receives the reports and commands the boards (default: "
+                             "%s@DOMAIN; a bare name gets @DOMAIN)" % DEFAULT_CONTROLLER)
+    parser.add_argument("--create-controller", action="store_true",
+                        help="also create the controller's account and write its credentials to "
+                             "DIR/%s (mode 0600)" % CONTROLLER_FILE)
+    parser.add_argument("--state", metavar="DIR",
+                        help="state directory of the local server from 'xmpp-lite server start' "
+                             "(default: $XMPP_LITE_STATE, else .state/server, used when it exists)")
+    parser.add_argument("--port", type=_port, metavar="P",
+                        help="c2s port (default: --server's, the local server's, else 5222; 5223 with "
+                             "--tls direct)")
+    parser.add_argument("--tls", choices=TLS_MODES,
+                        help="required: STARTTLS (default); direct: TLS from the first byte; none: "
+                             "plaintext (default for a local server started with --no-tls)")
+    parser.add_argument("--ca", metavar="FILE",
+                        help="CA certificate (PEM or DER) that signs the server's certificate; copied to "
+                             "each device as ca.der (default: the local server's test CA)")
+    parser.add_argument("--method", choices=METHODS, default="auto",
+                        help="how accounts are created: ibr (in-band registration), prosodyctl (the "
+                             "local server's), ejabberdctl, or auto (default: in-band, else the admin tool)")
+    parser.add_argument("--wifi-ssid", metavar="SSID",
+                        help="Wi-Fi network for the boards (network kind wifi)")
+    parser.add_argument("--wifi-password", metavar="PASSWORD", help="the Wi-Fi password (with --wifi-ssid)")
+    parser.add_argument("--apn", help="the carrier's access point for a modem board (network kind modem)")
+    parser.add_argument("--apn-user", metavar="USER", help="PAP user name for the APN, if the carrier wants one")
+    parser.add_argument("--apn-password", metavar="PASSWORD", help="PAP password for the APN")
+
+
+# -- where: the target server ---------------------------------------------------------------------
+
+
+class Target:
+    """Where the devices connect, and what can create accounts there."""
+
+    def __init__(self, domain, host, port, tls, ca_der=None, ca_source=None, local=None):
+        self.domain = domain
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.ca_der = ca_der  # bytes, or None when unknown
+        self.ca_source = ca_source
+        self.local = local  # ProsodyServer of the state directory, or None
+
+
+def parse_server(text):
+    """(host, port or None) from ``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, port = text, None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise CommandError("--server %s: expected [ADDRESS]:PORT" % text)
+        port = rest[1:] or None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or any(c in host for c in " /@"):
+        raise CommandError("--server %r: expected a domain or HOST[:PORT]" % text)
+    if port is not None:
+        try:
+            port = _port(port)
+        except argparse.ArgumentTypeError as error:
+            raise CommandError("--server %s: %s" % (text, error))
+    return host, port
+
+
+def _is_ip(host):
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_ca(path, what):
+    """The one DER certificate in a PEM or DER file."""
+    from cryptography import x509
+
+    from xmpp_lite.client import load_ca
+
+    try:
+        certs = load_ca(path)
+    except OSError as error:
+        raise CommandError("%s %s: cannot be read (%s)" % (what, path, error.strerror or error))
+    except (ValueError, TypeError) as error:
+        raise CommandError("%s %s: not a PEM or DER certificate (%s)" % (what, path, error))
+    if len(certs) != 1:
+        raise CommandError("%s %s holds %d certificates; give the one CA certificate that signs the server's"
+                           % (what, path, len(certs)))
+    try:
+        x509.load_der_x509_certificate(certs[0])
+    except ValueError:
+        raise CommandError("%s %s: not a PEM or DER certificate" % (what, path))
+    return certs[0]
+
+
+def _load_local(state_dir, explicit):
+    if not os.path.exists(os.path.join(state_dir, STATE_FILE)):
+        if explicit:
+            raise CommandError("no local server in %s (start one with 'xmpp-lite server start --state %s')"
+                               % (state_dir, state_dir))
+        return None
+    try:
+        return ProsodyServer.load(state_dir)
+    except (ServerError, KeyError, TypeError) as error:
+        raise CommandError("%s: unreadable server state: %s" % (os.path.join(state_dir, STATE_FILE), error))
+
+
+def _names_local(local, host, port):
+    """Does --server HOST[:PORT] mean the local server? Its domain or a loopback name, and one of its ports."""
+    return (host == local.domain or host in LOOPBACK_HOSTS) and (
+        port is None or port in (local.c2s_port, local.direct_tls_port))
+
+
+def resolve_target(args):
+    state_dir = args.state or default_state_dir()
+    local = _load_local(state_dir, explicit=args.state is not None)
+    host = port = None
+    if args.server is not None:
+        host, port = parse_server(args.server)
+        if args.port is not None and port is not None and args.port != port:
+            raise CommandError("--server %s and --port %d disagree" % (args.server, args.port))
+    if local is not None and (host is None or _names_local(local, host, port)):
+        return _local_target(local, args, port)
+    if host is None:
+        raise CommandError("no --server given and no local server in %s: give --server DOMAIN or "
+                           "HOST[:PORT], or start one with 'xmpp-lite server start'" % state_dir)
+    if args.state is not None:
+        raise CommandError("--server %s is not the local server in %s (%s on %s:%d)" % (
+            args.server, state_dir, local.domain, LOOPBACK, local.c2s_port))
+    if args.method == "prosodyctl":
+        raise CommandError("--method prosodyctl works with the local server of 'xmpp-lite server start' "
+                           "only (its --state directory)")
+    domain = args.domain or host
+    if _is_ip(domain):
+        raise CommandError("--server %s is an address: give the XMPP domain with --domain" % args.server)
+    tls = args.tls or "required"
+    port = args.port or port or DEFAULT_PORTS[tls]
+    ca_der = _read_ca(args.ca, "--ca") if args.ca else None
+    return Target(domain, host, port, tls, ca_der, args.ca)
+
+
+def _local_target(local, args, port):
+    if args.domain is not None and args.domain != local.domain:
+        raise CommandError("--domain %s: the local server in %s serves %s" % (args.domain, local.state_dir,
+                                                                            local.domain))
+    tls = args.tls or ("required" if local.tls else "none")
+    if tls != "none" and not local.tls:
+        raise CommandError("--tls %s: the local server in %s runs without TLS" % (tls, local.state_dir))
+    if tls == "none" and local.require_encryption:
+        raise CommandError("--tls none: the local server in %s requires TLS" % local.state_dir)
+    if tls == "direct":
+        if not local.direct_tls_port:
+            raise CommandError("--tls direct: the local server in %s has no direct TLS port" % local.state_dir)
+        port = args.port or port or local.direct_tls_port
+    else:
+        port = args.port or port or local.c2s_port
+    ca_der = ca_source = None
+    if args.ca:
+        ca_der, ca_source = _read_ca(args.ca, "--ca"), args.ca
+    elif tls != "none":
+        ca_der, ca_source = _read_ca(local.ca_der_path, "the local server's CA"), local.ca_der_path
+    return Target(local.domain, LOOPBACK, port, tls, ca_der, ca_source, local)
+
+
+# -- how: creating accounts ---------------------------------------------------------------------
+
+
+class ProsodyAdmin:
+    """prosodyctl of the local server's state directory."""
+
+    name = "prosodyctl"
+
+    def __init__(self, server):
+        self.server = server
+
+    def create(self, user, password, replace):
+        if shutil.which(PROSODYCTL) is None:
+            raise CommandError("%s not found on PATH: %s" % (PROSODYCTL, INSTALL_HINT))
+        try:
+            # The credentials go to config.json; the server's own state need not keep them.
+            self.server.register(user, password, replace=replace, remember=False)
+        except AccountExists:
+            raise _Exists() from None
+        except ServerError as error:
+            raise CommandError("%s: prosodyctl failed: %s" % (self.server.jid(user), _one_line(error)))
+
+
+class EjabberdAdmin:
+    """ejabberdctl on the ejabberd host: ``register USER HOST PASSWORD``, ``change_password`` for --force."""
+
+    name = "ejabberdctl"
+
+    def __init__(self, domain):
+        self.domain = domain
+
+    def _run(self, *args):
+        try:
+            result = subprocess.run([EJABBERDCTL] + list(args), capture_output=True, text=True,
+                                    stdin=subprocess.DEVNULL, timeout=ADMIN_TIMEOUT)
+        except FileNotFoundError:
+            raise CommandError("%s not found on PATH (run provision on the ejabberd host, or use "
+                               "--method ibr)" % EJABBERDCTL) from None
+        except subprocess.TimeoutExpired:
+            raise CommandError("%s %s: no answer within %.0f s" % (EJABBERDCTL, args[0], ADMIN_TIMEOUT)) from None
+        return result.returncode, (result.stdout + result.stderr).strip()
+
+    def create(self, user, password, replace):
+        jid = "%s@%s" % (user, self.domain)
+        status, output = self._run("register", user, self.domain, password)
+        if status == 0:
+            return
+        if "already registered" not in output and "conflict" not in output:
+            raise CommandError("%s: ejabberdctl register failed (%d): %s" % (jid, status, _one_line(output)))
+        if not replace:
+            raise _Exists()
+        status, output = self._run("change_password", user, self.domain, password)
+        if status != 0:
+            raise CommandError("%s: ejabberdctl change_password failed (%d): %s"
+                               % (jid, status, _one_line(output)))
+
+
+def _one_line(text, default="no output"):
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return "; ".join(lines[-3:]) if lines else default
+
+
+class Accounts:
+    """Creates accounts by the chosen method; ``create`` returns what it did, in words."""
+
+    def __init__(self, target, method, force, say):
+        self.target = target
+        self.method = method
+        self.force = force
+        self.say = say
+        self.admin = self._admin()
+        self.in_band = method in ("ibr", "auto")
+        if method == "auto" and target.local is not None and not target.local.is_running():
+            self.in_band = False  # nothing answers in-band; prosodyctl works on a stopped server
+        if method in ("prosodyctl", "ejabberdctl") and self.admin is None:
+            raise CommandError("--method %s needs the local server's state (--state DIR, from "
+                               "'xmpp-lite server start')" % method)
+
+    def _admin(self):
+        if self.method == "ejabberdctl":
+            return EjabberdAdmin(self.target.domain)
+        if self.target.local is not None:
+            return ProsodyAdmin(self.target.local)
+        if self.method == "auto" and shutil.which(EJABBERDCTL):
+            return EjabberdAdmin(self.target.domain)
+        return None
+
+    def describe(self):
+        if self.method == "auto":
+            if not self.in_band:
+                return self.admin.name
+            return "in-band registration" + (" (else %s)" % self.admin.name if self.admin else "")
+        return {"ibr": "in-band registration"}.get(self.method, self.method)
+
+    def create(self, user, password):
+        jid = "%s@%s" % (user, self.target.domain)
+        if self.in_band:
+            try:
+                self._in_band(jid, password)
+                return "created (in-band)"
+            except _NotOffered as error:
+                if self.method == "ibr" or self.admin is None:
+                    raise CommandError("%s: %s; create the accounts with the server's admin tool "
+                                       "(--method prosodyctl or ejabberdctl)" % (jid, error))
+                self.say("  in-band registration not offered (%s); using %s" % (error.condition, self.admin.name))
+                self.in_band = False
+            except _Exists:
+                return self._exists(jid, user, password)
+        try:
+            self.admin.create(user, password, replace=False)
+            return "created (%s)" % self.admin.name
+        except _Exists:
+            return self._exists(jid, user, password)
+
+    def _exists(self, jid, user, password):
+        if not self.force:
+            raise CommandError("%s already exists (--force resets its password)" % jid)
+        if self.admin is None:
+            raise CommandError("%s already exists, and in-band registration cannot reset a password: "
+                               "no admin tool for %s (use --state for the local server, or --method "
+                               "ejabberdctl on the ejabberd host)" % (jid, self.target.domain))
+        self.admin.create(user, password, replace=True)
+        return "password reset (%s)" % self.admin.name
+
+    def _in_band(self, jid, password):
+        from xmpp_lite.client import Client
+        from xmpp_lite.errors import ConditionError
+        from xmpp_lite.register import RegistrationError
+        from xmpp_lite.stream import ProtocolError
+
+        target = self.target
+        client = Client(jid, password, host=target.host, port=target.port, tls=target.tls, ca=target.ca_der,
+                        # Without TLS the password goes in the clear: only to the local server, on loopback.
+                        insecure_plain=target.tls == "none" and target.local is not None)
+        try:
+            client.register(timeout_ms=REGISTER_TIMEOUT_MS)
+        except RegistrationError as error:
+            if error.condition == "conflict":
+                raise _Exists() from None
+            if error.condition in NOT_OFFERED:
+                raise _NotOffered(error) from None
+            raise CommandError("%s: in-band registration failed: %s" % (jid, error)) from None
+        except (ConditionError, ProtocolError, OSError, ValueError) as error:  # auth, stream, TLS, network
+            hint = ""
+            if isinstance(error, ConnectionRefusedError):
+                hint = " (is the server running? 'xmpp-lite server status')"
+            raise CommandError("%s: in-band registration at %s:%d failed: %s%s" % (
+                jid, target.host, target.port, _one_line(error, type(error).__name__), hint)) from None
+
+
+# -- what: the files ----------------------------------------------------------------------------------
+
+
+def _network(args):
+    if args.wifi_ssid and args.apn:
+        raise CommandError("--wifi-ssid and --apn: a board uses one network; give one of them")
+    if args.wifi_password is not None and not args.wifi_ssid:
+        raise CommandError("--wifi-password needs --wifi-ssid")
+    if (args.apn_user is not None or args.apn_password is not None) and not args.apn:
+        raise CommandError("--apn-user and --apn-password need --apn")
+    if args.wifi_ssid:
+        return {"kind": "wifi", "ssid": args.wifi_ssid, "password": args.wifi_password or ""}
+    if args.apn:
+        network = {"kind": "modem", "apn": args.apn}
+        if args.apn_user is not None:
+            network["user"] = args.apn_user
+        if args.apn_password is not None:
+            network["password"] = args.apn_password
+        return network
+    return {"kind": "none"}
+
+
+def _controller_jid(args, domain):
+    controller = args.controller or DEFAULT_CONTROLLER
+    if "@" not in controller:
+        controller = "%s@%s" % (controller, domain)
+    return controller
+
+
+def device_config(target, network, controller, jid, password):
+    xmpp = {"jid": jid, "password": password, "server": target.host, "port": target.port, "tls": target.tls}
+    if target.tls != "none":
+        xmpp["ca"] = CA_FILE
+    return {"network": network, "xmpp": xmpp, "controller": controller}
+
+
+def _check(config, what):
+    from xmpp_lite.config import ConfigError, check
+
+    try:
+        check(config)
+    except ConfigError as error:
+        raise CommandError("%s: %s" % (what, error))
+
+
+def _write_private(path, data):
+    """Write ``data`` (str) to ``path`` whole, readable by its owner only (it holds a password)."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a leftover .tmp keeps its mode otherwise
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def _write_public(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _to_json(value):
+    return json.dumps(value, indent=2) + "\n"
+
+
+def _check_name(prefix):
+    if not prefix or any(c in _BAD_LOCAL_CHARS for c in prefix) or prefix.startswith("."):
+        raise CommandError("--prefix %r: use letters, digits, '-', '_' or '.' (it becomes the JID's local part "
+                           "and a folder name)" % prefix)
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def run(args):
+    secrets_used = [s for s in (args.wifi_password, args.apn_password) if s]
+    try:
+        _provision(args, secrets_used)
+    except CommandError as error:
+        raise CommandError(_scrub(str(error), secrets_used)) from None
+    except KeyboardInterrupt:
+        raise CommandError("provision: interrupted (the devices listed above are provisioned)") from None
+
+
+def _scrub(text, secrets_used):
+    for secret in secrets_used:
+        text = text.replace(secret, "********")
+    return text
+
+
+def _provision(args, secrets_used):
+    _check_name(args.prefix)
+    network = _network(args)
+    target = resolve_target(args)
+    controller = _controller_jid(args, target.domain)
+    names = ["%s%d" % (args.prefix, number) for number in range(args.first, args.first + args.count)]
+    out = args.out
+
+    # Everything that could stop us is checked before the first account exists.
+    _check(device_config(target, network, controller, "%s@%s" % (names[0], target.domain), "x"),
+           "the config for %s" % names[0])
+    if args.create_controller and controller.rpartition("@")[2] != target.domain:
+        raise CommandError("--create-controller: %s is not on %s" % (controller, target.domain))
+    planned = [os.path.join(out, name, CONFIG_FILE) for name in names]
+    if args.create_controller:
+        planned.append(os.path.join(out, CONTROLLER_FILE))
+    for path in planned:
+        if os.path.exists(path) and not args.force:
+            raise CommandError("%s exists; --force overwrites it" % path)
+        parent = os.path.dirname(path)
+        if os.path.exists(parent) and not os.path.isdir(parent):
+            raise CommandError("%s exists and is not a folder" % parent)
+    accounts = Accounts(target, args.method, args.force, print)
+
+    security = {"required": "STARTTLS", "direct": "direct TLS", "none": "no TLS"}[target.tls]
+    if target.ca_source:
+        security += ", CA %s" % target.ca_source
+    print("provisioning %d device%s on %s at %s:%d (%s), accounts by %s" % (
+        len(names), "" if len(names) == 1 else "s", target.domain, target.host, target.port, security,
+        accounts.describe()))
+    os.makedirs(out, exist_ok=True)
+    done = []
+    try:
+        if args.create_controller:
+            _provision_controller(accounts, target, controller, out, secrets_used)
+        for name in names:
+            jid = "%s@%s" % (name, target.domain)
+            password = secrets.token_urlsafe(PASSWORD_BYTES)
+            secrets_used.append(password)
+            config = device_config(target, network, controller, jid, password)
+            _check(config, "the config for %s" % name)
+            what = accounts.create(name, password)
+            folder = os.path.join(out, name)
+            os.makedirs(folder, exist_ok=True)
+            if target.ca_der is not None:
+                _write_public(os.path.join(folder, CA_FILE), target.ca_der)
+            path = os.path.join(folder, CONFIG_FILE)
+            _write_private(path, _to_json(config))
+            done.append(name)
+            print("  %-28s %-28s %s" % (jid, what, path))
+    except CommandError as error:
+        if done:
+            raise CommandError("%s (%d of %d devices were provisioned before this)" % (error, len(done), len(names)))
+        raise
+    print("controller in the configs: %s" % controller)
+    if target.tls != "none" and target.ca_der is None:
+        print("note: no CA certificate known: put the CA that signs %s's certificate in each folder as %s "
+              "(DER), or run again with --ca FILE --force" % (target.domain, CA_FILE))
+    if network["kind"] == "none":
+        print("note: network kind 'none' (the board is already online, e.g. the MicroPython VM); give "
+              "--wifi-ssid or --apn for a real board")
+    print("%d device%s provisioned in %s: copy each folder's files to its board (see README, "
+          "\"Flashing a board\")" % (len(done), "" if len(done) == 1 else "s", out))
+
+
+def _provision_controller(accounts, target, controller, out, secrets_used):
+    user = controller.rpartition("@")[0]
+    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    secrets_used.append(password)
+    what = accounts.create(user, password)
+    credentials = {"jid": controller, "password": password, "host": target.host, "port": target.port,
+                   "tls": target.tls, "ca": None}
+    if target.ca_der is not None:
+        ca_path = os.path.abspath(os.path.join(out, CA_FILE))
+        _write_public(ca_path, target.ca_der)
+        credentials["ca"] = ca_path
+    path = os.path.join(out, CONTROLLER_FILE)
+    _write_private(path, _to_json(credentials))
+    print("  %-28s %-28s %s" % (controller, what, path))
