@@ -1,0 +1,429 @@
+"""A fleet of simulated devices against one XMPP server, through one link emulator, and the controller that watches it.
+
+Each device is the real device code with the configuration a board would have (xmpp_lite.config):
+
+- runtime "micropython": firmware/main.py on the MicroPython unix VM, one process per device, with an
+  ESP32-like heap cap, the library compiled to .mpy, and the fake ESP32 modules of host_tools/fakes;
+- runtime "cpython": xmpp_lite.device's link and node in this process (for fleets too large for one VM
+  each), polled by a few worker threads.
+
+Every device connects through one LinkEmulator (host_tools.linkemu) with the chosen profile. The
+Observer is the controller account on xmpp_lite's Client: it counts each device's reports, keeps its last
+reading and presence, and sends commands.
+
+    fleet = Fleet(server, accounts, runtime="cpython", profile="gprs", work_dir=tmp)
+    fleet.start()
+    fleet.snapshot()       # {"devices": 10, "online": 10, "reconnects": 0, "messages": 42, ...}
+    fleet.stop()
+"""
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+
+from host_tools.linkemu import PROFILES, LinkEmulator
+from host_tools.tools import compile_library, find_tool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIRMWARE_MAIN = os.path.join(ROOT, "firmware", "main.py")
+FAKES = os.path.join(ROOT, "host_tools", "fakes")
+BOARD_PROFILE = os.path.join(ROOT, "boards", "esp32-devkitc.json")
+
+RUNTIMES = ("micropython", "cpython")
+VM_HEAP = "256k"  # per VM: the 64-bit VM's objects are about twice an ESP32's
+# In-process devices get a thread each: a login over GPRS takes seconds and blocks, like on a board.
+DEVICE_POLL_MS = 1000  # the longest a device's thread waits for input; heartbeats and reports wake it sooner
+THREAD_STACK_BYTES = 256 * 1024  # a thousand device threads with the default 8 MB stacks is a lot of address space
+CONNECT_SPREAD_S = 0.005  # pause between two devices' starts, so that the server is not stormed
+RESOURCE = "sim"
+STOP_TIMEOUT_S = 10.0
+NS_SENSOR = "urn:xmpp-lite:sensor:0"
+
+
+class FleetError(Exception):
+    """The fleet could not be set up; one line for the user."""
+
+
+def bare(jid):
+    return (jid or "").split("/", 1)[0].lower()
+
+
+# adafruit-blinka's board without hardware: analog pins that give a sine or random values, through the
+# CircuitPython API that the in-process devices' "blinka_analog" sensors read.
+BLINKA_ENV = {"BLINKA_OS_AGNOSTIC": "1", "BLINKA_FORCEBOARD": "OS_AGNOSTIC_BOARD", "BLINKA_FORCECHIP": "OS_AGNOSTIC"}
+
+
+def device_config(server, user, password, port, controller, interval_s, index, runtime="micropython"):
+    """The config.json a simulated board gets (checked by xmpp_lite.config).
+
+    The light sensor is an ADC pin of the fake machine module on the VM, a blinka analog pin on CPython.
+    """
+    if runtime == "micropython":
+        light = {"name": "light", "kind": "adc", "pin": 34, "scale": 0.01}
+    else:
+        light = {"name": "light", "kind": "blinka_analog", "pin": "Ax_INPUT_WAVE_SINE"}
+    return {
+        "network": {"kind": "none"},
+        "xmpp": {"jid": server.jid(user), "password": password, "server": "127.0.0.1", "port": port,
+                 "ca": "ca.der", "resource": RESOURCE},
+        "controller": controller,
+        "report": {"interval_s": interval_s},
+        "device": {"watchdog_s": 0, "ntp": False},
+        "sensors": [
+            {"name": "temp", "kind": "simulated", "base": 18 + index % 8, "amplitude": 2, "period_s": 120},
+            light,
+        ],
+    }
+
+
+class Observer:
+    """The controller's view of the fleet: per device its presence, last reading, reports and reconnects."""
+
+    def __init__(self, server, user, password, port=None):
+        from xmpp_lite.client import Client
+
+        self.client = Client(server.jid(user), password, host="127.0.0.1", port=port or server.c2s_port,
+                             ca=server.ca_path, resource="monitor")
+        self.jid = server.jid(user)
+        self.devices = {}  # bare JID -> dict
+        self.replies = []  # (time, from, body) of non-report messages
+        self.messages = 0
+        self.error = None
+        self._lock = threading.Lock()
+        self._outbox = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = None
+        self.client.on_message = self._on_message
+        self.client.on_presence = self._on_presence
+
+    def start(self, timeout_ms=15000):
+        self.client.connect(timeout_ms)
+        self.client.send_presence()  # available: messages to the bare JID reach us
+        self._thread = threading.Thread(target=self._run, name="observer", daemon=True)
+        self._thread.start()
+
+    def watch(self, jid):
+        with self._lock:
+            self.devices.setdefault(bare(jid), self._blank())
+
+    def _blank(self):
+        return {"available": False, "status": "", "reading": "", "last_report": None, "reports": 0,
+                "reconnects": 0, "history": []}
+
+    def _entry(self, jid):
+        return self.devices.setdefault(bare(jid), self._blank())
+
+    def _on_message(self, msg):
+        body = msg.find_text("body")
+        if body is None or msg.get("type") == "error":
+            return
+        readings = msg.find("readings", NS_SENSOR)
+        with self._lock:
+            if readings is None:
+                self.replies.append((time.time(), msg.get("from"), body))
+                del self.replies[:-100]
+                return
+            self.messages += 1
+            entry = self._entry(msg.get("from"))
+            entry["reading"] = body
+            entry["last_report"] = time.time()
+            entry["reports"] += 1
+            entry["reconnects"] = int(readings.get("reconnects") or 0)
+            first = readings.find("reading")
+            if first is not None:
+                try:
+                    entry["history"].append(float(first.get("value")))
+                    del entry["history"][:-60]
+                except (TypeError, ValueError):
+                    pass
+
+    def _on_presence(self, presence):
+        kind = presence.get("type")
+        with self._lock:
+            if kind == "subscribe":
+                return
+            entry = self._entry(presence.get("from"))
+            entry["available"] = kind is None
+            if kind is None:
+                entry["status"] = presence.find_text("status") or ""
+
+    def subscribe(self, jid):
+        """Ask to see the device's presence (the node approves its controller)."""
+        from xmpp_lite.stanza import presence
+
+        self._outbox.put(presence(to=bare(jid), type="subscribe"))
+
+    def command(self, jid, text):
+        from xmpp_lite.stanza import message
+
+        self._outbox.put(message(to=jid, body=text, type="chat"))
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                while True:
+                    try:
+                        stanza = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    self.client.send(stanza)
+                self.client.poll(50)
+        except Exception as error:  # noqa: BLE001 - shown by whoever reads the fleet's state
+            self.error = error
+
+    def view(self):
+        """A copy of the per-device state, safe to read while the observer runs."""
+        with self._lock:
+            out = {}
+            for jid, entry in self.devices.items():
+                copy = dict(entry)
+                copy["history"] = list(entry["history"])
+                out[jid] = copy
+            return out
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.client.close()
+
+
+class VmDevice:
+    """firmware/main.py on the MicroPython VM, in a flash folder of its own."""
+
+    def __init__(self, name, folder, config, ca_der, mpy_lib, heap):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(config, f)
+        shutil.copy(BOARD_PROFILE, os.path.join(folder, "board.json"))
+        shutil.copy(ca_der, os.path.join(folder, "ca.der"))
+        micropython = find_tool("micropython")
+        if micropython is None:
+            raise FleetError("no micropython binary; run `make bootstrap`")
+        self.name = name
+        self.state = "starting"
+        self.online_count = 0
+        self.lines = []
+        env = dict(os.environ, MICROPYPATH=":".join((".frozen", FAKES, mpy_lib)))
+        self.process = subprocess.Popen([micropython, "-X", "heapsize=" + heap, FIRMWARE_MAIN], cwd=folder, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append(line)
+            del self.lines[:-50]
+            if line.startswith("xmpp_lite: online"):
+                self.state = "online"
+                self.online_count += 1
+            elif line.startswith("xmpp_lite: offline"):
+                self.state = "offline"
+            elif line.startswith("xmpp_lite: stopped") or line.startswith("xmpp_lite: crashed"):
+                self.state = "stopped"
+        self.state = "exited"
+
+    @property
+    def reconnects(self):
+        return max(self.online_count - 1, 0)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class InProcessDevice:
+    """xmpp_lite.device's link and node, run by a worker thread of this process."""
+
+    def __init__(self, name, config, ca_pem):
+        from xmpp_lite.config import check
+        from xmpp_lite.device import make_link, make_node
+
+        config = check(config)
+        self.name = name
+        self.link = make_link(config, ca=ca_pem)
+        # No board profile: its outputs are machine.Pin, which CPython has not; the sensors are in config.
+        self.node = make_node(config, {}, self.link)
+        self.started = False
+        self.error = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    @property
+    def state(self):
+        if self.error is not None:
+            return "stopped"
+        return self.link.state if self.started else "starting"
+
+    @property
+    def reconnects(self):
+        return max(self.link.stats["online"] - 1, 0)
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        from xmpp_lite._compat import ticks_ms
+
+        try:
+            self.link.connect()
+            self.started = True
+            self.node.start(ticks_ms())
+            while not self._stop.is_set():
+                self.link.poll(DEVICE_POLL_MS)
+                self.node.tick(ticks_ms())
+        except Exception as error:  # noqa: BLE001 - a fatal error stops this device, not the fleet
+            self.error = error
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_S)
+        try:
+            self.link.close(timeout_ms=500)
+        except Exception:  # noqa: BLE001 - stopping anyway
+            pass
+
+
+class Fleet:
+    """``accounts``: [(user, password)] of the devices; ``controller``: (user, password) of the observer."""
+
+    def __init__(self, server, accounts, controller, runtime="cpython", profile="wifi", interval_s=10,
+                 work_dir=None, heap=VM_HEAP, seed=1):
+        if runtime not in RUNTIMES:
+            raise FleetError("runtime must be one of %s, not %r" % (", ".join(RUNTIMES), runtime))
+        if profile not in PROFILES:
+            raise FleetError("link profile must be one of %s, not %r" % (", ".join(sorted(PROFILES)), profile))
+        self.server = server
+        self.accounts = list(accounts)
+        self.controller = controller
+        self.runtime = runtime
+        self.profile = profile
+        self.interval_s = interval_s
+        self.work_dir = work_dir
+        self.heap = heap
+        self.seed = seed
+        self.link = None
+        self.observer = None
+        self.devices = []
+        self.started_at = None
+
+    def start(self):
+        with open(self.server.ca_der_path, "rb"):
+            pass  # fail early and clearly if the server has no CA (a server started without TLS)
+        self.link = LinkEmulator(target=("127.0.0.1", self.server.c2s_port), profile=PROFILES[self.profile],
+                                 seed=self.seed).start()
+        self.observer = Observer(self.server, self.controller[0], self.controller[1])
+        self.observer.start()
+        controller_jid = self.server.jid(self.controller[0])
+        self.started_at = time.time()
+        if self.runtime == "micropython":
+            self._start_vms(controller_jid)
+        else:
+            self._start_in_process(controller_jid)
+        for user, _ in self.accounts:
+            self.observer.watch(self.server.jid(user))
+        return self
+
+    def _start_vms(self, controller_jid):
+        mpy_cross = find_tool("mpy-cross")
+        if mpy_cross is None:
+            raise FleetError("no mpy-cross; run `make bootstrap`")
+        mpy_lib = compile_library(mpy_cross, os.path.join(self.work_dir, "mpy"))
+        for index, (user, password) in enumerate(self.accounts):
+            config = device_config(self.server, user, password, self.link.port, controller_jid, self.interval_s, index)
+            self.devices.append(VmDevice(user, os.path.join(self.work_dir, "flash", user), config,
+                                         self.server.ca_der_path, mpy_lib, self.heap))
+            time.sleep(CONNECT_SPREAD_S)
+
+    def _start_in_process(self, controller_jid):
+        with open(self.server.ca_path, "rb") as f:
+            ca_pem = f.read()
+        for name, value in BLINKA_ENV.items():
+            os.environ.setdefault(name, value)  # before blinka's first import
+        for index, (user, password) in enumerate(self.accounts):
+            config = device_config(self.server, user, password, self.link.port, controller_jid, self.interval_s, index,
+                                   runtime="cpython")
+            self.devices.append(InProcessDevice(user, config, ca_pem))
+        previous = threading.stack_size(THREAD_STACK_BYTES)
+        try:
+            for device in self.devices:
+                device.start()
+                time.sleep(CONNECT_SPREAD_S)
+        finally:
+            threading.stack_size(previous)
+
+    def snapshot(self):
+        """Counts for the live summary and the JSON one."""
+        states = [device.state for device in self.devices]
+        view = self.observer.view() if self.observer else {}
+        elapsed = time.time() - self.started_at if self.started_at else 0
+        return {
+            "devices": len(self.devices),
+            "runtime": self.runtime,
+            "link": self.profile,
+            "elapsed_s": round(elapsed, 1),
+            "online": states.count("online"),
+            "offline": states.count("offline"),
+            "starting": states.count("starting"),
+            "stopped": states.count("stopped") + states.count("exited"),
+            "reconnects": sum(device.reconnects for device in self.devices),
+            "messages": self.observer.messages if self.observer else 0,
+            "reporting": sum(1 for entry in view.values() if entry["reports"]),
+            "errors": self._errors(),
+            "link_stats": self.link.stats if self.link else {},
+        }
+
+    def _errors(self):
+        """{message: how many devices} of the errors that stopped devices."""
+        errors = {}
+        for device in self.devices:
+            error = getattr(device, "error", None)
+            if error is not None:
+                text = "%s: %s" % (type(error).__name__, error)
+                errors[text] = errors.get(text, 0) + 1
+        return errors
+
+    def stop(self):
+        for device in self.devices:
+            device.stop()
+        if self.observer is not None:
+            try:
+                self.observer.stop()
+            except Exception:  # noqa: BLE001 - stopping anyway
+                pass
+        if self.link is not None:
+            self.link.stop()
+
+
+def create_accounts(server, users, threads=8):
+    """Register ``users`` on ``server`` by in-band registration, several at a time; [(user, password)]."""
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xmpp_lite.client import Client
+
+    def register(user):
+        password = secrets.token_urlsafe(12)
+        Client(server.jid(user), password, host="127.0.0.1", port=server.c2s_port, ca=server.ca_path).register()
+        return user, password
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(register, user) for user in users]
+        accounts = []
+        for future in futures:
+            try:
+                accounts.append(future.result())
+            except Exception as error:  # noqa: BLE001 - one line for the user
+                raise FleetError("cannot create the simulated accounts: %s" % error)
+    return accounts

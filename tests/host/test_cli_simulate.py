@@ -1,0 +1,45 @@
+"""`xmpp-lite simulate` as a user runs it: a fleet on both runtimes against a temporary Prosody, and bad arguments."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def simulate(*args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "host_tools", "simulate", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_micropython_fleet_reports(tmp_path):
+    out = tmp_path / "summary.json"
+    result = simulate("--devices", "3", "--runtime", "micropython", "--link", "wifi", "--duration", "8",
+                      "--interval", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary == json.loads(out.read_text())
+    assert summary["devices"] == 3 and summary["online"] == 3 and summary["reporting"] == 3
+    assert summary["messages"] >= 6 and summary["errors"] == {} and summary["link_stats"]["accepted"] == 3
+    # The live line, one every few seconds when stderr is not a terminal.
+    assert "devices 3  online 3" in result.stderr
+
+
+def test_cpython_fleet_over_gprs(tmp_path):
+    result = simulate("--devices", "10", "--runtime", "cpython", "--link", "gprs", "--duration", "12",
+                      "--interval", "3")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["online"] == 10 and summary["max_online"] == 10 and summary["errors"] == {}
+    assert summary["reporting"] == 10 and summary["link"] == "gprs"
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    for args, expected in ((["--devices", "0"], "--devices must be at least 1"),
+                           (["--runtime", "java"], "invalid choice: 'java'"),
+                           (["--state", str(tmp_path / "nothing")], "no server in")):
+        result = simulate(*args, timeout=30)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("xmpp-lite: error: ") and expected in lines[0], lines
