@@ -12,7 +12,7 @@ MP_HEAPSIZE := 256k
 .PHONY: help bootstrap prosody test test-cpython test-micropython bench soak demo clean
 
 help:
-	@echo "make bootstrap         create .venv, install dev dependencies and Prosody"
+	@echo "make bootstrap         create .venv, install dev dependencies, Prosody and tmux"
 	@echo "make test              whole test suite (device tests on CPython and MicroPython, host tests)"
 	@echo "make test-cpython      device tests on CPython only"
 	@echo "make test-micropython  device tests on the MicroPython VM only"
@@ -32,14 +32,18 @@ $(INSTALLED): pyproject.toml | $(PYTHON)
 	@$(MICROPYTHON) -c "print(1)" >/dev/null || { echo "bootstrap: $(MICROPYTHON) does not run" >&2; exit 1; }
 	@touch $@
 
-# Tests start a real Prosody; install Debian's package when it is missing.
+# Tests start a real Prosody, and drive the monitor in a real terminal (tmux); install Debian's
+# packages when they are missing.
 prosody:
-	@if ! command -v prosody >/dev/null 2>&1 || ! command -v prosodyctl >/dev/null 2>&1; then \
+	@missing=""; \
+	if ! command -v prosody >/dev/null 2>&1 || ! command -v prosodyctl >/dev/null 2>&1; then missing="prosody"; fi; \
+	if ! command -v tmux >/dev/null 2>&1; then missing="$$missing tmux"; fi; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then \
-			echo "bootstrap: Prosody is missing; install it with: sudo apt-get update && sudo apt-get install -y prosody" >&2; \
+			echo "bootstrap: missing$$missing; install with: sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
 			exit 1; \
 		fi; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prosody; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
 
 test: bootstrap

@@ -45,7 +45,7 @@ COMMANDS = {
 }
 
 # Commands in modules of their own (host_tools/cmd_NAME.py: DESCRIPTION, add_arguments(parser), run(args)).
-COMMAND_MODULES = ("server", "provision", "simulate")
+COMMAND_MODULES = ("server", "provision", "simulate", "monitor")
 
 
 def _load_command_modules():

@@ -83,12 +83,11 @@ def device_config(server, user, password, port, controller, interval_s, index, r
 class Observer:
     """The controller's view of the fleet: per device its presence, last reading, reports and reconnects."""
 
-    def __init__(self, server, user, password, port=None):
+    def __init__(self, jid, password, resource="fleet", **client_options):
         from xmpp_lite.client import Client
 
-        self.client = Client(server.jid(user), password, host="127.0.0.1", port=port or server.c2s_port,
-                             ca=server.ca_path, resource="monitor")
-        self.jid = server.jid(user)
+        self.client = Client(jid, password, resource=resource, **client_options)
+        self.jid = jid
         self.devices = {}  # bare JID -> dict
         self.replies = []  # (time, from, body) of non-report messages
         self.messages = 0
@@ -143,9 +142,9 @@ class Observer:
 
     def _on_presence(self, presence):
         kind = presence.get("type")
+        if kind == "subscribe" or bare(presence.get("from")) == bare(self.jid):
+            return  # requests are the device's business; our own other sessions are not devices
         with self._lock:
-            if kind == "subscribe":
-                return
             entry = self._entry(presence.get("from"))
             entry["available"] = kind is None
             if kind is None:
@@ -323,7 +322,8 @@ class Fleet:
             pass  # fail early and clearly if the server has no CA (a server started without TLS)
         self.link = LinkEmulator(target=("127.0.0.1", self.server.c2s_port), profile=PROFILES[self.profile],
                                  seed=self.seed).start()
-        self.observer = Observer(self.server, self.controller[0], self.controller[1])
+        self.observer = Observer(self.server.jid(self.controller[0]), self.controller[1], host="127.0.0.1",
+                                 port=self.server.c2s_port, ca=self.server.ca_path)
         self.observer.start()
         controller_jid = self.server.jid(self.controller[0])
         self.started_at = time.time()
