@@ -347,10 +347,11 @@ class Parser:
                         nxt = after + 1
                         # "</name>" exactly, the common case; _close does
                         # the same with the stanza and root bookkeeping.
-                        if length(stack) > 2:
+                        depth = length(stack)
+                        if depth > 2:
                             raw_stack.pop()
                             on_end(stack.pop())
-                        elif length(stack) == 2:
+                        elif depth == 2:
                             # The end of a stanza.
                             if nxt > limit:
                                 raise XMLError("stanza larger than {} bytes".format(cap))
@@ -413,14 +414,15 @@ class Parser:
                         attrs[attr] = text
                         i += 2
                     nxt = gt + 1
-                    if not stack:
+                    depth = length(stack)
+                    if not depth:
                         # The root: _open keeps its bookkeeping.
                         self._open(name, raw_name, attrs, pos)
                         limit = -1
                     else:
-                        if length(stack) >= max_depth:
+                        if depth >= max_depth:
                             raise XMLError("elements nested deeper than {}".format(max_depth))
-                        if length(stack) == 1:
+                        if depth == 1:
                             # The start of a stanza.
                             self._stanza_at = self._offset + pos
                             limit = pos + cap
@@ -428,10 +430,11 @@ class Parser:
                         raw_stack.append(raw_name)
                         on_start(name, attrs)
                     if empty and self._streams == stream:
-                        if length(stack) > 2:
+                        depth = length(stack)
+                        if depth > 2:
                             raw_stack.pop()
                             on_end(stack.pop())
-                        elif length(stack) == 2:
+                        elif depth == 2:
                             # An empty stanza: as in the end-tag branch.
                             if nxt > limit:
                                 raise XMLError("stanza larger than {} bytes".format(cap))
