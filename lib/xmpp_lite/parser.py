@@ -50,6 +50,7 @@ _NAME_RE = re.compile(b"[A-Za-z_:\x80-\xff][-A-Za-z0-9._:\x80-\xff]*")
 # the MicroPython regex engine cannot hold a NUL byte in a pattern).
 _CONTROL_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]")
 _SCREEN = const(256)  # bytes screened at once, see _check_controls
+_SHORT_CHUNK = const(64)  # up to this many bytes min() screens faster
 _ONES = const(((1 << (8 * _SCREEN)) - 1) // 0xFF)  # 0x0101...01, _SCREEN bytes
 # Byte sequences that are not UTF-8 for an XML character although
 # MicroPython's decoder lets them through: overlong forms, surrogates, code
@@ -108,32 +109,39 @@ def _check_controls(data):
     """Reject control characters; return True if data has no byte below 0x20
     at all, so that its tokens need no search for TAB, LF and CR.
 
-    min() would compare byte by byte, as Python objects, on MicroPython. The
-    chunk is screened instead as big integers of up to _SCREEN bytes: bit 7
-    of ((b & 0x60) + 0x60) | b is set exactly when b >= 0x20, and no carry
-    crosses into the next byte, so one mask test covers every byte at once.
-    Only a chunk with a byte below 0x20 (TAB, LF and CR among them, which are
-    allowed) is searched precisely. The masks are made from _ONES per call:
-    kept as constants too they would hold another 1.5 KB of a small heap.
+    min() compares byte by byte, as Python objects, on MicroPython: fine for
+    a short chunk only. A longer one is screened as big integers of up to
+    _SCREEN bytes: bit 7 of ((b & 0x60) + 0x60) | b is set exactly when
+    b >= 0x20, and no carry crosses into the next byte, so one mask test
+    covers every byte at once. Only a chunk with a byte below 0x20 (TAB, LF
+    and CR among them, which are allowed) is searched precisely. The masks
+    are made from _ONES per call: kept as constants too they would hold
+    another 1.5 KB of a small heap.
     """
     size = len(data)
-    width = size if size < _SCREEN else _SCREEN
-    ones = _ONES if width == _SCREEN else _ONES >> ((_SCREEN - width) << 3)
-    low = ones * 0x60
-    high = ones << 7  # 0x8080...80
-    view = memoryview(data) if size > _SCREEN else data
-    pos = 0
-    while pos < size:
-        piece = view[pos:pos + _SCREEN] if size > _SCREEN else data
-        got = int.from_bytes(piece, "big")
-        if len(piece) < width:  # the last piece of a long chunk
-            high >>= (width - len(piece)) << 3
-        if (((got & low) + low) | got) & high != high:
-            if data.find(b"\x00") >= 0 or _CONTROL_RE.search(data) is not None:
-                raise XMLError("character not allowed in XML")
-            return False
-        pos += _SCREEN
-    return True
+    if size <= _SHORT_CHUNK:
+        if min(data) >= 0x20:
+            return True
+    else:
+        width = size if size < _SCREEN else _SCREEN
+        ones = _ONES if width == _SCREEN else _ONES >> ((_SCREEN - width) << 3)
+        low = ones * 0x60
+        high = ones << 7  # 0x8080...80
+        view = memoryview(data) if size > _SCREEN else data
+        pos = 0
+        while pos < size:
+            piece = view[pos:pos + _SCREEN] if size > _SCREEN else data
+            got = int.from_bytes(piece, "big")
+            if len(piece) < width:  # the last piece of a long chunk
+                high >>= (width - len(piece)) << 3
+            if (((got & low) + low) | got) & high != high:
+                break
+            pos += _SCREEN
+        else:
+            return True
+    if data.find(b"\x00") >= 0 or _CONTROL_RE.search(data) is not None:
+        raise XMLError("character not allowed in XML")
+    return False
 
 
 def _utf8(raw):

@@ -649,7 +649,7 @@ def test_control_characters_anywhere_in_a_long_chunk_are_errors():
     # bytes: a control character in any piece, first byte to last, and in a
     # short last piece, must be found; TAB, LF and CR must pass.
     body = b"caf\xc3\xa9 \xd0\xb4\xd0\xb0 " * 50  # 600 bytes, bytes >= 0x80 among them
-    for size in (1, 255, 256, 257, 511, 512, 513, 600):
+    for size in (1, 64, 65, 255, 256, 257, 511, 512, 513, 600):
         data = body[:size].rstrip(b"\x80\x81\x82\x83\xa9\xb0\xb4\xc3\xd0")  # no cut character
         data += b"x" * (size - len(data))
         for at in range(0, size, 1 if size < 260 else 7):
