@@ -24,18 +24,26 @@ def do_version(args):
 def do_demo(args):
     from host_tools.demo import DemoError, run_demo
 
+    if args.duration <= 0:
+        raise CommandError("demo: --duration must be more than 0 seconds")
     try:
-        run_demo(keep_running=args.keep_running)
+        run_demo(duration=args.duration, keep_running=args.keep_running,
+                 interactive=False if args.plain else None)
     except DemoError as error:
         raise CommandError("demo: %s" % error)
-    except KeyboardInterrupt:
-        raise CommandError("demo: interrupted")
 
 
 def demo_parser():
-    parser = command_parser("demo", "Run a local Prosody, one device on the MicroPython VM and a controller.")
-    parser.add_argument("--keep-running", action="store_true",
-                        help="keep asking the device for readings until Ctrl-C instead of stopping at once")
+    from host_tools.demo import DURATION_S
+
+    parser = command_parser("demo", "Run a local Prosody, five simulated boards over a GPRS-like link, and the "
+                                    "monitor.")
+    parser.add_argument("--duration", type=float, default=DURATION_S, metavar="S",
+                        help="seconds to show the fleet (default %d); on a terminal the live monitor also "
+                             "ends with q" % DURATION_S)
+    parser.add_argument("--keep-running", action="store_true", help="run until Ctrl-C (or q) instead")
+    parser.add_argument("--plain", action="store_true",
+                        help="print the table every few seconds even on a terminal (no live screen)")
     return parser
 
 

@@ -1,55 +1,39 @@
-"""`xmpp-lite demo`: one device on the MicroPython VM and its controller, through a local Prosody.
+"""`xmpp-lite demo`: a local Prosody, five simulated boards over a GPRS-like link, and the controller's monitor.
 
 In order:
 
-1. start Prosody from a generated config in a temporary state directory, on a
-   free loopback port, STARTTLS required, with a throw-away test CA
-   (host_tools.server), and create two accounts: the device and the controller;
-2. log the controller in (xmpp_lite's client on CPython, in this process);
-3. start the device, host_tools/demo_device.py on the MicroPython VM with lib/
-   on its path: it logs in with STARTTLS checking the server's certificate
-   against the test CA, and reports a temperature by presence status and by a
-   chat message;
-4. the controller asks for a new reading ("read"), then says "bye"; the device
-   answers, closes its stream and exits;
-5. everything stops and the temporary directory is removed.
+1. start Prosody from a generated config in a temporary state directory, on a free loopback port,
+   STARTTLS required, with a throw-away test CA (host_tools.server);
+2. provision five device accounts (sensor-1 ... sensor-5) and the controller's, by in-band registration;
+3. start the five boards: firmware/main.py on the MicroPython VM, each with its config.json and the fake
+   ESP32 modules, connected through the link emulator's "gprs" profile (host_tools.fleet);
+4. show the monitor: on a terminal the live screen (table, plot, a prompt for commands; q quits),
+   otherwise the table every few seconds; the controller also sends "read" to the first board and
+   shows its answer;
+5. stop everything and remove the temporary directory.
 
-The controller prints what it receives, the device's own lines are shown
-prefixed with "device:". Every wait is bounded; a failure is one DemoError line.
-With ``keep_running`` the controller asks for a reading every few seconds
-until Ctrl-C instead of saying "bye" at once.
+Every wait is bounded; a failure is one DemoError line.
 """
 
-import json
 import os
-import queue
-import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from host_tools.server import LOOPBACK, ServerError, ProsodyServer
-from host_tools.tools import find_tool
+from host_tools.server import ProsodyServer, ServerError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIB = os.path.join(ROOT, "lib")
-DEVICE_SCRIPT = os.path.join(ROOT, "host_tools", "demo_device.py")
-
-DEVICE_USER = "sensor1"
-DEVICE_RESOURCE = "board"
+DEVICES = 5
+DEVICE_PREFIX = "sensor-"
 CONTROLLER_USER = "controller"
-CONTROLLER_RESOURCE = "desk"
-VM_HEAPSIZE = "256k"  # the GC heap cap the device tests use, well below what an ESP32 has free
-LOGIN_TIMEOUT_MS = 10000
-STEP_TIMEOUT = 10.0  # seconds for the device to do what the controller waits for
-DEVICE_RUN_MS = 60000  # the device gives up on its own after this long without "bye"
-STOP_TIMEOUT = 5.0
-READ_INTERVAL = 5.0  # seconds between readings with keep_running
-POLL_MS = 50
+LINK_PROFILE = "gprs"
+REPORT_INTERVAL_S = 5
+DURATION_S = 30  # without a terminal; on one, until q
+REPORTING_TIMEOUT_S = 60  # every board must have reported by then (logins over GPRS take seconds)
+ANSWER_TIMEOUT_S = 20
+VM_HEAPSIZE = "256k"
 
 
 class DemoError(Exception):
@@ -60,222 +44,90 @@ def say(line):
     print(line, flush=True)
 
 
-def find_micropython():
-    exe = find_tool("micropython")
-    if exe is None:
-        raise DemoError("no micropython binary beside %s or on PATH; run `make bootstrap`" % sys.executable)
-    return exe
-
-
 def first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
-def describe(error):
-    return "%s: %s" % (type(error).__name__, first_line(error))
+def _wait_for(predicate, timeout, what, fleet=None):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise DemoError("%s within %d s%s" % (what, timeout, _fleet_problem(fleet)))
+        time.sleep(0.2)
 
 
-class DeviceProcess:
-    """demo_device.py on the MicroPython VM; its output lines are collected by a thread."""
-
-    def __init__(self, micropython, config_path):
-        env = dict(os.environ, MICROPYPATH=LIB + ":.frozen")
-        try:
-            self.process = subprocess.Popen(
-                [micropython, "-X", "heapsize=" + VM_HEAPSIZE, DEVICE_SCRIPT, config_path],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                start_new_session=True)  # Ctrl-C goes to the demo, which tells the device "bye"
-        except OSError as error:
-            raise DemoError("cannot start the MicroPython VM: %s" % first_line(error))
-        self.lines = queue.Queue()
-        self.last_line = ""
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def show_output(self):
-        """Print what the device said since the last call."""
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                return
-            self.last_line = line
-            say("device: " + line)
-
-    def exited(self):
-        return self.process.poll() is not None
-
-    def failure(self):
-        """One line about why the device stopped."""
-        self.reader.join(1)
-        self.show_output()
-        return "the device stopped (exit status %s): %s" % (self.process.returncode, self.last_line or "no output")
-
-    def stop(self, timeout=STOP_TIMEOUT):
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
-        self.reader.join(1)
-        self.show_output()
-        self.process.stdout.close()
-        return self.process.returncode
+def _fleet_problem(fleet):
+    if fleet is None:
+        return ""
+    snapshot = fleet.snapshot()
+    for device in fleet.devices:
+        lines = getattr(device, "lines", [])
+        if device.state in ("stopped", "exited") and lines:
+            return "; %s: %s" % (device.name, lines[-1])
+    return "; %d of %d online" % (snapshot["online"], snapshot["devices"])
 
 
-class Controller:
-    """The controller account: xmpp_lite's client on CPython, printing what it receives."""
-
-    def __init__(self, server, device_jid):
-        from xmpp_lite.client import Client
-
-        self.device_jid = device_jid
-        self.jid = None  # the controller's own full JID, once online
-        self.messages = []  # bodies from the device
-        self.statuses = []  # presence statuses from the device
-        self.client = Client(server.jid(CONTROLLER_USER), server.accounts[CONTROLLER_USER], host=LOOPBACK,
-                             port=server.c2s_port, ca=server.ca_path, resource=CONTROLLER_RESOURCE)
-        self.client.on_message = self._on_message
-        self.client.on_presence = self._on_presence
-        try:
-            self.jid = self.client.connect(LOGIN_TIMEOUT_MS)
-            self.client.send_presence()
-        except Exception as error:  # noqa: BLE001 - OSError, AuthError, StreamError, ProtocolError
-            raise DemoError("the controller could not log in: %s" % describe(error)) from None
-
-    def _on_message(self, msg):
-        sender = msg.get("from")
-        body = msg.find_text("body")
-        if body is None:
-            return
-        if msg.get("type") == "error":
-            say("controller: error from %s" % sender)
-            return
-        say('controller: message from %s: "%s"' % (sender, body))
-        if sender == self.device_jid:
-            self.messages.append(body)
-
-    def _on_presence(self, presence):
-        sender = presence.get("from")
-        if sender == self.jid:
-            return  # the server's echo of our own presence
-        if presence.get("type") == "unavailable":
-            say("controller: presence from %s: unavailable" % sender)
-            return
-        status = presence.find_text("status")
-        say("controller: presence from %s: available%s" % (sender, ', status "%s"' % status if status else ""))
-        if sender == self.device_jid and status:
-            self.statuses.append(status)
-
-    def send(self, body):
-        say('controller: sends "%s" to %s' % (body, self.device_jid))
-        self.client.send_message(self.device_jid, body)
-
-    def wait_for(self, what, predicate, device, timeout=STEP_TIMEOUT):
-        """Poll until predicate() holds; DemoError if the device stops first or after timeout seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            device.show_output()
-            if device.exited():
-                if predicate():
-                    break
-                raise DemoError("waiting for %s: %s" % (what, device.failure()))
-            if time.monotonic() > deadline:
-                raise DemoError("no %s from the device within %.0f s" % (what, timeout))
-            self.poll()
-        device.show_output()
-
-    def poll(self):
-        try:
-            self.client.poll(POLL_MS)
-        except Exception as error:  # noqa: BLE001 - OSError, StreamError, ProtocolError
-            raise DemoError("the controller lost its connection: %s" % describe(error)) from None
-
-    def ask_reading(self, device):
-        count = len(self.messages)
-        self.send("read")
-        self.wait_for("answer to 'read'", lambda: len(self.messages) > count, device)
-
-    def close(self):
-        self.client.close()
+def _show_answer(observer, jid, since):
+    for when, sender, body in list(observer.replies):
+        if when >= since and (sender or "").split("/")[0] == jid:
+            return body
+    return None
 
 
-def _write_private(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the device's password
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+def _session(work, duration, interactive, resources):
+    from host_tools.fleet import Fleet, FleetError, create_accounts
+    from host_tools.monitor import MonitorScreen, run_plain, table_lines
 
-
-def _start_server(work):
-    server = ProsodyServer(os.path.join(work, "server"), tls=True, require_encryption=True, direct_tls_port=False)
+    server = ProsodyServer(os.path.join(work, "server"))
     server.start()
-    try:
-        for user in (DEVICE_USER, CONTROLLER_USER):
-            server.register(user, secrets.token_urlsafe(12))
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def _session(work, micropython, keep_running, resources):
-    server = _start_server(work)
     resources.append(server.stop)
-    say("demo: Prosody on %s:%d for the domain %s, STARTTLS required, certificate from a throw-away test CA"
-        % (LOOPBACK, server.c2s_port, server.domain))
-    say("demo: accounts %s (the device) and %s" % (server.jid(DEVICE_USER), server.jid(CONTROLLER_USER)))
+    say("demo: local Prosody on 127.0.0.1:%d (STARTTLS required, certificate from a test CA)" % server.c2s_port)
+    users = ["%s%d" % (DEVICE_PREFIX, number) for number in range(1, DEVICES + 1)]
+    try:
+        accounts = create_accounts(server, users + [CONTROLLER_USER])
+        say("demo: provisioned %s .. %s and %s" % (server.jid(users[0]), server.jid(users[-1]),
+                                                 server.jid(CONTROLLER_USER)))
+        fleet = Fleet(server, accounts[:-1], accounts[-1], runtime="micropython", profile=LINK_PROFILE,
+                      interval_s=REPORT_INTERVAL_S, work_dir=work, heap=VM_HEAPSIZE)
+        resources.append(fleet.stop)
+        fleet.start()
+    except FleetError as error:
+        raise DemoError(str(error))
+    say("demo: %d boards (firmware/main.py on the MicroPython VM) through the %s link emulator, "
+        "reporting every %d s" % (DEVICES, LINK_PROFILE, REPORT_INTERVAL_S))
+    observer = fleet.observer
+    for user in users:
+        observer.subscribe(server.jid(user))
+    _wait_for(lambda: fleet.snapshot()["reporting"] == DEVICES, REPORTING_TIMEOUT_S,
+              "not every board reported", fleet)
+    say("demo: all %d boards report" % DEVICES)
+    if interactive:
+        import curses
 
-    device_jid = "%s/%s" % (server.jid(DEVICE_USER), DEVICE_RESOURCE)
-    controller = Controller(server, device_jid)
-    resources.append(controller.close)
-    say("controller: online as %s (xmpp_lite on CPython)" % controller.jid)
-
-    config_path = os.path.join(work, "device.json")
-    _write_private(config_path, json.dumps({
-        "jid": server.jid(DEVICE_USER), "password": server.accounts[DEVICE_USER], "host": LOOPBACK,
-        "port": server.c2s_port, "ca": server.ca_der_path, "resource": DEVICE_RESOURCE,
-        "controller": controller.jid, "timeout_ms": LOGIN_TIMEOUT_MS, "run_ms": 0 if keep_running else DEVICE_RUN_MS,
-    }))
-    device = DeviceProcess(micropython, config_path)
-    resources.append(device.stop)
-    say("demo: device started on the MicroPython VM (-X heapsize=%s)" % VM_HEAPSIZE)
-
-    controller.wait_for("presence with a reading", lambda: controller.statuses, device)
-    controller.wait_for("message with a reading", lambda: controller.messages, device)
-    controller.ask_reading(device)
-    if keep_running:
-        say("demo: asking for a reading every %.0f s; Ctrl-C stops" % READ_INTERVAL)
-        try:
-            while True:
-                next_read = time.monotonic() + READ_INTERVAL
-                while time.monotonic() < next_read:
-                    controller.poll()
-                    device.show_output()
-                    if device.exited():
-                        raise DemoError(device.failure())
-                controller.ask_reading(device)
-        except KeyboardInterrupt:
-            say("demo: interrupted; stopping")
-    controller.send("bye")
-    controller.wait_for("end of the device's run", device.exited, device, timeout=STOP_TIMEOUT + STEP_TIMEOUT)
-    status = device.stop()
-    if status != 0:
-        raise DemoError(device.failure())
-    # The device's stream end comes after its last words; show whatever is still on the way.
-    end = time.monotonic() + 0.3
-    while time.monotonic() < end:
-        controller.poll()
+        curses.wrapper(MonitorScreen(observer, title="xmpp-lite demo", duration=duration).run)
+    else:
+        say("\n".join(table_lines(observer.view())))
+        first = server.jid(users[0])
+        asked = time.time()
+        say('demo: the controller sends "read" to %s' % first)
+        observer.command(first, "read")
+        _wait_for(lambda: _show_answer(observer, first, asked) is not None, ANSWER_TIMEOUT_S,
+                  "no answer from %s" % first, fleet)
+        say('demo: %s answers "%s"' % (first, _show_answer(observer, first, asked)))
+        run_plain(observer, duration=max(duration - (time.time() - asked), 1))
+    snapshot = fleet.snapshot()
+    say("demo: %d/%d online, %d reports, %d reconnects" % (snapshot["online"], snapshot["devices"],
+                                                         snapshot["messages"], snapshot["reconnects"]))
 
 
-def run_demo(keep_running=False):
-    """Run the demo; raises DemoError with a one-line reason on failure."""
+def run_demo(duration=DURATION_S, keep_running=False, interactive=None):
+    """The whole demo; raises DemoError (one line) on failure. ``interactive``: None means "stdout is a TTY"."""
+    if shutil.which("prosody") is None:
+        raise DemoError("prosody is not installed: run `make prosody` (or apt-get install prosody)")
+    if interactive is None:
+        interactive = sys.stdout.isatty()
     started = time.monotonic()
-    micropython = find_micropython()
     work = tempfile.mkdtemp(prefix="xmpp-lite-demo-")
     resources = []  # what to stop, in reverse order
     previous_handler = None
@@ -283,13 +135,15 @@ def run_demo(keep_running=False):
         # A plain `kill` should clean up as Ctrl-C does: no Prosody or VM left behind.
         previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
-        _session(work, micropython, keep_running, resources)
+        _session(work, 0 if keep_running else duration, interactive, resources)
+    except KeyboardInterrupt:
+        say("demo: interrupted")
     except ServerError as error:
         raise DemoError("local Prosody: %s" % first_line(error)) from None
     except DemoError:
         raise
     except Exception as error:  # noqa: BLE001 - anything else still ends in one line
-        raise DemoError(describe(error)) from None
+        raise DemoError("%s: %s" % (type(error).__name__, first_line(error))) from None
     finally:
         for stop in reversed(resources):
             try:
@@ -307,7 +161,7 @@ def _terminate(signum, frame):
 
 
 def main(argv=None):
-    """`python -m host_tools.demo [--keep-running]`, the same as `xmpp-lite demo`."""
+    """`python -m host_tools.demo [options]`, the same as `xmpp-lite demo`."""
     from host_tools.__main__ import main as cli_main
 
     return cli_main(["demo"] + list(sys.argv[1:] if argv is None else argv))

@@ -110,7 +110,8 @@ class Observer:
             self.devices.setdefault(bare(jid), self._blank())
 
     def _blank(self):
-        return {"available": False, "status": "", "reading": "", "last_report": None, "reports": 0,
+        # available: None until a presence or a report says; a report comes only from a board that is online.
+        return {"available": None, "status": "", "reading": "", "last_report": None, "reports": 0,
                 "reconnects": 0, "history": []}
 
     def _entry(self, jid):
@@ -129,6 +130,7 @@ class Observer:
             self.messages += 1
             entry = self._entry(msg.get("from"))
             entry["reading"] = body
+            entry["available"] = True
             entry["last_report"] = time.time()
             entry["reports"] += 1
             entry["reconnects"] = int(readings.get("reconnects") or 0)

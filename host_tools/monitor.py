@@ -56,7 +56,8 @@ def table_lines(view, now=None):
     for number, jid in enumerate(sorted(view), 1):
         entry = view[jid]
         last = entry["last_report"]
-        cells = (number, jid, "online" if entry["available"] else "offline", entry["reading"] or entry["status"],
+        presence = {True: "online", False: "offline"}.get(entry["available"], "-")
+        cells = (number, jid, presence, entry["reading"] or entry["status"],
                  age_text(None if last is None else int(now - last)), entry["reports"], entry["reconnects"],
                  sparkline(entry["history"]))
         lines.append(" ".join(fit(cell, width) for cell, (_, width) in zip(cells, COLUMNS)).rstrip())
