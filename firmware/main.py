@@ -128,6 +128,7 @@ def make_device(config, board):
     link = make_link(config)
 
     def status_extra():
+        gc.collect()  # what is free for real, not what garbage happens to hold
         return "heap free %d" % gc.mem_free()
 
     return link, make_node(config, board, link, on_reboot=machine.reset, status_extra=status_extra)
