@@ -23,3 +23,14 @@ class CommandParser(argparse.ArgumentParser):
 
 def command_parser(name, description):
     return CommandParser(prog=PROG + " " + name, description=description)
+
+
+def port_number(value):
+    """An argparse type: a TCP port, 1 to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("%r is not a port number from 1 to 65535" % value)
+    return port

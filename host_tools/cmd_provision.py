@@ -30,7 +30,7 @@ import secrets
 import shutil
 import subprocess
 
-from host_tools.cli import CommandError
+from host_tools.cli import CommandError, port_number
 from host_tools.cmd_server import INSTALL_HINT, default_state_dir
 from host_tools.server import LOOPBACK, PROSODYCTL, STATE_FILE, AccountExists, ProsodyServer, ServerError
 
@@ -79,16 +79,6 @@ def _whole(low, high):
     return parse
 
 
-def _port(value):
-    try:
-        port = int(value)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError("%r is not a port number from 1 to 65535" % value)
-    return port
-
-
 def add_arguments(parser):
     parser.add_argument("--server", metavar="S",
                         help="the XMPP server: a domain, or HOST[:PORT] (default: the local server in "
@@ -115,7 +105,7 @@ def add_arguments(parser):
     parser.add_argument("--state", metavar="DIR",
                         help="state directory of the local server from 'xmpp-lite server start' "
                              "(default: $XMPP_LITE_STATE, else .state/server, used when it exists)")
-    parser.add_argument("--port", type=_port, metavar="P",
+    parser.add_argument("--port", type=port_number, metavar="P",
                         help="c2s port (default: --server's, the local server's, else 5222; 5223 with "
                              "--tls direct)")
     parser.add_argument("--tls", choices=TLS_MODES,
@@ -165,7 +155,7 @@ def parse_server(text):
         raise CommandError("--server %r: expected a domain or HOST[:PORT]" % text)
     if port is not None:
         try:
-            port = _port(port)
+            port = port_number(port)
         except argparse.ArgumentTypeError as error:
             raise CommandError("--server %s: %s" % (text, error))
     return host, port

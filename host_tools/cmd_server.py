@@ -19,7 +19,7 @@ import argparse
 import os
 import shutil
 
-from host_tools.cli import CommandError
+from host_tools.cli import CommandError, port_number
 from host_tools.server import LOOPBACK, PROSODY, PROSODYCTL, STATE_FILE, ProsodyServer, ServerError
 
 DESCRIPTION = "Start, stop or query a local Prosody for development (state in .state/server)."
@@ -47,16 +47,6 @@ def _engine(value):
     return value
 
 
-def _port(value):
-    try:
-        port = int(value)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError("%r is not a port number from 1 to 65535" % value)
-    return port
-
-
 def add_arguments(parser):
     parser.add_argument("action", choices=ACTIONS,
                         help="start: in the background (it keeps running); stop: stop it (nothing to do "
@@ -66,7 +56,7 @@ def add_arguments(parser):
     parser.add_argument("--state", metavar="DIR",
                         help="state directory: config, certificates, accounts, log and server.json "
                              "(default: $%s, else %s)" % (STATE_ENV, DEFAULT_STATE_DIR))
-    parser.add_argument("--port", type=_port, metavar="N",
+    parser.add_argument("--port", type=port_number, metavar="N",
                         help="c2s port on %s (start; default: the port used last time, else a free one)"
                              % LOOPBACK)
     parser.add_argument("--domain", metavar="D",

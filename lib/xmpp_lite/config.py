@@ -136,13 +136,14 @@ def _pin(where, spec, key="pin"):
     return pin
 
 
-def _sensors(specs):
-    if not isinstance(specs, list) or len(specs) > MAX_SENSORS:
-        raise ConfigError("sensors: must be a list of at most %d sensors" % MAX_SENSORS)
+def _entries(specs, section, max_count, check_entry):
+    """Check a list of named objects (sensors, outputs): shape, count, unique names, then each one."""
+    if not isinstance(specs, list) or len(specs) > max_count:
+        raise ConfigError("%s: must be a list of at most %d entries" % (section, max_count))
     names = []
     for index in range(len(specs)):
         spec = specs[index]
-        where = "sensors[%d]" % index
+        where = "%s[%d]" % (section, index)
         if not isinstance(spec, dict):
             raise ConfigError(where + ": must be an object")
         name = spec.get("name")
@@ -151,40 +152,25 @@ def _sensors(specs):
         if name in names:
             raise ConfigError(where + ".name: %r is used twice" % name)
         names.append(name)
-        kind = spec.get("kind")
-        if kind not in SENSOR_KINDS:
-            raise ConfigError("%s.kind: %r is not one of %s" % (where, kind, ", ".join(SENSOR_KINDS)))
-        if kind in ("adc", "digital", "dht11", "dht22"):
-            _pin(where, spec)
-        if kind == "digital" and spec.get("pull") not in PULLS:
-            raise ConfigError(where + ".pull: must be \"up\", \"down\" or absent")
-        if kind == "blinka_analog" and not isinstance(spec.get("pin"), str):
-            raise ConfigError(where + ".pin: a blinka board pin name, e.g. \"Ax_INPUT_WAVE_SINE\"")
-        for key in ("scale", "offset", "threshold"):
-            if key in spec and not _number(-1e9, 1e9)(spec[key]):
-                raise ConfigError("%s.%s: %r is not a number" % (where, key, spec[key]))
-        if "unit" in spec and not isinstance(spec["unit"], str):
-            raise ConfigError(where + ".unit: must be a string")
+        check_entry(where, spec)
     return specs
 
 
-def _outputs(specs):
-    if not isinstance(specs, list) or len(specs) > MAX_OUTPUTS:
-        raise ConfigError("outputs: must be a list of at most %d outputs" % MAX_OUTPUTS)
-    names = []
-    for index in range(len(specs)):
-        spec = specs[index]
-        where = "outputs[%d]" % index
-        if not isinstance(spec, dict):
-            raise ConfigError(where + ": must be an object")
-        name = spec.get("name")
-        if not isinstance(name, str) or not name or name.find(" ") >= 0:
-            raise ConfigError(where + ".name: must be a word without spaces")
-        if name in names:
-            raise ConfigError(where + ".name: %r is used twice" % name)
-        names.append(name)
+def _sensor(where, spec):
+    kind = spec.get("kind")
+    if kind not in SENSOR_KINDS:
+        raise ConfigError("%s.kind: %r is not one of %s" % (where, kind, ", ".join(SENSOR_KINDS)))
+    if kind in ("adc", "digital", "dht11", "dht22"):
         _pin(where, spec)
-    return specs
+    if kind == "digital" and spec.get("pull") not in PULLS:
+        raise ConfigError(where + ".pull: must be \"up\", \"down\" or absent")
+    if kind == "blinka_analog" and not isinstance(spec.get("pin"), str):
+        raise ConfigError(where + ".pin: a blinka board pin name, e.g. \"Ax_INPUT_WAVE_SINE\"")
+    for key in ("scale", "offset", "threshold"):
+        if key in spec and not _number(-1e9, 1e9)(spec[key]):
+            raise ConfigError("%s.%s: %r is not a number" % (where, key, spec[key]))
+    if "unit" in spec and not isinstance(spec["unit"], str):
+        raise ConfigError(where + ".unit: must be a string")
 
 
 def check(config):
@@ -209,8 +195,8 @@ def check(config):
         if not _jid(admins[index]):
             raise ConfigError("admins[%d]: %r is not %s" % (index, admins[index], _jid.text))
     out["admins"] = admins
-    out["sensors"] = _sensors(config.get("sensors", []))
-    out["outputs"] = _outputs(config.get("outputs", []))
+    out["sensors"] = _entries(config.get("sensors", []), "sensors", MAX_SENSORS, _sensor)
+    out["outputs"] = _entries(config.get("outputs", []), "outputs", MAX_OUTPUTS, _pin)
     network = out["network"]
     if network["kind"] == "wifi" and not network["ssid"]:
         raise ConfigError("network.ssid: missing (the Wi-Fi network to join)")
