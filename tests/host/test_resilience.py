@@ -201,7 +201,8 @@ def test_idle_link_behind_a_nat(runtime, heartbeats, prosody_plain, emulator, ru
     if heartbeats:
         assert report is not None, "the device did not answer after %d ms idle" % IDLE_MS
         assert report["stats"]["online"] == 1 and report["stats"]["lost"] == 0
-        assert report["stats"]["whitespace"] >= IDLE_MS // (NAT_IDLE_MS // 3) - 2
+        # At least one keepalive byte per NAT timeout (probes also count as traffic, so fewer spaces are needed).
+        assert report["stats"]["whitespace"] >= IDLE_MS // NAT_IDLE_MS
         assert link.stats["nat_drops"] == 0 and link.stats["accepted"] == 1
     else:
         assert report is None, "a link without heartbeats survived the NAT: %r" % report
