@@ -43,6 +43,11 @@ def add_arguments(parser):
     parser.add_argument("--state", metavar="DIR",
                         help="state directory of a server started by `xmpp-lite server start` "
                              "(default: a temporary server for this run)")
+    parser.add_argument("--controller-account", metavar="FILE",
+                        help="the controller the devices report to, as JSON with jid and password (e.g. "
+                             "controller.json from `xmpp-lite provision --create-controller`), so that "
+                             "`xmpp-lite monitor --account FILE` watches the fleet; default: an account "
+                             "made for the run")
     parser.add_argument("--heap", default=VM_HEAP, help="MicroPython VM heap per device (default %s)" % VM_HEAP)
     parser.add_argument("--json", metavar="FILE", help="also write the JSON summary to FILE")
 
@@ -69,6 +74,17 @@ def open_server(state, work):
     except ServerError as error:
         raise CommandError("cannot start a local server: %s" % error)
     return server, True
+
+
+def controller_account(path):
+    """(jid, password) from a credentials file."""
+    try:
+        with open(path) as f:
+            account = json.load(f)
+        return account["jid"], account["password"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CommandError("--controller-account %s: need a JSON object with jid and password (%s)"
+                           % (path, type(error).__name__))
 
 
 def live_line(snapshot, rate):
@@ -116,6 +132,7 @@ def run(args):
         raise CommandError("--devices must be at least 1")
     if args.interval <= 0:
         raise CommandError("--interval must be more than 0 seconds")
+    controller = controller_account(args.controller_account) if args.controller_account else None
     work = tempfile.mkdtemp(prefix="xmpp-lite-simulate-")
     server = fleet = None
     started_here = False
@@ -125,7 +142,10 @@ def run(args):
         users = ["%s%s-%d" % (args.prefix, tag, number) for number in range(1, args.devices + 1)]
         print("simulate: %d %s devices on %s:%d through the %s link; creating accounts"
               % (args.devices, args.runtime, server.domain, server.c2s_port, args.link), file=sys.stderr)
-        accounts = create_accounts(server, users + ["%scontroller-%s" % (args.prefix, tag)])
+        if controller is not None:
+            accounts = create_accounts(server, users) + [controller]
+        else:
+            accounts = create_accounts(server, users + ["%scontroller-%s" % (args.prefix, tag)])
         fleet = Fleet(server, accounts[:-1], accounts[-1], runtime=args.runtime, profile=args.link,
                       interval_s=args.interval, work_dir=work, heap=args.heap)
         fleet.start()

@@ -302,7 +302,8 @@ class InProcessDevice:
 
 
 class Fleet:
-    """``accounts``: [(user, password)] of the devices; ``controller``: (user, password) of the observer."""
+    """``accounts``: [(user, password)] of the devices; ``controller``: (user or JID, password) of the observer,
+    the account the devices report to."""
 
     def __init__(self, server, accounts, controller, runtime="cpython", profile="wifi", interval_s=10,
                  work_dir=None, heap=VM_HEAP, seed=1):
@@ -329,10 +330,11 @@ class Fleet:
             pass  # fail early and clearly if the server has no CA (a server started without TLS)
         self.link = LinkEmulator(target=("127.0.0.1", self.server.c2s_port), profile=PROFILES[self.profile],
                                  seed=self.seed).start()
-        self.observer = Observer(self.server.jid(self.controller[0]), self.controller[1], host="127.0.0.1",
+        name = self.controller[0]
+        controller_jid = name if "@" in name else self.server.jid(name)
+        self.observer = Observer(controller_jid, self.controller[1], host="127.0.0.1",
                                  port=self.server.c2s_port, ca=self.server.ca_path)
         self.observer.start()
-        controller_jid = self.server.jid(self.controller[0])
         self.started_at = time.time()
         if self.runtime == "micropython":
             self._start_vms(controller_jid)
