@@ -27,6 +27,7 @@ import time
 
 from host_tools.linkemu import PROFILES, LinkEmulator
 from host_tools.tools import compile_library, find_tool
+from xmpp_lite.node import bare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE_MAIN = os.path.join(ROOT, "firmware", "main.py")
@@ -47,10 +48,6 @@ NS_SENSOR = "urn:xmpp-lite:sensor:0"
 
 class FleetError(Exception):
     """The fleet could not be set up; one line for the user."""
-
-
-def bare(jid):
-    return (jid or "").split("/", 1)[0].lower()
 
 
 # adafruit-blinka's board without hardware: analog pins that give a sine or random values, through the

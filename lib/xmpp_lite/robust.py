@@ -34,9 +34,7 @@ receiver that must not act twice de-duplicates by stanza id (ids are unique
 per RobustClient and survive reconnections).
 """
 
-import binascii
 import errno
-import os
 
 from xmpp_lite._compat import sleep_ms, ticks_diff, ticks_ms
 from xmpp_lite.backoff import Backoff
@@ -44,6 +42,7 @@ from xmpp_lite.client import CONNECT_TIMEOUT_MS, Client
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.parser import XMLError
 from xmpp_lite.sasl import AuthError
+from xmpp_lite.session import IdSource
 from xmpp_lite.sm import MAX_UNACKED, QueueFull, StreamManagement
 from xmpp_lite.stanza import NS_CLIENT, serialise
 from xmpp_lite.stanza import message as make_message
@@ -62,7 +61,6 @@ RETRY_AUTH_CONDITIONS = ("temporary-auth-failure",)
 CLOSE_ACK_TIMEOUT_MS = 2000
 
 _RETRYABLE = (OSError, StreamError, ProtocolError, XMLError)
-_ID_PREFIX_BYTES = 3
 
 
 def is_fatal(error):
@@ -116,8 +114,7 @@ class RobustClient:
         self._presence_due = False
         self._ping_id = None
         self._beat_ms = None  # when the last whitespace was handed to the socket
-        self._id_prefix = binascii.hexlify(os.urandom(_ID_PREFIX_BYTES)).decode()
-        self._id_count = 0
+        self._ids = IdSource()  # not the session's: these ids survive reconnections
         self.client.on_message = self._message
         self.client.on_presence = self._presence_in
         self.client.on_iq = self._iq
@@ -176,8 +173,7 @@ class RobustClient:
 
     def new_id(self):
         """A stanza id unique for this client across reconnections."""
-        self._id_count += 1
-        return "%s%d" % (self._id_prefix, self._id_count)
+        return self._ids.next()
 
     def send(self, elem):
         """Send a stanza now, or keep it for the link; raises QueueFull (nothing kept) when full."""

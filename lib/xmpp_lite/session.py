@@ -196,6 +196,18 @@ _ACCEPTS = {
 _ID_PREFIX_BYTES = const(3)  # random part of stanza ids: 6 hex digits
 
 
+class IdSource:
+    """Stanza ids: a random prefix and a counter, so ids from different sources do not collide."""
+
+    def __init__(self):
+        self._prefix = binascii.hexlify(os.urandom(_ID_PREFIX_BYTES)).decode()
+        self._count = 0
+
+    def next(self):
+        self._count += 1
+        return "%s%d" % (self._prefix, self._count)
+
+
 class _Stop(Exception):
     """Raised from a parser callback to stop parsing once the session is over."""
 
@@ -260,8 +272,7 @@ class Session:
         self._session_needed = False
         self._pending_id = None  # id of our bind, session or registration request
         self._sm_offered = False  # the post-login features offer XEP-0198
-        self._id_prefix = binascii.hexlify(os.urandom(_ID_PREFIX_BYTES)).decode()
-        self._id_count = 0
+        self._ids = IdSource()
         self._builder = Builder(self._on_stanza, self._on_stream_start, self._on_stream_end)
         self._parser = Parser(self._builder)
 
@@ -358,8 +369,7 @@ class Session:
 
     def new_id(self):
         """A stanza id unique in this session."""
-        self._id_count += 1
-        return "%s%d" % (self._id_prefix, self._id_count)
+        return self._ids.next()
 
     def _queue(self, data):
         self._out.append(data)
@@ -368,7 +378,7 @@ class Session:
             self._fail(ProtocolError("more than %d bytes waiting to be sent" % MAX_PENDING_OUTPUT))
 
     def _queue_element(self, elem):
-        self._queue(serialise(elem, NS_CLIENT))
+        self._send_stanza(serialise(elem, NS_CLIENT))
 
     def _event(self, kind, value):
         if len(self._events) >= MAX_PENDING_EVENTS:
@@ -390,8 +400,7 @@ class Session:
             return
         self._send_close()
         self._go(_CLOSING)
-        if self.sm is not None:
-            self.sm.forget()  # our stream end ends the server's XEP-0198 session
+        self._end_sm(False)  # our stream end ends the server's XEP-0198 session
 
     def _send_close(self):
         if not self._sent_close and self._state != _IDLE:
@@ -688,12 +697,6 @@ class Session:
             self._fail(ProtocolError("the server acks nothing: %d stanzas unacked" % len(sm.unacked)),
                        "resource-constraint")
 
-    def _reply(self, elem):
-        if self._state == _ONLINE:
-            self._send_stanza(serialise(elem, NS_CLIENT))
-        else:
-            self._queue_element(elem)
-
     def request_ack(self):
         """Queue an XEP-0198 <r/>; False (nothing queued) when stream management is not on."""
         if self._state != _ONLINE or self.sm is None or not self.sm.counting:
@@ -754,11 +757,11 @@ class Session:
                 self._event(EVENT_IQ, iq)  # never answered (RFC 6120 8.2.3)
         elif kind == "get" or kind == "set":
             reply, error = self.responder.answer(iq)
-            self._reply(reply)
+            self._queue_element(reply)
             if error is not None:
                 self._event(EVENT_HANDLER_ERROR, (iq, error))
         elif kind is not None and iq.get("id") is not None:
-            self._reply(error_reply(iq, "modify", "bad-request"))
+            self._queue_element(error_reply(iq, "modify", "bad-request"))
 
     def register_iq_handler(self, xmlns, fn):
         """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see Responder.register)."""

@@ -22,6 +22,7 @@ server that never acks.
 """
 
 from xmpp_lite._compat import const
+from xmpp_lite.stanza import escape_attr
 
 NS_SM = "urn:xmpp:sm:3"
 
@@ -56,11 +57,7 @@ def answer(handled):
 
 
 def resume(handled, previd):
-    return b"<resume xmlns='urn:xmpp:sm:3' h='%d' previd='%s'/>" % (handled, _attr(previd).encode())
-
-
-def _attr(value):
-    return value.replace("&", "&amp;").replace("'", "&apos;").replace("<", "&lt;")
+    return b"<resume xmlns='urn:xmpp:sm:3' h='%d' previd='%s'/>" % (handled, escape_attr(previd).encode())
 
 
 def parse_h(elem):

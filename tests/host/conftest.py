@@ -56,6 +56,18 @@ def prosody_plain(tmp_path_factory):
 
 
 @pytest.fixture
+def running():
+    """A list for the test to put what it starts in (anything with stop()); all stopped afterwards, last first."""
+    things = []
+    yield things
+    for thing in reversed(things):
+        try:
+            thing.stop()
+        except Exception:  # noqa: BLE001 - cleanup after a failure must not hide it
+            pass
+
+
+@pytest.fixture
 def prosody_tls_context(prosody):
     """A client SSL context that trusts only the test CA of ``prosody``."""
     return ssl.create_default_context(cafile=prosody.ca_path)

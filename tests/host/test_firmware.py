@@ -77,17 +77,6 @@ def boot(folder, mpy_lib, **env):
     return LineProcess([micropython, "-X", "heapsize=" + VM_HEAP, MAIN], cwd=str(folder), env=environment)
 
 
-@pytest.fixture
-def running():
-    things = []
-    yield things
-    for thing in reversed(things):
-        try:
-            thing.stop()
-        except Exception:  # noqa: BLE001 - cleanup after a failure must not hide it
-            pass
-
-
 def body_from(peer, sender, pattern, timeout=WAIT):
     """The next chat body from ``sender`` matching ``pattern`` (a regex), skipping others."""
     deadline = time.monotonic() + timeout

@@ -128,7 +128,7 @@ class Controller:
             time.sleep(0.02)
         return None
 
-    def close(self):
+    def stop(self):
         self._stop.set()
         self._thread.join(5)
         self.client.close()
@@ -162,18 +162,6 @@ def emulator(request):
     yield make
     for link in links:
         link.stop()
-
-
-@pytest.fixture
-def running():
-    """Processes and controllers to stop after the test, whatever happened."""
-    things = []
-    yield things
-    for thing in reversed(things):
-        try:
-            thing.stop() if isinstance(thing, Device) else thing.close()
-        except Exception:  # noqa: BLE001 - cleanup after a failure must not hide it
-            pass
 
 
 # -- idle links behind a NAT ------------------------------------------------------------------------
