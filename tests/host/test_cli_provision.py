@@ -7,11 +7,10 @@ xmpp_lite Client, files that are never overwritten without --force, and no passw
 import json
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
+from clirun import cli, one_line_error
 from host_tools.__main__ import main
 from host_tools.server import ProsodyServer
 from xmpp_lite.client import Client
@@ -19,15 +18,6 @@ from xmpp_lite.config import check
 from xmpp_lite.sasl import AuthError
 
 TIMEOUT_MS = 10000
-COMMAND_TIMEOUT = 60
-
-
-def cli(*args, cwd=None, env=None):
-    """Run `xmpp-lite ARGS` in a process of its own (the user's $XMPP_LITE_STATE left out)."""
-    if env is None:
-        env = {name: value for name, value in os.environ.items() if name != "XMPP_LITE_STATE"}
-    return subprocess.run([sys.executable, "-m", "host_tools"] + [str(a) for a in args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=COMMAND_TIMEOUT)
 
 
 def start_server(state_dir, *options):
@@ -86,14 +76,6 @@ def provision(*args, out, ok=True, **kwargs):
     if ok:
         assert result.returncode == 0, shown
     return result
-
-
-def one_line_error(result):
-    assert result.returncode == 1, result
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xmpp-lite: error: "), result.stderr
-    return lines[0]
 
 
 def login(path, config=None, password=None):

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from clirun import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -45,18 +47,13 @@ def test_bad_arguments_are_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("xmpp-lite: error: ") and expected in lines[0], lines
 
 
-def cli(*args, cwd, timeout=120):
-    return subprocess.run([sys.executable, "-m", "host_tools", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def test_fleet_on_a_started_server_reports_to_a_provisioned_controller(tmp_path):
     """The README's session: server start, provision --create-controller, simulate, monitor."""
     state, out = str(tmp_path / "state"), str(tmp_path / "provisioned")
-    assert cli("server", "start", "--state", state, cwd=str(tmp_path)).returncode == 0
+    assert cli("server", "start", "--state", state, cwd=str(tmp_path), timeout=120).returncode == 0
     try:
         provisioned = cli("provision", "--state", state, "--count", "1", "--prefix", "sensor-", "--out", out,
-                          "--create-controller", cwd=str(tmp_path))
+                          "--create-controller", cwd=str(tmp_path), timeout=120)
         assert provisioned.returncode == 0, provisioned.stderr
         account = os.path.join(out, "controller.json")
         result = simulate("--devices", "2", "--runtime", "cpython", "--link", "wifi", "--duration", "6",
@@ -64,9 +61,9 @@ def test_fleet_on_a_started_server_reports_to_a_provisioned_controller(tmp_path)
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)
         assert summary["online"] == 2 and summary["reporting"] == 2
-        watched = cli("monitor", "--account", account, "--plain", "--duration", "1", cwd=str(tmp_path))
+        watched = cli("monitor", "--account", account, "--plain", "--duration", "1", cwd=str(tmp_path), timeout=120)
         assert watched.returncode == 0, watched.stderr
         bad = simulate("--state", state, "--controller-account", str(tmp_path / "nope.json"), timeout=30)
         assert bad.returncode == 1 and "--controller-account" in bad.stderr
     finally:
-        cli("server", "stop", "--state", state, cwd=str(tmp_path))
+        cli("server", "stop", "--state", state, cwd=str(tmp_path), timeout=120)
