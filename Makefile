@@ -34,11 +34,12 @@ $(INSTALLED): pyproject.toml | $(PYTHON)
 	@$(MICROPYTHON) -c "print(1)" >/dev/null || { echo "bootstrap: $(MICROPYTHON) does not run" >&2; exit 1; }
 	@touch $@
 
-# Tests start a real Prosody, and drive the monitor in a real terminal (tmux); install Debian's
-# packages when they are missing.
+# Tests start a real Prosody (with the SASL2 modules of prosody-modules), and drive the monitor
+# in a real terminal (tmux); install Debian's packages when they are missing.
 prosody:
 	@missing=""; \
 	if ! command -v prosody >/dev/null 2>&1 || ! command -v prosodyctl >/dev/null 2>&1; then missing="prosody"; fi; \
+	if [ ! -e /usr/lib/prosody/modules/mod_sasl2/mod_sasl2.lua ]; then missing="$$missing prosody-modules"; fi; \
 	if ! command -v tmux >/dev/null 2>&1; then missing="$$missing tmux"; fi; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then \

@@ -30,7 +30,7 @@ STATE_ENV = "XMPP_LITE_STATE"
 DEFAULT_STATE_DIR = os.path.join(".state", "server")
 DEFAULT_DOMAIN = "localhost"
 EXIT_STOPPED = 3  # `status` of a server that is not running (LSB init scripts use 3 too)
-INSTALL_HINT = "install Prosody with 'make prosody' (or: apt-get install prosody)"
+INSTALL_HINT = "install Prosody with 'make prosody' (or: apt-get install prosody prosody-modules)"
 
 
 def default_state_dir():
@@ -68,12 +68,17 @@ def add_arguments(parser):
     parser.add_argument("--registration", action=argparse.BooleanOptionalAction, default=None,
                         help="allow in-band registration, XEP-0077 (start; default: as last time, else "
                              "allowed); --no-registration: accounts only by prosodyctl")
+    parser.add_argument("--sasl2", action=argparse.BooleanOptionalAction, default=None,
+                        help="also offer XEP-0388 SASL2 with XEP-0386 Bind2, a login with a round trip "
+                             "fewer (start; needs Debian's prosody-modules; default: as last time, else "
+                             "on); --no-sasl2: the classic SASL of RFC 6120 only")
 
 
 def run(args):
     state_dir = state_dir_of(args)
     if args.action != "start":
-        given = [name for name in ("port", "domain", "tls", "registration") if getattr(args, name) is not None]
+        given = [name for name in ("port", "domain", "tls", "registration", "sasl2")
+                 if getattr(args, name) is not None]
         if given:
             raise CommandError("server %s: --%s only applies to start" % (args.action, given[0]))
     if args.action == "start":
@@ -107,6 +112,8 @@ def describe(server):
         lines.append("  c2s port         %s:%d (plaintext, no TLS)" % (LOOPBACK, server.c2s_port))
     lines.append("  registration     %s" % ("in-band allowed" if server.allow_registration
                                            else "in-band disabled (prosodyctl only)"))
+    lines.append("  login            %s" % ("SASL2 with Bind2 (XEP-0388, XEP-0386) and SASL" if server.sasl2
+                                           else "SASL (RFC 6120)"))
     lines.append("  state            %s" % server.state_dir)
     return lines
 
@@ -125,6 +132,7 @@ def start(state_dir, args):
     tls = args.tls if args.tls is not None else (recorded.tls if recorded else True)
     registration = (args.registration if args.registration is not None
                     else (recorded.allow_registration if recorded else True))
+    sasl2 = args.sasl2 if args.sasl2 is not None else (recorded.sasl2 if recorded else True)
     same_place = recorded is not None and recorded.domain == domain
     port = args.port or (recorded.c2s_port if recorded else None)
     direct_tls_port = recorded.direct_tls_port if same_place and recorded.tls and tls else None
@@ -132,7 +140,7 @@ def start(state_dir, args):
         direct_tls_port = None
     try:
         server = ProsodyServer(state_dir, domain=domain, port=port, direct_tls_port=direct_tls_port, tls=tls,
-                               allow_registration=registration,
+                               allow_registration=registration, sasl2=sasl2,
                                smacks=recorded.smacks if recorded else True,
                                extra_config=recorded.extra_config if recorded else "")
         if same_place:
@@ -146,7 +154,8 @@ def start(state_dir, args):
 
 def _check_matches(running, args):
     wanted = [("--port", args.port, running.c2s_port), ("--domain", args.domain, running.domain),
-              ("--tls", args.tls, running.tls), ("--registration", args.registration, running.allow_registration)]
+              ("--tls", args.tls, running.tls), ("--registration", args.registration, running.allow_registration),
+              ("--sasl2", args.sasl2, running.sasl2)]
     for option, value, actual in wanted:
         if value is not None and value != actual:
             shown = {True: "on", False: "off"}.get(actual, actual)

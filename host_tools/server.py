@@ -46,6 +46,14 @@ MAX_FEATURES_BYTES = 64 * 1024
 # Room for tests that push 1000 stanzas at a client that acks late; Prosody's default is 500,
 # and a longer unacked run makes the session unresumable.
 SMACKS_MAX_QUEUE_SIZE = 5000
+# XEP-0388 SASL2 with XEP-0386 Bind2: community modules, from Debian's prosody-modules. (Its
+# mod_sasl2_sm, XEP-0198 inline, needs a newer mod_smacks than Prosody 0.12 has: not loaded.)
+SASL2_MODULES = ["sasl2", "sasl2_bind2"]
+SASL2_PACKAGE = "prosody-modules"
+PROSODY_MODULE_DIRS = ("/usr/lib/prosody/modules",)  # where Debian's packages put them
+# Our own Prosody modules: mod_tls_info_compat lets that mod_sasl2 run on encrypted streams.
+OWN_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prosody_modules")
+SASL2_TLS_MODULE = "tls_info_compat"
 LOG_TAIL_BYTES = 4000
 
 _DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -190,18 +198,29 @@ def _tail(path, size=LOG_TAIL_BYTES, start=0):
         return ""
 
 
+def _module_installed(name):
+    """True if Prosody can load mod_``name`` from its module directory (flat or in a folder of its own)."""
+    for directory in PROSODY_MODULE_DIRS:
+        if (os.path.exists(os.path.join(directory, "mod_%s.lua" % name))
+                or os.path.exists(os.path.join(directory, "mod_" + name, "mod_%s.lua" % name))):
+            return True
+    return False
+
+
 class ProsodyServer:
     """One local Prosody instance living in ``state_dir``.
 
     ``port`` / ``direct_tls_port``: None picks a free loopback port at start; ``direct_tls_port=False``
     opens no direct TLS listener (there is never one when ``tls`` is off). ``require_encryption`` only
     applies with ``tls``: without TLS, encryption cannot be required and PLAIN is allowed in the clear.
+    ``sasl2`` also offers XEP-0388 SASL2 with XEP-0386 Bind2 (the community modules of Debian's
+    prosody-modules package); the classic SASL of RFC 6120 stays on offer beside it.
     ``extra_config`` is Lua config text inserted verbatim at the end of the global section, after every
     generated option (so it overrides them) and before the VirtualHost.
     """
 
     def __init__(self, state_dir, domain="localhost", port=None, direct_tls_port=None, tls=True,
-                 require_encryption=True, allow_registration=True, smacks=True, extra_config=""):
+                 require_encryption=True, allow_registration=True, smacks=True, sasl2=True, extra_config=""):
         if not _DOMAIN_RE.match(domain):
             raise ServerError("not a valid XMPP domain: %r" % domain)
         self.state_dir = os.path.abspath(state_dir)
@@ -210,6 +229,7 @@ class ProsodyServer:
         self.require_encryption = bool(require_encryption) and self.tls
         self.allow_registration = bool(allow_registration)
         self.smacks = bool(smacks)
+        self.sasl2 = bool(sasl2)
         self.extra_config = extra_config
         self._wanted_port = port
         self._wanted_direct_tls_port = direct_tls_port if self.tls else False
@@ -250,6 +270,10 @@ class ProsodyServer:
             modules.insert(2, "tls")
         if self.smacks:
             modules.append("smacks")
+        if self.sasl2:
+            modules += SASL2_MODULES
+            if self.tls:
+                modules.append(SASL2_TLS_MODULE)
         # posix: daemonizing, pidfile, signal handlers and the refusal to run as root; we supervise
         # the process ourselves. s2s is loaded by default; nothing here federates.
         disabled = ["posix", "s2s", "s2s_auth_certs"]
@@ -259,6 +283,7 @@ class ProsodyServer:
             ("run_as_root", "true  -- else prosodyctl, run as root, switches to the 'prosody' user"),
             ("data_path", q(self.data_dir)),
             ("installer_plugin_path", q(os.path.join(self.state_dir, PLUGIN_DIR))),
+            ("plugin_paths", "{ %s }" % q(OWN_MODULES_DIR)),
             ("certificates", q(self.pki.directory)),
             ("log", "{\n    { levels = { min = \"info\" }, to = \"file\", filename = %s };\n}"
              % q(self.log_path)),
@@ -300,6 +325,11 @@ class ProsodyServer:
         return "\n".join(lines)
 
     def _prepare(self):
+        if self.sasl2:
+            missing = [name for name in SASL2_MODULES if not _module_installed(name)]
+            if missing:
+                raise ServerError("Prosody module %s is not installed (Debian package %s; "
+                                  "or turn SASL2 off)" % (", ".join("mod_" + m for m in missing), SASL2_PACKAGE))
         os.makedirs(self.state_dir, exist_ok=True)
         os.makedirs(self.data_dir, mode=0o750, exist_ok=True)
         # Prosody scans the certificates directory even without TLS, and logs an error if it is missing.
@@ -518,6 +548,7 @@ class ProsodyServer:
             "require_encryption": self.require_encryption,
             "allow_registration": self.allow_registration,
             "smacks": self.smacks,
+            "sasl2": self.sasl2,
             "extra_config": self.extra_config,
             "config_path": self.config_path,
             "log_path": self.log_path,
@@ -555,7 +586,7 @@ class ProsodyServer:
                      direct_tls_port=state["direct_tls_port"] if state["direct_tls_port"] else False,
                      tls=state["tls"], require_encryption=state["require_encryption"],
                      allow_registration=state["allow_registration"], smacks=state["smacks"],
-                     extra_config=state.get("extra_config", ""))
+                     sasl2=state.get("sasl2", True), extra_config=state.get("extra_config", ""))
         server.pid = state.get("pid")
         server.accounts = dict(state.get("accounts") or {})
         if not server.is_running():

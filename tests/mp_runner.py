@@ -1,6 +1,9 @@
 """Run device test modules on the MicroPython VM (it works on CPython too).
 
-    micropython -X heapsize=256k tests/mp_runner.py [-k SUBSTRING] tests/device/test_x.py ...
+    micropython -X heapsize=256k tests/mp_runner.py [-k SUBSTRING] [--lib DIR] tests/device/test_x.py ...
+
+``--lib DIR``: import xmpp_lite from DIR (e.g. the library compiled to .mpy)
+instead of the repository's lib/.
 
 Device tests are module-level `test_*` functions without arguments that use
 plain `assert`; pytest runs the same files on CPython. This runner imports each
@@ -121,6 +124,7 @@ def run_module(path, keyword, counts):
 
 def main(argv):
     keyword = None
+    lib = ROOT_DIR + "/lib"
     paths = []
     args = list(argv)
     while args:
@@ -130,14 +134,19 @@ def main(argv):
                 print("mp_runner: -k needs a substring")
                 return 2
             keyword = args.pop(0)
+        elif arg == "--lib":
+            if not args:
+                print("mp_runner: --lib needs a folder")
+                return 2
+            lib = args.pop(0)
         else:
             paths.append(arg)
     if not paths:
-        print("usage: mp_runner.py [-k SUBSTRING] TEST_FILE.py ...")
+        print("usage: mp_runner.py [-k SUBSTRING] [--lib DIR] TEST_FILE.py ...")
         return 2
 
     _add_path(ROOT_DIR + "/tests/device")
-    _add_path(ROOT_DIR + "/lib")
+    _add_path(lib)
     counts = [0, 0]
     for path in paths:
         run_module(path, keyword, counts)

@@ -232,7 +232,9 @@ class RobustClient:
     def _attempt(self):
         self.stats["attempts"] += 1
         try:
-            self.client.connect(self.connect_timeout_ms)
+            # The last presence is the initial one of a fresh stream: it goes out with the login.
+            announce = make_presence(**self._presence) if self._presence is not None else None
+            self.client.connect(self.connect_timeout_ms, presence=announce)
         except Exception as error:  # noqa: BLE001 - sorted into fatal and retryable below
             self.client.abort()
             if is_fatal(error):
@@ -253,7 +255,7 @@ class RobustClient:
         if resumed:
             self.stats["resumed"] += 1
         else:
-            self._presence_due = self._presence is not None
+            self._presence_due = self._presence is not None and not self.client.session.presence_sent
         self._ping_id = None
         self._beat_ms = None
         self.heartbeat.reset(now)

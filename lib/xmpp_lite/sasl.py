@@ -385,6 +385,11 @@ class Mechanism:
         if self._cache is not None and not self.cache_hit:
             self._store_in_cache()
 
+    @property
+    def client_done(self):
+        """True once our last message is out: only the server's outcome is left (PLAIN: the initial response)."""
+        return self._state == _FINAL_SENT or (self._hash_name is None and self._state == _FIRST_SENT)
+
     def discard_cache(self):
         """Forget the cache entry this login used (call it on <failure/>).
 

@@ -53,6 +53,13 @@ insecure_plain); a pinned SCRAM carries nothing secret in its first message.
 Security checks never wait for pipelining: with tls="required", features
 without STARTTLS end the session before any credential is sent.
 
+SASL2 (XEP-0388) with Bind2 (XEP-0386), used when the server offers it and
+``sasl2`` is on: no stream restart, the resource is bound inside the
+authentication, and what must follow <success/> (a bind request for a chosen
+resource, a <resume/>, the initial presence) goes right behind the last SASL
+message: a SCRAM login sends its presence after two round trips. The
+features the server may send once after <success/> start XEP-0198.
+
 Stream management (XEP-0198). Given an ``sm`` (xmpp_lite.sm), the session
 resumes the stream that ``sm`` remembers (``<resume/>`` goes with the new
 header after ``<success/>``, in place of the bind request) or, when there is
@@ -78,7 +85,9 @@ from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
 from xmpp_lite.stream import (
+    NS_BIND2,
     NS_SASL,
+    NS_SASL2,
     NS_TLS,
     ProtocolError,
     StreamError,
@@ -135,7 +144,7 @@ _NEXT = {
     _OPENING: (_STARTTLS, _AUTH, _REGISTER),
     _STARTTLS: (_TLS,),
     _TLS: (_OPENING, _AUTH),
-    _AUTH: (_BIND, _RESUME),
+    _AUTH: (_BIND, _RESUME, _ONLINE),  # _ONLINE: bound inline by SASL2 with Bind2
     _BIND: (_SESSION, _ONLINE),
     _SESSION: (_ONLINE,),
     _ONLINE: (),
@@ -159,6 +168,7 @@ _K_SM_FAILED = const(12)
 _K_SM_RESUMED = const(13)
 _K_SM_REQUEST = const(14)
 _K_SM_ANSWER = const(15)
+_K_SASL2_CONTINUE = const(16)
 
 # (namespace, local name) -> kind
 _KINDS = {
@@ -169,6 +179,10 @@ _KINDS = {
     (NS_SASL, "challenge"): _K_CHALLENGE,
     (NS_SASL, "success"): _K_SUCCESS,
     (NS_SASL, "failure"): _K_SASL_FAILURE,
+    (NS_SASL2, "challenge"): _K_CHALLENGE,
+    (NS_SASL2, "success"): _K_SUCCESS,
+    (NS_SASL2, "failure"): _K_SASL_FAILURE,
+    (NS_SASL2, "continue"): _K_SASL2_CONTINUE,
     (NS_CLIENT, "iq"): _K_IQ,
     (NS_CLIENT, "message"): _K_MESSAGE,
     (NS_CLIENT, "presence"): _K_PRESENCE,
@@ -181,14 +195,17 @@ _KINDS = {
 
 # Which kinds each state takes; a stream error is taken in every state, and
 # in _CLOSING everything is dropped. Features come once per stream: _AUTH
-# sees them only when the initial response went out with the header.
+# sees them only when the initial response went out with the header, and
+# after a SASL2 success (no restart) the server may send them once more, in
+# whatever state the client is then (_on_features checks that).
 _ACCEPTS = {
     _OPENING: (_K_FEATURES,),
     _STARTTLS: (_K_FEATURES, _K_PROCEED, _K_TLS_FAILURE),
-    _AUTH: (_K_FEATURES, _K_CHALLENGE, _K_SUCCESS, _K_SASL_FAILURE),
+    _AUTH: (_K_FEATURES, _K_CHALLENGE, _K_SUCCESS, _K_SASL_FAILURE, _K_SASL2_CONTINUE),
     _BIND: (_K_FEATURES, _K_IQ),
-    _SESSION: (_K_IQ,),
-    _ONLINE: (_K_IQ, _K_MESSAGE, _K_PRESENCE, _K_SM_ENABLED, _K_SM_FAILED, _K_SM_REQUEST, _K_SM_ANSWER),
+    _SESSION: (_K_FEATURES, _K_IQ),
+    _ONLINE: (_K_FEATURES, _K_IQ, _K_MESSAGE, _K_PRESENCE, _K_SM_ENABLED, _K_SM_FAILED, _K_SM_REQUEST,
+              _K_SM_ANSWER),
     _REGISTER: (_K_IQ,),
     _RESUME: (_K_FEATURES, _K_SM_RESUMED, _K_SM_FAILED),
 }
@@ -228,11 +245,15 @@ class Session:
     ``sm`` is an xmpp_lite.sm.StreamManagement shared by the sessions of
     one logical link: stream management is then used when the server offers
     it, and a stream it remembers is resumed.
+    ``sasl2`` uses XEP-0388 (with XEP-0386 Bind2) when the server offers it.
+    ``presence`` is the initial presence (an Element): sent once bound, or
+    with our last SASL2 message where that is safe; not after a resumption,
+    which keeps the old stream's presence.
     """
 
     def __init__(self, jid, password, resource=None, tls=TLS_REQUIRED, insecure_plain=False, sasl_cache=None,
                  software=None, identity=DEFAULT_IDENTITY, mechanisms=None, registration=None, client_nonce=None,
-                 sm=None):
+                 sm=None, sasl2=True, presence=None):
         local, domain, jid_resource = split_jid(jid)
         if not local or not domain:
             raise ValueError("the JID needs a local part and a domain: " + jid)
@@ -254,6 +275,8 @@ class Session:
         self.login_round_trips = None  # flights before online (what <enable/> and stanzas ride on is the next)
         self.sm = sm
         self.resumed = False  # True once online by resuming the previous stream
+        self.sasl2 = sasl2
+        self.presence_sent = False  # the initial presence is out
         if sm is not None:
             sm.stream_ended()  # whatever the last connection was doing, this one starts afresh
         self._password = password
@@ -272,6 +295,11 @@ class Session:
         self._session_needed = False
         self._pending_id = None  # id of our bind, session or registration request
         self._sm_offered = False  # the post-login features offer XEP-0198
+        self._sm_waiting = False  # online by Bind2 before the post-login features: XEP-0198 starts with them
+        self._presence = presence
+        self._sasl2_on = False  # this login uses SASL2 (XEP-0388)
+        self._bind2 = False  # our <authenticate/> asks for a Bind2 resource
+        self._after_auth = _BIND  # the state a SASL2 <success/> leads to: what went out behind our last message
         self._ids = IdSource()
         self._builder = Builder(self._on_stanza, self._on_stream_start, self._on_stream_end)
         self._parser = Parser(self._builder)
@@ -282,6 +310,11 @@ class Session:
     def state(self):
         """The state's name ("online", "error", ...)."""
         return _STATE_NAMES[self._state]
+
+    @property
+    def sasl2_used(self):
+        """True if this login uses SASL2 (XEP-0388) rather than the SASL of RFC 6120."""
+        return self._sasl2_on
 
     @property
     def online(self):
@@ -470,7 +503,7 @@ class Session:
             if state == _ONLINE:
                 self._count_received()
             self._on_iq(elem)
-        elif kind >= _K_SM_ENABLED:
+        elif _K_SM_ENABLED <= kind <= _K_SM_ANSWER:
             self._on_sm(kind, elem)
         elif kind == _K_FEATURES:
             self._on_features(elem)
@@ -480,10 +513,15 @@ class Session:
             self._event(EVENT_STARTTLS, None)
         elif kind == _K_TLS_FAILURE:
             self._fail(ProtocolError("the server could not start TLS"))
+        elif (elem.xmlns == NS_SASL2) != self._sasl2_on:
+            self._fail(ProtocolError("<%s xmlns='%s'/> in a %s login" % (
+                elem.local, elem.xmlns, "SASL2" if self._sasl2_on else "SASL")), "unsupported-stanza-type")
         elif kind == _K_CHALLENGE:
             self._on_challenge(elem)
         elif kind == _K_SUCCESS:
             self._on_success(elem)
+        elif kind == _K_SASL2_CONTINUE:
+            self._fail(AuthError(sasl.INVALID_MECHANISM, "the server asks for SASL2 tasks; none is supported"))
         else:  # _K_SASL_FAILURE
             if self._mech is not None:
                 self._mech.discard_cache()
@@ -516,17 +554,22 @@ class Session:
                 self._fail(ProtocolError("the server offers no STARTTLS and tls='required': "
                                          "refusing to continue unencrypted"))
             return  # <proceed/> follows
-        if state == _BIND or state == _RESUME:
-            self._sm_offered = features.find("sm", NS_SM) is not None
-            if state == _RESUME:
-                return  # <resumed/> or <failed/> follows
-            if not xs.offers_bind(features):
-                self._fail(ProtocolError("the server offers no resource binding"))
-                return
-            self._session_needed = xs.session_required(features)
-            return
         if state == _AUTH:
             return  # the pipelined initial response is out: its answer follows
+        if state != _OPENING:
+            # The features of the logged-in stream: after the restart, or once after a SASL2 success.
+            self._sm_offered = features.find("sm", NS_SM) is not None
+            if state == _ONLINE:
+                if self._sm_waiting:
+                    self._sm_waiting = False
+                    self._start_sm()
+                return
+            if state == _BIND and not self._sasl2_on:  # with SASL2 the bind request is already out
+                if not xs.offers_bind(features):
+                    self._fail(ProtocolError("the server offers no resource binding"))
+                    return
+                self._session_needed = xs.session_required(features)
+            return  # _RESUME: <resumed/> or <failed/> follows; _BIND, _SESSION: their result
         # _OPENING: TLS is settled; authenticate (or register).
         if not self.secure and xs.tls_offer(features) == xs.TLS_MANDATORY:
             self._fail(ProtocolError("the server requires TLS and tls='none'"))
@@ -534,7 +577,16 @@ class Session:
         if self._registration is not None:
             self._start_registration()
             return
-        offered = xs.offered_mechanisms(features)
+        offer = xs.sasl2_offer(features) if self.sasl2 else None
+        if offer is not None:
+            offered = xs.sasl2_mechanisms(offer)
+            self._sasl2_on = True
+            sm = self.sm
+            # Bind2 picks the resource itself; a resumption needs no new one.
+            self._bind2 = (xs.sasl2_offers_bind2(offer) and self.resource is None
+                           and not (sm is not None and sm.resumable))
+        else:
+            offered = xs.offered_mechanisms(features)
         if self.mechanisms is not None:
             offered = [name for name in offered if name in self.mechanisms]
         try:
@@ -567,6 +619,11 @@ class Session:
             return
         self.mechanism = name
         self._password = None  # the mechanism holds what it needs
+        if self._sasl2_on:
+            self._queue(xs.authenticate(name, initial, xs.BIND2 if self._bind2 else b""))
+            self._go(_AUTH)
+            self._after_last_message()
+            return
         self._queue(xs.auth(name, initial))
         self._go(_AUTH)
 
@@ -576,9 +633,47 @@ class Session:
         except AuthError as error:
             self._fail(error)
             return
+        if self._sasl2_on:
+            self._queue(xs.response2(answer))
+            self._after_last_message()
+            return
         self._queue(xs.response(answer))
 
+    def _after_last_message(self):
+        """SASL2: what must follow <success/> goes right behind our last SASL message.
+
+        There is no stream restart, so the server reads it once it has
+        authenticated us: a <resume/>, or a bind request when Bind2 does not
+        bind, and the initial presence when the resource is sure to be bound
+        by then. Nothing in it is secret: on TLS the server is already
+        verified, and without TLS anyone on the path reads all of it anyway.
+        """
+        if not self._mech.client_done:
+            return
+        sm = self.sm
+        if sm is not None and sm.resumable:
+            self._queue(xsm.resume(sm.handled, sm.id))
+            self._after_auth = _RESUME
+            return  # a resumed stream keeps its presence; after <failed/> it goes once bound
+        if not self._bind2:
+            self._pending_id = self.new_id()
+            self._queue_element(xs.bind_request(self._pending_id, self.resource))
+            self._after_auth = _BIND
+        else:
+            self._after_auth = _ONLINE
+        self._send_initial_presence()
+
+    def _send_initial_presence(self):
+        if self._presence is not None and not self.presence_sent:
+            if self.login_round_trips is None:
+                self.login_round_trips = self.flights  # the first stanza rides on the next flight
+            self.presence_sent = True
+            self._send_stanza(serialise(self._presence, NS_CLIENT))
+
     def _on_success(self, elem):
+        if self._sasl2_on:
+            self._on_sasl2_success(elem)
+            return
         try:
             self._mech.success(sasl.b64decode(elem.text))
         except AuthError as error:
@@ -594,6 +689,30 @@ class Session:
             self._go(_RESUME)
             return
         self._send_bind()
+
+    def _on_sasl2_success(self, elem):
+        try:
+            self._mech.success(sasl.b64decode(elem.find_text("additional-data") or ""))
+        except AuthError as error:
+            self._fail(error)
+            return
+        self._mech = None
+        self._features_seen = False  # no restart; the server may send the logged-in features once
+        after = self._after_auth
+        if after != _ONLINE:
+            self._go(after)  # the <resume/> or bind request is out: its answer follows
+            return
+        failed = elem.find("failed", NS_BIND2)
+        if elem.find("bound", NS_BIND2) is None:
+            reason = xs.error_condition(failed) if failed is not None else "no <bound/> in <success/>"
+            self._fail(ProtocolError("resource binding failed: " + reason))
+            return
+        self.jid = xs.valid_full_jid(elem.find_text("authorization-identifier"), self.domain)
+        if self.jid is None:
+            self._fail(ProtocolError("the SASL2 success has no valid full JID"))
+            return
+        # XEP-0198 goes on with the logged-in features, if the server sends them.
+        self._go_online(self.sm is not None)
 
     def _send_bind(self):
         self._pending_id = self.new_id()
@@ -614,9 +733,18 @@ class Session:
         else:
             self._go_online()
 
-    def _go_online(self):
+    def _go_online(self, sm_later=False):
         self._go(_ONLINE)
-        self.login_round_trips = self.flights
+        if sm_later:
+            self._sm_waiting = True
+        else:
+            self._start_sm()
+        self._send_initial_presence()
+        if self.login_round_trips is None:
+            self.login_round_trips = self.flights
+        self._event(EVENT_ONLINE, self.jid)
+
+    def _start_sm(self):
         sm = self.sm
         if sm is not None:
             pending = sm.unacked
@@ -629,7 +757,6 @@ class Session:
                 sm.forget()
             for data in pending:  # not known to have arrived: a fresh stream sends them again
                 self._send_stanza(data)
-        self._event(EVENT_ONLINE, self.jid)
 
     # -- stream management (XEP-0198; the bookkeeping is in xmpp_lite.sm) -------------------------
 

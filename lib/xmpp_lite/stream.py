@@ -17,6 +17,8 @@ NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
+NS_SASL2 = "urn:xmpp:sasl:2"  # XEP-0388, Extensible SASL Profile
+NS_BIND2 = "urn:xmpp:bind:0"  # XEP-0386, Bind 2
 
 # Largest JID accepted in a bind result (RFC 7622: three parts of 1023 bytes).
 MAX_JID_BYTES = 3071
@@ -24,6 +26,7 @@ MAX_PORT = 65535
 
 STREAM_END = b"</stream:stream>"
 STARTTLS = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+BIND2 = b"<bind xmlns='urn:xmpp:bind:0'/>"  # the server picks the resource
 
 _HEADER = (
     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -182,6 +185,22 @@ def offered_mechanisms(features):
     return names
 
 
+def sasl2_offer(features):
+    """The XEP-0388 <authentication/> offer in the features, or None."""
+    return features.find("authentication", NS_SASL2)
+
+
+def sasl2_mechanisms(offer):
+    """The mechanism names of a SASL2 offer."""
+    return [child.text.strip() for child in offer.children if child.local == "mechanism"]
+
+
+def sasl2_offers_bind2(offer):
+    """True if the SASL2 offer can bind a resource inline (XEP-0386)."""
+    inline = offer.find("inline", NS_SASL2)
+    return inline is not None and inline.find("bind", NS_BIND2) is not None
+
+
 def offers_bind(features):
     return features.find("bind", NS_BIND) is not None
 
@@ -202,6 +221,16 @@ def auth(mechanism, initial):
 
 def response(data):
     return ("<response xmlns='%s'>%s</response>" % (NS_SASL, sasl.b64encode(data))).encode()
+
+
+def authenticate(mechanism, initial, inline=b""):
+    """A SASL2 <authenticate/> with its initial response and the inline requests (bytes)."""
+    return ("<authenticate xmlns='%s' mechanism='%s'><initial-response>%s</initial-response>"
+            % (NS_SASL2, mechanism, sasl.b64encode(initial))).encode() + inline + b"</authenticate>"
+
+
+def response2(data):
+    return ("<response xmlns='%s'>%s</response>" % (NS_SASL2, sasl.b64encode(data))).encode()
 
 
 def sasl_failure(elem):
@@ -229,7 +258,11 @@ def bind_request(stanza_id, resource=None):
 def bound_jid(iq, domain):
     """The full JID of a bind result if it is valid for ``domain``, else None."""
     bind = iq.find("bind", NS_BIND)
-    jid = bind.find_text("jid") if bind is not None else None
+    return valid_full_jid(bind.find_text("jid") if bind is not None else None, domain)
+
+
+def valid_full_jid(jid, domain):
+    """``jid`` if it is a full JID at ``domain``, else None."""
     if not jid or len(jid) > MAX_JID_BYTES:
         return None
     local, jid_domain, resource = split_jid(jid)

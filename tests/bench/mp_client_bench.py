@@ -3,7 +3,8 @@
 #     micropython -X heapsize=32k tests/bench/mp_client_bench.py CONFIG.json
 #
 # CONFIG (JSON) names the library folder, the server, the account and the mode:
-# - "job": log in, send a presence with a status and one chat message, close.
+# - "job": log in with a presence with a status as the initial presence (it
+#   goes out as early as the login allows), send one chat message, close.
 # - "exchange": log in, tell the controller by a directed presence, then answer
 #   each of its "RUN N" messages with "RUN rN" until "count" went each way,
 #   and close.
@@ -16,6 +17,7 @@ config = json.load(open(sys.argv[1]))
 sys.path.insert(0, config["lib"])
 
 from xmpp_lite.client import Client  # noqa: E402
+from xmpp_lite.stanza import presence  # noqa: E402
 
 gc.collect()
 CODE_ALLOC = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0  # the loaded library, the config, this script
@@ -29,17 +31,18 @@ def make_client():
     mechanisms = config.get("mechanisms")
     return Client(config["jid"], config["password"], host=config["host"], port=config["port"],
                   tls=config["tls"], ca=config.get("ca"), insecure_plain=config.get("insecure_plain", False),
-                  resource=config.get("resource"), mechanisms=tuple(mechanisms) if mechanisms else None)
+                  resource=config.get("resource"), mechanisms=tuple(mechanisms) if mechanisms else None,
+                  sasl2=config.get("sasl2", True))
 
 
 def job():
     device = make_client()
-    device.connect(TIMEOUT_MS)
-    flights = device.session.flights
-    device.send_presence(status=config["status"])
+    device.connect(TIMEOUT_MS, presence=presence(status=config["status"]))
+    flights = device.session.login_round_trips
     device.send_message(config["peer"], config["body"])
     device.close()
-    print("JOB mechanism=%s flights=%d state=%s" % (device.session.mechanism, flights, device.session.state))
+    mechanism = device.session.mechanism + ("+SASL2" if device.session.sasl2_used else "")
+    print("JOB mechanism=%s flights=%d state=%s" % (mechanism, flights, device.session.state))
     return device.session.state == "closed"
 
 

@@ -64,7 +64,7 @@ def on_state(state, detail):
 
 def trace(direction, data):
     if direction == "send":
-        auth_count[0] += data.count(b"<auth ")
+        auth_count[0] += data.count(b"<auth ") + data.count(b"<authenticate ")  # SASL, SASL2
 
 
 def summary():

@@ -29,6 +29,7 @@ from xmpp_lite.register import RegistrationError
 from xmpp_lite.sasl import AuthError
 from xmpp_lite.session import ProtocolError, StreamError
 from xmpp_lite.stanza import Element
+from xmpp_lite.stanza import presence as make_presence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEVICE_SCRIPT = os.path.join(ROOT, "tests", "host", "mp_client_device.py")
@@ -271,9 +272,20 @@ def test_plain_in_the_clear_takes_two_round_trips(prosody_plain):
 
 
 def test_scram_in_the_clear_without_insecure_plain(prosody_plain):
+    # SASL2 (the server offers it): header; <authenticate/> with Bind2; <response/>.
     client = device(prosody_plain, tls="none", ca=None)
     client.connect(TIMEOUT_MS)
-    assert client.session.mechanism == "SCRAM-SHA-1" and client.session.flights == 4
+    assert client.session.mechanism == "SCRAM-SHA-1" and client.session.sasl2_used
+    assert client.session.flights == 3
+    client.close()
+
+
+def test_classic_sasl_when_sasl2_is_turned_off(prosody_plain):
+    # Header; <auth/>; <response/>; header again with the bind request.
+    client = device(prosody_plain, tls="none", ca=None, sasl2=False)
+    client.connect(TIMEOUT_MS)
+    assert client.session.mechanism == "SCRAM-SHA-1" and not client.session.sasl2_used
+    assert client.session.flights == 4
     client.close()
 
 
@@ -294,6 +306,30 @@ def test_wrong_password_is_exactly_one_auth_error(prosody):
     assert caught.value.condition == "not-authorized"
     assert b"".join(sent).count(b"<auth") == 1
     assert not client.connected
+
+
+def test_sasl2_sends_the_initial_presence_behind_its_last_sasl_message(prosody, controller):
+    client = device(prosody)
+    flights = []
+    client.trace = lambda direction, data: direction == "send" and flights.append(bytes(data))
+    try:
+        jid = client.connect(TIMEOUT_MS, presence=make_presence(to=controller.jid, status="first words"))
+        assert client.session.sasl2_used and client.session.presence_sent
+        # After STARTTLS: header; <authenticate/> with Bind2; <response/> with the presence behind it.
+        carrier = [data for data in flights if b"<presence" in data]
+        assert len(carrier) == 1 and carrier[0].find(b"<response") < carrier[0].find(b"<presence")
+        assert client.session.login_round_trips == flights.index(carrier[0])
+        assert controller.next_from(controller.presences, jid, client)["status"] == "first words"
+    finally:
+        client.close()
+
+
+def test_sasl2_binds_a_chosen_resource_and_classic_sasl_still_works(prosody):
+    for sasl2 in (True, False):
+        client = device(prosody, resource="pick-%s" % sasl2, sasl2=sasl2)
+        assert client.connect(TIMEOUT_MS) == "device1@localhost/pick-%s" % sasl2
+        assert client.session.sasl2_used == sasl2
+        client.close()
 
 
 def test_sasl_cache_skips_pbkdf2_next_time(prosody):

@@ -7,11 +7,14 @@ controller is xmpp_lite's Client on CPython, connected to Prosody directly. Time
 NAT timeout, heartbeat interval and probe timeout are kept. Every wait is bounded.
 """
 
+import atexit
 import json
 import os
 import queue
 import secrets
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -19,7 +22,7 @@ import pytest
 
 from host_tools.linkemu import LinkEmulator, Profile
 from host_tools.server import ProsodyServer, free_port
-from host_tools.tools import find_tool
+from host_tools.tools import compile_library, find_tool
 from lineproc import LineProcess
 
 from xmpp_lite.client import Client
@@ -28,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEVICE_SCRIPT = os.path.join(ROOT, "tests", "host", "robust_device.py")
 LIB = os.path.join(ROOT, "lib")
 RUNTIMES = ("micropython", "cpython")
-VM_HEAP = "256k"  # from .py sources; the library compiled to .mpy needs much less (make bench)
+VM_HEAP = "256k"  # the device script from source, the library from .mpy (as on a board)
 WAIT = 15.0
 POLL_MS = 10
 
@@ -37,6 +40,20 @@ SOAK_MESSAGES = 1000
 SOAK_CUT_INTERVAL_MS = 500  # mean time to a random reset of each connection
 SOAK_MIN_CUTS = 20
 LONG_SOAK_MIN_CUTS = 100
+
+
+_compiled = []  # the library compiled to .mpy, once per test session
+
+
+def _vm_lib():
+    if not _compiled:
+        mpy_cross = find_tool("mpy-cross")
+        if mpy_cross is None:
+            pytest.fail("no mpy-cross binary; run `make bootstrap`", pytrace=False)
+        folder = tempfile.mkdtemp(prefix="xmpp-lite-mpy-")
+        atexit.register(shutil.rmtree, folder, True)
+        _compiled.append(compile_library(mpy_cross, folder))
+    return _compiled[0]
 
 
 def device_command(runtime, config_path):
@@ -60,6 +77,8 @@ class Device(LineProcess):
             "max_run_ms": 60000, "status": "testing",
         }
         config.update(settings)
+        if runtime == "micropython" and "lib" not in settings:
+            config["lib"] = _vm_lib()
         path = os.path.join(str(tmp_path), "device-%s.json" % runtime)
         with open(path, "w") as f:
             json.dump(config, f)

@@ -244,6 +244,19 @@ def test_plain_server_config_allows_plain_without_tls(tmp_path):
     assert "c2s_direct_tls_ports = {}" in config
 
 
+def test_sasl2_modules_are_loaded_only_when_asked(tmp_path):
+    def config(**options):
+        return ProsodyServer(tmp_path, port=15222, direct_tls_port=False, **options).render_config()
+
+    tls = config()
+    assert '"sasl2"' in tls and '"sasl2_bind2"' in tls and '"tls_info_compat"' in tls
+    assert "plugin_paths" in tls
+    plain = config(tls=False)
+    assert '"sasl2"' in plain and '"tls_info_compat"' not in plain  # no TLS: nothing to make up for
+    classic = config(sasl2=False)
+    assert "\"sasl2\"" not in classic and "\"sasl2_bind2\"" not in classic and "tls_info_compat" not in classic
+
+
 def test_rejects_bad_domain(tmp_path):
     with pytest.raises(ServerError):
         ProsodyServer(tmp_path, domain="bad domain\"")
@@ -269,6 +282,19 @@ def test_starttls_verifies_against_test_ca(prosody, prosody_tls_context):
     assert {"SCRAM-SHA-1", "PLAIN"} <= set(mechanisms(features))
     assert features.find(NS_TLS + "starttls") is None
     assert features.find(NS_REGISTER_FEATURE + "register") is not None  # allow_registration
+
+
+def test_sasl2_with_bind2_is_offered_over_starttls(prosody, prosody_tls_context):
+    # Debian's mod_sasl2 on an encrypted Prosody 0.12 stream needs mod_tls_info_compat: without
+    # it the features never come (and the log shows the error, see the log test).
+    with RawStream(prosody.c2s_port, prosody.domain) as stream:
+        stream.open()
+        stream.starttls(prosody_tls_context)
+        features = stream.open()
+    offer = features.find("{urn:xmpp:sasl:2}authentication")
+    assert offer is not None
+    assert {m.text for m in offer.findall("{urn:xmpp:sasl:2}mechanism")} >= {"SCRAM-SHA-1", "PLAIN"}
+    assert offer.find("{urn:xmpp:sasl:2}inline/{urn:xmpp:bind:0}bind") is not None
 
 
 def test_starttls_fails_against_wrong_ca(prosody):
