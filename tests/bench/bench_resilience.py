@@ -36,7 +36,7 @@ for _path in (ROOT, LIB):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from host_tools.linkemu import PROFILES, LinkEmulator, Profile  # noqa: E402
+from host_tools.linkemu import PROFILES, LinkEmulator  # noqa: E402
 from host_tools.server import ProsodyServer  # noqa: E402
 from host_tools.tools import find_tool  # noqa: E402
 from xmpp_lite.keepalive import PROBE_INTERVAL_MS, PROBE_TIMEOUT_MS, WS_INTERVAL_MS  # noqa: E402

@@ -4,7 +4,7 @@ from support import use_fake_board
 
 from xmpp_lite.node import NS_COMMAND, NS_SENSOR, HELP, Node, status_text
 from xmpp_lite.sm import QueueFull
-from xmpp_lite.stanza import NS_STANZAS, Element, parse
+from xmpp_lite.stanza import NS_STANZAS, parse
 
 CONTROLLER = "controller@example.net"
 

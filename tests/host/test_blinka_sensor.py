@@ -4,7 +4,6 @@ CircuitPython's API (board, analogio) on CPython, with pins that produce a sine 
 reports them as it would a board's ADC.
 """
 
-import os
 
 import pytest
 
