@@ -105,9 +105,58 @@ def _is_xml_char(code):
     )
 
 
+# On MicroPython a viper function screens a chunk for control characters in
+# machine code: about 10 times faster than _check_controls_portable, which is
+# what runs where there is no native emitter (CPython, some ports). It is
+# compiled at import by the device's own compiler, so the library stays
+# portable bytecode (.py or .mpy) and still gets machine code for this loop.
+# screen(data, size) -> 0: no byte below 0x20; 1: only TAB, LF and CR; 2: another one.
+_SCREEN_SOURCE = """
+@micropython.viper
+def screen(data, size: int) -> int:
+    p = ptr8(data)
+    found = 0
+    i = 0
+    while i < size:
+        b = p[i]
+        if b < 0x20:
+            if b != 0x09 and b != 0x0A and b != 0x0D:
+                return 2
+            found = 1
+        i += 1
+    return found
+"""
+
+
+def _native_screen():
+    try:
+        import micropython
+    except ImportError:
+        return None  # CPython
+    scope = {"micropython": micropython}
+    try:
+        exec(_SCREEN_SOURCE, scope)
+    except Exception:  # noqa: BLE001 - no native emitter on this port: the portable screen does it
+        return None
+    return scope["screen"]
+
+
+_screen = _native_screen()
+
+
 def _check_controls(data):
     """Reject control characters; return True if data has no byte below 0x20
-    at all, so that its tokens need no search for TAB, LF and CR.
+    at all, so that its tokens need no search for TAB, LF and CR."""
+    if _screen is None:
+        return _check_controls_portable(data)
+    found = _screen(data, len(data))
+    if found == 2:
+        raise XMLError("character not allowed in XML")
+    return found == 0
+
+
+def _check_controls_portable(data):
+    """_check_controls without native code.
 
     min() compares byte by byte, as Python objects, on MicroPython: fine for
     a short chunk only. A longer one is screened as big integers of up to

@@ -7,6 +7,7 @@ same events (adjacent text events joined) or raise XMLError.
 
 from support import RANDOM_SPLITS, chunkings, raises
 
+from xmpp_lite import parser as parser_module
 from xmpp_lite.parser import (
     MAX_ATTRS,
     MAX_DEPTH,
@@ -664,6 +665,24 @@ def test_control_characters_anywhere_in_a_long_chunk_are_errors():
             parser = Parser(recorder)
             parser.feed(b"<r>" + char + data + char + b"</r>")
             assert recorder.events[-1] == end("r")
+
+
+def test_both_control_character_screens_agree():
+    # The native screen runs where MicroPython has a native emitter, the
+    # portable one elsewhere: each is checked here wherever it exists.
+    screens = [parser_module._check_controls_portable]
+    if parser_module._screen is not None:
+        screens.append(parser_module._check_controls)
+    body = b"temp=21.5C caf\xc3\xa9 " * 40
+    for size in (1, 63, 64, 65, 256, 300, 512, 700):
+        data = (body * 2)[:size]
+        for check in screens:
+            assert check(data) is True
+            for at in (0, size // 2, size - 1):
+                for allowed in (b"\t", b"\n", b"\r"):
+                    assert check(data[:at] + allowed + data[at + 1:]) is False
+                for char in CONTROL_CHARACTERS:
+                    raises(XMLError, check, data[:at] + char + data[at + 1:])
 
 
 def test_noncharacters_fffe_and_ffff_are_errors():
