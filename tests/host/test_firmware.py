@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from host_tools.linkemu import LinkEmulator
-from host_tools.tools import compile_library, find_tool
+from host_tools.tools import find_tool
 from lineproc import LineProcess
 from slixpeer import WAIT, Controller
 
@@ -28,14 +28,6 @@ FAKES = os.path.join(ROOT, "host_tools", "fakes")
 VM_HEAP = "256k"
 NS_SENSOR = "urn:xmpp-lite:sensor:0"
 NS_COMMAND = "urn:xmpp-lite:command:0"
-
-
-@pytest.fixture(scope="module")
-def mpy_lib(tmp_path_factory):
-    mpy_cross = find_tool("mpy-cross")
-    if mpy_cross is None:
-        pytest.fail("no mpy-cross; run `make bootstrap`", pytrace=False)
-    return compile_library(mpy_cross, str(tmp_path_factory.mktemp("mpy")))
 
 
 @pytest.fixture(scope="module")

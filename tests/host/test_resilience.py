@@ -7,14 +7,11 @@ controller is xmpp_lite's Client on CPython, connected to Prosody directly. Time
 NAT timeout, heartbeat interval and probe timeout are kept. Every wait is bounded.
 """
 
-import atexit
 import json
 import os
 import queue
 import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 
@@ -22,7 +19,7 @@ import pytest
 
 from host_tools.linkemu import LinkEmulator, Profile
 from host_tools.server import ProsodyServer, free_port
-from host_tools.tools import compile_library, find_tool
+from host_tools.tools import find_tool
 from lineproc import LineProcess
 
 from xmpp_lite.client import Client
@@ -42,18 +39,12 @@ SOAK_MIN_CUTS = 20
 LONG_SOAK_MIN_CUTS = 100
 
 
-_compiled = []  # the library compiled to .mpy, once per test session
+_vm_lib = {}  # "path": the library as .mpy for VM devices (the mpy_lib fixture), see _use_mpy_lib
 
 
-def _vm_lib():
-    if not _compiled:
-        mpy_cross = find_tool("mpy-cross")
-        if mpy_cross is None:
-            pytest.fail("no mpy-cross binary; run `make bootstrap`", pytrace=False)
-        folder = tempfile.mkdtemp(prefix="xmpp-lite-mpy-")
-        atexit.register(shutil.rmtree, folder, True)
-        _compiled.append(compile_library(mpy_cross, folder))
-    return _compiled[0]
+@pytest.fixture(autouse=True)
+def _use_mpy_lib(mpy_lib):
+    _vm_lib["path"] = mpy_lib
 
 
 def device_command(runtime, config_path):
@@ -78,7 +69,7 @@ class Device(LineProcess):
         }
         config.update(settings)
         if runtime == "micropython" and "lib" not in settings:
-            config["lib"] = _vm_lib()
+            config["lib"] = _vm_lib["path"]
         path = os.path.join(str(tmp_path), "device-%s.json" % runtime)
         with open(path, "w") as f:
             json.dump(config, f)
