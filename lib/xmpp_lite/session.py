@@ -579,7 +579,7 @@ class Session:
             return
         offer = xs.sasl2_offer(features) if self.sasl2 else None
         if offer is not None:
-            offered = xs.sasl2_mechanisms(offer)
+            offered = xs.mechanism_names(offer)
             self._sasl2_on = True
             sm = self.sm
             # Bind2 picks the resource itself; a resumption needs no new one.
@@ -633,11 +633,9 @@ class Session:
         except AuthError as error:
             self._fail(error)
             return
+        self._queue(xs.response(answer, NS_SASL2 if self._sasl2_on else NS_SASL))
         if self._sasl2_on:
-            self._queue(xs.response2(answer))
             self._after_last_message()
-            return
-        self._queue(xs.response(answer))
 
     def _after_last_message(self):
         """SASL2: what must follow <success/> goes right behind our last SASL message.
@@ -656,8 +654,7 @@ class Session:
             self._after_auth = _RESUME
             return  # a resumed stream keeps its presence; after <failed/> it goes once bound
         if not self._bind2:
-            self._pending_id = self.new_id()
-            self._queue_element(xs.bind_request(self._pending_id, self.resource))
+            self._request_bind()
             self._after_auth = _BIND
         else:
             self._after_auth = _ONLINE
@@ -715,9 +712,12 @@ class Session:
         self._go_online(self.sm is not None)
 
     def _send_bind(self):
+        self._request_bind()
+        self._go(_BIND)
+
+    def _request_bind(self):
         self._pending_id = self.new_id()
         self._queue_element(xs.bind_request(self._pending_id, self.resource))
-        self._go(_BIND)
 
     def _on_bound(self, iq):
         if iq.get("type") != "result":

@@ -176,23 +176,18 @@ def tls_offer(features):
 
 def offered_mechanisms(features):
     """The SASL mechanism names in the features."""
-    names = []
     mechanisms = features.find("mechanisms", NS_SASL)
-    if mechanisms is not None:
-        for child in mechanisms.children:
-            if child.local == "mechanism":
-                names.append(child.text.strip())
-    return names
+    return mechanism_names(mechanisms) if mechanisms is not None else []
+
+
+def mechanism_names(offer):
+    """The names in the <mechanism/> children of a SASL or SASL2 offer."""
+    return [child.text.strip() for child in offer.children if child.local == "mechanism"]
 
 
 def sasl2_offer(features):
     """The XEP-0388 <authentication/> offer in the features, or None."""
     return features.find("authentication", NS_SASL2)
-
-
-def sasl2_mechanisms(offer):
-    """The mechanism names of a SASL2 offer."""
-    return [child.text.strip() for child in offer.children if child.local == "mechanism"]
 
 
 def sasl2_offers_bind2(offer):
@@ -219,18 +214,15 @@ def auth(mechanism, initial):
             % (NS_SASL, mechanism, sasl.b64encode_initial(initial))).encode()
 
 
-def response(data):
-    return ("<response xmlns='%s'>%s</response>" % (NS_SASL, sasl.b64encode(data))).encode()
+def response(data, xmlns=NS_SASL):
+    """A SASL <response/>; ``xmlns=NS_SASL2`` for SASL2."""
+    return ("<response xmlns='%s'>%s</response>" % (xmlns, sasl.b64encode(data))).encode()
 
 
 def authenticate(mechanism, initial, inline=b""):
     """A SASL2 <authenticate/> with its initial response and the inline requests (bytes)."""
     return ("<authenticate xmlns='%s' mechanism='%s'><initial-response>%s</initial-response>"
             % (NS_SASL2, mechanism, sasl.b64encode(initial))).encode() + inline + b"</authenticate>"
-
-
-def response2(data):
-    return ("<response xmlns='%s'>%s</response>" % (NS_SASL2, sasl.b64encode(data))).encode()
 
 
 def sasl_failure(elem):

@@ -21,6 +21,7 @@ from xmpp_peer import (
     SHORT_MODES,
     Peer,
     bind_result,
+    mechanism_children,
     sasl_element,
 )
 
@@ -50,7 +51,7 @@ STATUS = "21.5 C"
 
 
 def sasl2_features(*names, bind2=True):
-    inner = b"".join(b"<mechanism>" + name.encode() + b"</mechanism>" for name in names)
+    inner = mechanism_children(*names)
     classic = b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + inner + b"</mechanisms>"
     return (b"<stream:features><authentication xmlns='urn:xmpp:sasl:2'>" + inner
             + (BIND2_INLINE if bind2 else b"") + b"</authentication>" + classic + b"</stream:features>")

@@ -57,8 +57,13 @@ PASSWORD = "pencil"
 FULL_JID = "user@example.net/sensor"
 
 
+def mechanism_children(*names):
+    """<mechanism/> elements, as in a SASL or a SASL2 offer."""
+    return b"".join(b"<mechanism>" + name.encode() + b"</mechanism>" for name in names)
+
+
 def mechanisms(*names, extra=b""):
-    inner = b"".join(b"<mechanism>" + name.encode() + b"</mechanism>" for name in names)
+    inner = mechanism_children(*names)
     return (b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + inner
             + b"</mechanisms>" + extra + b"</stream:features>")
 
