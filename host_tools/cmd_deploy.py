@@ -209,6 +209,14 @@ def _mpy_flags(mpy):
     if version == 0:
         raise CommandError("deploy: the board does not say which .mpy version it loads (no sys.implementation._mpy); "
                            "deploy with --no-mpy")
+    if not mpy >> 10:
+        raise CommandError("deploy: the board's MicroPython has no native code emitter (its .mpy version %s names "
+                           "no architecture), and the parser of xmpp_lite needs one" % _mpy_name(mpy))
+    if mpy >> 10 >= len(ARCHES):
+        raise CommandError("deploy: the board runs native code for %s, which this mpy-cross does not know; "
+                           "deploy with --no-mpy" % _mpy_name(mpy))
+    arch = ARCHES[mpy >> 10]
+    # The parser's .mpy holds native code, which loads only where the sub-version matches too.
     default = _emits(mpy_cross, [])
     if default == (version, sub):
         flags = []
@@ -217,16 +225,12 @@ def _mpy_flags(mpy):
         wanted = "%d.%d" % (version, sub) if version >= 6 and sub else str(version)
         if _emits(mpy_cross, ["-b", wanted]) == (version, sub):
             flags = ["-b", wanted]
-        elif default is not None and default[0] == version:
-            flags = []  # bytecode-only .mpy files load on every v<version>.x (the sub-version is for native code)
         else:
             raise CommandError("deploy: the board loads .mpy v%d.%d but %s writes %s and has no compiler for v%d.%d; "
                                "install an mpy-cross for the board's MicroPython, or deploy with --no-mpy"
                                % (version, sub, mpy_cross,
                                   "v%d.%d" % default if default else "nothing it can name", version, sub))
-    arch = ARCHES[mpy >> 10] if (mpy >> 10) < len(ARCHES) else None
-    if arch:
-        flags.append("-march=" + arch)
+    flags.append("-march=" + arch)
     return [mpy_cross] + flags, version
 
 

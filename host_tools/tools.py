@@ -24,12 +24,14 @@ LIBRARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def compile_library(mpy_cross, dest, timeout=60):
     """Compile lib/xmpp_lite to .mpy files in dest/xmpp_lite, as a board runs it.
 
-    Returns the folder to put first on the MicroPython VM's path (dest).
+    The parser has native code, so the files are for this machine's
+    architecture: for the MicroPython VM running here, not for a board.
+    Returns the folder to put first on the VM's path (dest).
     """
     package = os.path.join(dest, "xmpp_lite")
     os.makedirs(package)
     for name in sorted(os.listdir(LIBRARY)):
         if name.endswith(".py"):
-            subprocess.run([mpy_cross, "-o", os.path.join(package, name[:-3] + ".mpy"),
+            subprocess.run([mpy_cross, "-march=host", "-o", os.path.join(package, name[:-3] + ".mpy"),
                             os.path.join(LIBRARY, name)], check=True, timeout=timeout)
     return dest

@@ -14,6 +14,13 @@ except ImportError:  # pragma: no cover - CPython
     def const(value):
         return value
 
+    class micropython:  # noqa: N801 - stands in for the module, for its decorators
+        """What CPython sees of ``@micropython.native``: the function as it is."""
+
+        @staticmethod
+        def native(function):
+            return function
+
 
 # Millisecond ticks for timeouts: MicroPython's wrap around, so compare them
 # with ticks_diff only. PBKDF2 in C where the runtime has it (CPython);

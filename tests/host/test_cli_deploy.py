@@ -177,8 +177,18 @@ def test_mpy_cross_flags_follow_the_board(mpy, flags):
 @pytest.mark.parametrize("mpy, message", [
     (0, "does not say which .mpy version it loads"),
     (7 | 10 << 10, "the board loads .mpy v7.0 but"),
+    (6 | 3 << 8 | 13 << 10, "the board runs native code for v6.3, arch 13, which this mpy-cross does not know"),
+    (6 | 3 << 8 | 40 << 10, "arch 40, which this mpy-cross does not know"),
 ])
 def test_mpy_versions_this_mpy_cross_cannot_write(mpy, message):
     with pytest.raises(CommandError) as error:
         cmd_deploy._mpy_flags(mpy)
     assert message in str(error.value) and "--no-mpy" in str(error.value)
+
+
+def test_a_board_without_the_native_emitter_is_refused():
+    """The parser's loop is native code: the source would not compile there either, so there is no way out."""
+    with pytest.raises(CommandError) as error:
+        cmd_deploy._mpy_flags(6 | 3 << 8)
+    assert str(error.value) == ("deploy: the board's MicroPython has no native code emitter (its .mpy version v6.3 "
+                                "names no architecture), and the parser of xmpp_lite needs one")
