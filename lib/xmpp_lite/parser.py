@@ -388,8 +388,9 @@ class Parser:
         # and closed): on MicroPython each call saved is measurable.
         # Not `while pos < end`: that jumps back to the top on a condition,
         # over the whole loop, and a conditional branch of Xtensa's native
-        # emitter before MicroPython 1.26 reaches only 2 KB: it printed an
-        # error and went on with broken code. A plain jump reaches further.
+        # emitter before MicroPython 1.26 reaches only 2 KB: those emitters
+        # print an error and still write the code, with the branch cut short.
+        # A plain jump reaches further.
         while True:
             if pos >= end:
                 break
