@@ -113,9 +113,9 @@ def _is_xml_char(code):
 
 # On MicroPython a viper function screens a chunk for control characters in
 # machine code: about 10 times faster than _check_controls_portable, which is
-# what runs where there is no native emitter (CPython, some ports). It is
-# compiled at import by the device's own compiler, so the library stays
-# portable bytecode (.py or .mpy) and still gets machine code for this loop.
+# what runs on CPython. Its source is compiled at import by the device's own
+# compiler: written as a decorated function, it would not import on CPython
+# (where adafruit-blinka's stand-in for @micropython.viper raises).
 # screen(data, size) -> 0: no byte below 0x20; 1: only TAB, LF and CR; 2: another one.
 _SCREEN_SOURCE = """
 @micropython.viper
