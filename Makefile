@@ -12,7 +12,7 @@ MP_HEAPSIZE := 256k
 .PHONY: help bootstrap prosody test test-cpython test-micropython bench soak demo clean
 
 help:
-	@echo "make bootstrap         create .venv, install dev dependencies, Prosody and tmux"
+	@echo "make bootstrap         create .venv, install dev dependencies and the Debian packages the tests use"
 	@echo "make test              whole test suite (device tests on CPython and MicroPython, host tests)"
 	@echo "make test-cpython      device tests on CPython only"
 	@echo "make test-micropython  device tests on the MicroPython VM only"
@@ -34,13 +34,17 @@ $(INSTALLED): pyproject.toml | $(PYTHON)
 	@$(MICROPYTHON) -c "print(1)" >/dev/null || { echo "bootstrap: $(MICROPYTHON) does not run" >&2; exit 1; }
 	@touch $@
 
-# Tests start a real Prosody (with the SASL2 modules of prosody-modules), and drive the monitor
-# in a real terminal (tmux); install Debian's packages when they are missing.
+# Debian packages the tests and benches use: Prosody (with the SASL2 modules of prosody-modules),
+# ejabberd (a second server engine, clustered), mosquitto (the MQTT anchor of the wire bench),
+# dnsmasq-base (a DNS responder for SRV lookups) and tmux (the monitor in a real terminal).
+# Installed when missing; none of their system services is started.
+DEBIAN_PACKAGES := prosody prosody-modules ejabberd mosquitto dnsmasq-base tmux
+
 prosody:
 	@missing=""; \
-	if ! command -v prosody >/dev/null 2>&1 || ! command -v prosodyctl >/dev/null 2>&1; then missing="prosody"; fi; \
-	if [ ! -e /usr/lib/prosody/modules/mod_sasl2/mod_sasl2.lua ]; then missing="$$missing prosody-modules"; fi; \
-	if ! command -v tmux >/dev/null 2>&1; then missing="$$missing tmux"; fi; \
+	for package in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then \
 			echo "bootstrap: missing$$missing; install with: sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
