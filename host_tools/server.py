@@ -23,6 +23,7 @@ import subprocess
 import time
 
 from host_tools import testca
+from host_tools.resources import prosody_modules_dir
 
 PROSODY = "prosody"
 PROSODYCTL = "prosodyctl"
@@ -52,7 +53,7 @@ SASL2_MODULES = ["sasl2", "sasl2_bind2"]
 SASL2_PACKAGE = "prosody-modules"
 PROSODY_MODULE_DIRS = ("/usr/lib/prosody/modules",)  # where Debian's packages put them
 # Our own Prosody modules: mod_tls_info_compat lets that mod_sasl2 run on encrypted streams.
-OWN_MODULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prosody_modules")
+OWN_MODULES_DIR = prosody_modules_dir()
 SASL2_TLS_MODULE = "tls_info_compat"
 LOG_TAIL_BYTES = 4000
 

@@ -25,11 +25,11 @@ import termios
 import time
 import tty
 
+from host_tools.resources import fakes_dir, host_tools_dir, install_hint
 from host_tools.tools import find_tool
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-VM_SCRIPT = os.path.join(HERE, "simboard_vm.py")
-FAKES = os.path.join(HERE, "fakes")
+VM_SCRIPT = os.path.join(host_tools_dir(), "simboard_vm.py")
+FAKES = fakes_dir()
 DEFAULT_DIR = os.path.join(".state", "simboard")
 DEFAULT_HEAP = "256k"
 LOOPBACK = "127.0.0.1"
@@ -100,7 +100,7 @@ class SimBoard:
 
     def start(self):
         if self.micropython is None:
-            raise SimBoardError("no micropython binary (the MicroPython unix VM); run 'make bootstrap'")
+            raise SimBoardError("no micropython binary (the MicroPython unix VM); " + install_hint("micropython"))
         self._check_heap()
         try:
             os.makedirs(os.path.join(self.flash_dir, "lib"), exist_ok=True)

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+from host_tools.resources import library_dir
+
 
 def find_tool(name):
     """Path of command `name` beside the running Python (the project's venv), else on PATH.
@@ -18,11 +20,11 @@ def find_tool(name):
     return shutil.which(name)
 
 
-LIBRARY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib", "xmpp_lite")
+LIBRARY = library_dir()
 
 
 def compile_library(mpy_cross, dest, timeout=60):
-    """Compile lib/xmpp_lite to .mpy files in dest/xmpp_lite, as a board runs it.
+    """Compile the device library to .mpy files in dest/xmpp_lite, as a board runs it.
 
     The parser has native code, so the files are for this machine's
     architecture: for the MicroPython VM running here, not for a board.
