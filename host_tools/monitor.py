@@ -6,10 +6,14 @@
 Rows: device, presence, last reading, its age, reports received, reconnections (the device's own count,
 carried by each report), and a sparkline of the first reading over the last reports. The line at the
 bottom takes commands: ``<device> <command>``, the device by its number in the table or the start of its
-name (``1 read``, ``sensor-3 set relay on``); replies appear under the table. Without a terminal
+name (``1 read``, ``sensor-3 set relay on``); replies appear under the table. Rows sort naturally (sensor-2
+before sensor-10); a device keeps its number for the whole session (DeviceNumbers), so ``1 read`` always
+reaches the same board; a name that is some device's whole name (``sensor-1``) means that device even when
+others start with it (``sensor-10``). Without a terminal
 (``--plain``, or stdout not a TTY) the same table is printed every few seconds instead.
 """
 
+import re
 import time
 
 SPARKS = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"  # eight heights of block
@@ -49,11 +53,46 @@ def fit(text, width):
     return text[:width - 1] + "\u2026" if len(text) > width else text.ljust(width)
 
 
-def table_lines(view, now=None):
-    """The table for an Observer.view(): a header line, then one line per device, sorted by name."""
+def natural_key(name):
+    """Sort key that orders the numbers in names by value: sensor-2 before sensor-10."""
+    return [int(part) if index % 2 else part for index, part in enumerate(re.split(r"(\d+)", name))]
+
+
+class DeviceNumbers:
+    """The number of each device in the table, kept for the whole session.
+
+    The devices known when the table is first drawn are numbered in natural order; a device that
+    appears later gets the next free number, so the numbers of the others never change.
+    """
+
+    def __init__(self):
+        self._numbers = {}
+
+    def update(self, jids):
+        for jid in sorted((jid for jid in jids if jid not in self._numbers), key=natural_key):
+            self._numbers[jid] = len(self._numbers) + 1
+        return self
+
+    def number(self, jid):
+        return self._numbers.get(jid)
+
+    def device(self, number):
+        for jid, assigned in self._numbers.items():
+            if assigned == number:
+                return jid
+        return None
+
+
+def table_lines(view, now=None, numbers=None):
+    """The table for an Observer.view(): a header line, then one line per device, in natural order of names.
+
+    ``numbers`` (DeviceNumbers) keeps the numbers across calls; without it they follow the order.
+    """
     now = time.time() if now is None else now
+    numbers = (numbers or DeviceNumbers()).update(view)
     lines = [" ".join(fit(title, width) for title, width in COLUMNS).rstrip()]
-    for number, jid in enumerate(sorted(view), 1):
+    for jid in sorted(view, key=natural_key):
+        number = numbers.number(jid)
         entry = view[jid]
         last = entry["last_report"]
         presence = {True: "online", False: "offline"}.get(entry["available"], "-")
@@ -64,27 +103,42 @@ def table_lines(view, now=None):
     return lines
 
 
-def resolve_device(view, word):
-    """The device JID a command line names: its number in the table, its full bare JID or a unique prefix."""
-    names = sorted(view)
-    if word.isdigit() and 1 <= int(word) <= len(names):
-        return names[int(word) - 1]
-    if word in view:
-        return word
-    matches = [jid for jid in names if jid.startswith(word)]
+MAX_LISTED = 4  # devices named in an "ambiguous" note
+
+
+def resolve_device(view, word, numbers=None):
+    """(jid, None) for the device a command names, or (None, why not).
+
+    In order: its number in the table; its whole bare JID or whole local part (an exact name wins
+    over longer names that start with it); the start of exactly one device's JID.
+    """
+    numbers = (numbers or DeviceNumbers()).update(view)
+    if word.isdigit():
+        jid = numbers.device(int(word))
+        if jid is not None and jid in view:
+            return jid, None
+    for jid in view:
+        if word == jid or word == jid.split("@", 1)[0]:
+            return jid, None
+    matches = sorted((jid for jid in view if jid.startswith(word)), key=natural_key)
     if len(matches) == 1:
-        return matches[0]
-    return None
+        return matches[0], None
+    if not matches:
+        return None, "no single device matches %r" % word
+    listed = ", ".join("%s (%d)" % (jid, numbers.number(jid)) for jid in matches[:MAX_LISTED])
+    more = " and %d more" % (len(matches) - MAX_LISTED) if len(matches) > MAX_LISTED else ""
+    return None, "%r matches %d devices: %s%s; type more of the name, or the number" % (
+        word, len(matches), listed, more)
 
 
-def parse_command(view, line):
+def parse_command(view, line, numbers=None):
     """(jid, command text) or (None, why not) for a line typed at the prompt."""
     words = line.strip().split(None, 1)
     if len(words) < 2:
         return None, "type: <device number or name> <command>, e.g. 1 read"
-    jid = resolve_device(view, words[0])
+    jid, why_not = resolve_device(view, words[0], numbers)
     if jid is None:
-        return None, "no single device matches %r" % words[0]
+        return None, why_not
     return jid, words[1]
 
 
@@ -97,6 +151,7 @@ class MonitorScreen:
         self.duration = duration
         self.typed = ""
         self.notes = []
+        self.numbers = DeviceNumbers()
 
     def _note(self, text):
         self.notes.append(text)
@@ -134,7 +189,7 @@ class MonitorScreen:
                 self.typed += chr(key)
 
     def _submit(self, view):
-        jid, text = parse_command(view, self.typed)
+        jid, text = parse_command(view, self.typed, self.numbers)
         if jid is None:
             self._note(text)
         else:
@@ -148,7 +203,7 @@ class MonitorScreen:
         online = sum(1 for entry in view.values() if entry["available"])
         header = "%s - %s - %d devices, %d online - %d reports" % (self.title, self.observer.jid, len(view), online,
                                                                  self.observer.messages)
-        rows = [header, ""] + table_lines(view, now) + [""] + self.notes
+        rows = [header, ""] + table_lines(view, now, self.numbers) + [""] + self.notes
         if self.observer.error is not None:
             rows.append("controller connection lost: %s" % self.observer.error)
         for y, text in enumerate(rows[:max(height - 2, 0)]):
@@ -170,12 +225,13 @@ def run_plain(observer, duration=0, out=None, every=PLAIN_EVERY_S):
     import sys
 
     out = out or sys.stdout
+    numbers = DeviceNumbers()
     started = time.time()
     try:
         while duration <= 0 or time.time() - started < duration:
             view = observer.view()
             out.write("\n".join(["-- %s, %d reports" % (time.strftime("%H:%M:%S"), observer.messages)]
-                                + table_lines(view)) + "\n")
+                                + table_lines(view, numbers=numbers)) + "\n")
             out.flush()
             left = every if duration <= 0 else min(every, duration - (time.time() - started))
             time.sleep(max(left, 0))

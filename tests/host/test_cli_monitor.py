@@ -14,7 +14,7 @@ import time
 import pytest
 
 from host_tools.fleet import Fleet
-from host_tools.monitor import parse_command, sparkline, table_lines
+from host_tools.monitor import DeviceNumbers, parse_command, sparkline, table_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SESSION = "xmpp-lite-monitor-test"
@@ -42,6 +42,60 @@ def test_table_and_command_parsing():
     assert parse_command(view, "sensor-1 read") == ("sensor-1@example.net", "read")
     assert parse_command(view, "sensor read")[0] is None  # two devices match
     assert parse_command(view, "read")[0] is None
+
+
+def entry(reports=0):
+    return {"available": True, "status": "", "reading": "", "last_report": None, "reports": reports,
+            "reconnects": 0, "history": []}
+
+
+def rows(lines):
+    """(number, device) of each row of a table."""
+    return [(int(line.split()[0]), line.split()[1]) for line in lines[1:]]
+
+
+def test_twelve_devices_sort_naturally_and_an_exact_name_wins():
+    view = {"sensor-%d@example.net" % n: entry() for n in range(1, 13)}
+    numbers = DeviceNumbers()
+    table = rows(table_lines(view, now=0, numbers=numbers))
+    assert [device for _, device in table] == ["sensor-%d@example.net" % n for n in range(1, 13)]
+    assert [number for number, _ in table] == list(range(1, 13))
+    # sensor-1 is a whole name: it wins over sensor-10, -11 and -12, which start with it.
+    assert parse_command(view, "sensor-1 read", numbers) == ("sensor-1@example.net", "read")
+    assert parse_command(view, "sensor-1@example.net read", numbers) == ("sensor-1@example.net", "read")
+    assert parse_command(view, "10 read", numbers) == ("sensor-10@example.net", "read")
+    assert parse_command(view, "sensor-12@ex read", numbers) == ("sensor-12@example.net", "read")
+
+
+def test_an_ambiguous_name_says_which_devices_match():
+    view = {"sensor-%d@example.net" % n: entry() for n in (1, 2, 10, 11)}
+    view["pump@example.net"] = entry()
+    numbers = DeviceNumbers()
+    table_lines(view, now=0, numbers=numbers)
+    assert parse_command(view, "sensor-1@ read", numbers) == ("sensor-1@example.net", "read")
+    jid, why = parse_command(view, "sensor read", numbers)
+    assert jid is None and why == ("'sensor' matches 4 devices: sensor-1@example.net (2), sensor-2@example.net (3), "
+                                   "sensor-10@example.net (4), sensor-11@example.net (5); type more of the name, "
+                                   "or the number")
+    jid, why = parse_command(view, "sensor-1 read", numbers)
+    assert jid == "sensor-1@example.net"
+    assert parse_command(view, "lamp read", numbers) == (None, "no single device matches 'lamp'")
+    assert parse_command(view, "6 read", numbers) == (None, "no single device matches '6'")
+
+
+def test_a_device_keeps_its_number_as_others_arrive():
+    numbers = DeviceNumbers()
+    view = {"sensor-3@example.net": entry(), "sensor-10@example.net": entry()}
+    assert rows(table_lines(view, now=0, numbers=numbers)) == [(1, "sensor-3@example.net"),
+                                                                 (2, "sensor-10@example.net")]
+    view["sensor-1@example.net"] = entry()  # arrives later, sorts first, gets the next number
+    view["sensor-20@example.net"] = entry()
+    assert rows(table_lines(view, now=0, numbers=numbers)) == [(3, "sensor-1@example.net"),
+                                                                 (1, "sensor-3@example.net"),
+                                                                 (2, "sensor-10@example.net"),
+                                                                 (4, "sensor-20@example.net")]
+    assert parse_command(view, "1 read", numbers) == ("sensor-3@example.net", "read")
+    assert parse_command(view, "3 read", numbers) == ("sensor-1@example.net", "read")
 
 
 @pytest.fixture
