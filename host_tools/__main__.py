@@ -53,7 +53,7 @@ COMMANDS = {
 }
 
 # Commands in modules of their own (host_tools/cmd_NAME.py: DESCRIPTION, add_arguments(parser), run(args)).
-COMMAND_MODULES = ("server", "provision", "simulate", "simboard", "deploy", "flash", "monitor")
+COMMAND_MODULES = ("server", "provision", "simulate", "simboard", "deploy", "package", "flash", "monitor")
 
 
 def _load_command_modules():

@@ -1,6 +1,7 @@
 """`xmpp-lite deploy`: put the library, the firmware, a board profile, the CA and config.json on a board.
 
     xmpp-lite deploy --port /dev/ttyUSB0 --config config.json --board lilygo-t-call
+    xmpp-lite deploy --port /dev/ttyUSB0 --library-only     # just lib/xmpp_lite, for your own main.py
 
 In order: the config is checked (xmpp_lite.config.load) and the CA and profile found, before the
 board is touched; the board says which .mpy version it loads (sys.implementation._mpy) and the
@@ -45,7 +46,11 @@ _MARK = "xmpp-lite:"  # prefix of the lines the board prints for deploy itself
 def add_arguments(parser):
     parser.add_argument("--port", required=True,
                         help="the board: a serial device (/dev/ttyUSB0) or socket://HOST:PORT (xmpp-lite simboard)")
-    parser.add_argument("--config", required=True, help="the board's config.json (checked before anything is copied)")
+    parser.add_argument("--config", help="the board's config.json (checked before anything is copied); "
+                                         "required unless --library-only")
+    parser.add_argument("--library-only", action="store_true",
+                        help="copy only the library (lib/xmpp_lite): no firmware, board profile, CA or config, "
+                             "for a board that runs a main.py of its own")
     parser.add_argument("--board", help="board profile id (see boards/) or path, copied as board.json; "
                                         "without it board.json on the board is left as it is")
     parser.add_argument("--ca", help="the CA certificate to copy to where the config's xmpp.ca says "
@@ -74,25 +79,37 @@ def say(text):
 
 
 def run(args):
-    config, board, board_file, ca_local, ca_remote = _check_inputs(args)
+    if args.library_only:
+        given = [option for option, value in (("--config", args.config), ("--board", args.board), ("--ca", args.ca))
+                 if value is not None]
+        if given:
+            raise CommandError("deploy: --library-only copies the library alone; drop %s" % ", ".join(given))
+    elif args.config is None:
+        raise CommandError("deploy: give the board's --config FILE, or --library-only to copy just the library")
+    else:
+        config, board, board_file, ca_local, ca_remote = _check_inputs(args)
     mpremote = find_tool("mpremote")
     if mpremote is None:
         raise CommandError("deploy: no mpremote; " + install_hint("mpremote"))
-    say("%s is valid: %s, controller %s, network %s"
-        % (args.config, config["xmpp"]["jid"], config["controller"], config["network"]["kind"]))
+    if not args.library_only:
+        say("%s is valid: %s, controller %s, network %s"
+            % (args.config, config["xmpp"]["jid"], config["controller"], config["network"]["kind"]))
     with tempfile.TemporaryDirectory(prefix="xmpp-lite-deploy-") as build:
         if args.no_mpy:
             modules = _sources()
             say("copying the library as source (--no-mpy)")
         else:
             modules = _compile(build, _mpy_flags(_board_mpy(mpremote, args.port)))
+        if args.library_only:
+            modules = [(local, remote) for local, remote in modules if remote.startswith(BOARD_LIB + "/")]
         files = [_File(local, remote) for local, remote in modules]
-        files += [_File(os.path.join(FIRMWARE, name), name) for name in RUN_BY_NAME]
-        if board_file is not None:
-            files.append(_File(board_file, "board.json", "board.json (%s)" % board["id"]))
-        if ca_local is not None:
-            files.append(_File(ca_local, ca_remote))
-        files.append(_File(args.config, "config.json"))  # last: a board never has a config without its files
+        if not args.library_only:
+            files += [_File(os.path.join(FIRMWARE, name), name) for name in RUN_BY_NAME]
+            if board_file is not None:
+                files.append(_File(board_file, "board.json", "board.json (%s)" % board["id"]))
+            if ca_local is not None:
+                files.append(_File(ca_local, ca_remote))
+            files.append(_File(args.config, "config.json"))  # last: a board never has a config without its files
         _copy_and_verify(mpremote, args.port, files)
     if args.no_reset:
         say("not reset (--no-reset); start it with: mpremote connect %s reset" % args.port)
@@ -100,7 +117,7 @@ def run(args):
     status, lines = _mpremote(mpremote, args.port, ["reset"], RESET_TIMEOUT_S)
     if status != 0:
         raise CommandError("deploy: the reset failed: %s" % _last_words(lines))
-    say("the board was reset and starts main.py")
+    say("the board was reset and starts %s" % ("its own main.py, if it has one" if args.library_only else "main.py"))
 
 
 # -- before touching the board -------------------------------------------------------------
