@@ -152,6 +152,7 @@ class MonitorScreen:
         self.typed = ""
         self.notes = []
         self.numbers = DeviceNumbers()
+        self.closes_at = None  # time.time() when a screen with a duration closes, shown in its header
 
     def _note(self, text):
         self.notes.append(text)
@@ -170,6 +171,7 @@ class MonitorScreen:
         window.timeout(int(REFRESH_S * 1000))
         started = time.time()
         seen_replies = started
+        self.closes_at = started + self.duration if self.duration > 0 else None
         while self.duration <= 0 or time.time() - started < self.duration:
             view = self.observer.view()
             now = time.time()
@@ -203,6 +205,8 @@ class MonitorScreen:
         online = sum(1 for entry in view.values() if entry["available"])
         header = "%s - %s - %d devices, %d online - %d reports" % (self.title, self.observer.jid, len(view), online,
                                                                  self.observer.messages)
+        if self.closes_at is not None:
+            header += " - closes in %ds" % max(self.closes_at - now + 0.5, 0)
         rows = [header, ""] + table_lines(view, now, self.numbers) + [""] + self.notes
         if self.observer.error is not None:
             rows.append("controller connection lost: %s" % self.observer.error)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from host_tools.fleet import Fleet
-from host_tools.monitor import DeviceNumbers, parse_command, sparkline, table_lines
+from host_tools.monitor import DeviceNumbers, MonitorScreen, parse_command, sparkline, table_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SESSION = "xmpp-lite-monitor-test"
@@ -96,6 +96,46 @@ def test_a_device_keeps_its_number_as_others_arrive():
                                                                  (4, "sensor-20@example.net")]
     assert parse_command(view, "1 read", numbers) == ("sensor-3@example.net", "read")
     assert parse_command(view, "3 read", numbers) == ("sensor-1@example.net", "read")
+
+
+class FakeWindow:
+    """What MonitorScreen._draw uses of a curses window: the text drawn, row by row."""
+
+    def __init__(self):
+        self.rows = {}
+
+    def getmaxyx(self):
+        return 30, 170
+
+    def erase(self):
+        self.rows = {}
+
+    def addstr(self, y, x, text):
+        self.rows[y] = text
+
+    def move(self, y, x):
+        pass
+
+    def refresh(self):
+        pass
+
+
+class FakeObserver:
+    jid = "controller@example.net"
+    messages = 0
+    error = None
+    replies = []
+
+
+def test_a_screen_with_a_duration_says_when_it_closes():
+    screen = MonitorScreen(FakeObserver(), duration=30)
+    window = FakeWindow()
+    screen.closes_at = 1000.0 + 30
+    screen._draw(window, {"sensor-1@example.net": entry()}, now=1000.0 + 18.2)
+    assert window.rows[0].endswith(" - 1 devices, 1 online - 0 reports - closes in 12s")
+    endless = MonitorScreen(FakeObserver())
+    endless._draw(window, {}, now=0)
+    assert "closes" not in window.rows[0]
 
 
 @pytest.fixture
