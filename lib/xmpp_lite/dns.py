@@ -192,7 +192,15 @@ def _rand(n):
 
 
 def default_nameserver():
-    """The first name server of /etc/resolv.conf (CPython, MicroPython's unix port), or None."""
+    """The name server the network gave the board, else the first of /etc/resolv.conf, else None."""
+    try:
+        import network
+
+        server = network.ipconfig("dns")  # MicroPython 1.24 and later: what DHCP or PPP gave
+        if server and server != "0.0.0.0":
+            return server
+    except (ImportError, AttributeError, OSError, ValueError, TypeError):
+        pass  # a host, or an older port
     try:
         with open(RESOLV_CONF) as f:
             for line in f:
