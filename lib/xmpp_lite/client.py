@@ -14,6 +14,17 @@ or offered no STARTTLS while TLS is required), TLSError (an OSError: the
 handshake or the certificate check failed) or OSError (DNS, TCP, timeouts).
 ``poll`` raises the same once online, and OSError when the connection is gone.
 
+Servers. ``host``/``port``: one server. ``servers``: several, tried in turn
+until one takes the login (a cluster's nodes, say); the next connect starts
+with the one that worked last, so a XEP-0198 stream resumes on whichever
+node is up. Neither: the client looks up the JID's domain by DNS SRV
+(xmpp_lite.dns: ``_xmpps-client._tcp`` for direct TLS and
+``_xmpp-client._tcp`` for STARTTLS, ordered by priority and weight) with
+the name server ``nameserver`` (default: the one the network gave the board,
+or /etc/resolv.conf's), and falls back to the domain itself on ``port``.
+A connection that fails (OSError, TLSError, StreamError) moves on to the next
+server; a refused login (AuthError) does not.
+
 TLS. ``tls="required"``: STARTTLS on the normal port; ``"direct"``: TLS from
 the first byte (XEP-0368, e.g. port 5223); ``"none"``: plaintext (PLAIN then
 needs ``insecure_plain=True``). The server certificate is verified against
@@ -69,6 +80,8 @@ from xmpp_lite.stanza import Element
 
 DEFAULT_PORT = 5222
 CONNECT_TIMEOUT_MS = 30000  # DNS not included: getaddrinfo blocks as long as it takes
+SERVER_CONNECT_TIMEOUT_MS = 10000  # for one server's TCP handshake, so that the next server gets its turn
+MAX_SERVERS = 8  # servers given or found by SRV that are tried; more are left out
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read; the session's events are handled after each read
 MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
@@ -117,6 +130,26 @@ def load_ca(ca):
     return certs
 
 
+def _server(entry, port, tls):
+    """(host, port, tls) from "host", "host:port" or (host, port)."""
+    if isinstance(entry, str):
+        if entry.startswith("["):  # "[2001:db8::1]:5222"
+            host, _, given = entry[1:].partition("]")
+            given = given[1:]
+        elif entry.count(":") == 1:
+            host, _, given = entry.partition(":")
+        else:  # a name, or an IPv6 address without a port
+            host, given = entry, ""
+        if given and not given.isdigit():
+            raise ValueError("bad server %r: the port must be a number" % entry)
+        return host, int(given) if given else port, tls
+    return entry[0], entry[1], tls
+
+
+def _is_ip(host):
+    return host.find(":") >= 0 or host.replace(".", "").isdigit()
+
+
 def _describe(error):
     text = str(error).strip()
     return text or type(error).__name__
@@ -125,8 +158,10 @@ def _describe(error):
 class Client:
     """An XMPP client connection; see the module docstring.
 
-    ``host``/``port``: where to connect (default: the JID's domain, 5222; no
-    SRV lookup). ``resource``: the resource to bind (None: the server picks).
+    ``host``/``port``: where to connect. ``servers``: a list of "host",
+    "host:port" or (host, port), tried in turn. Neither: a DNS SRV lookup of
+    the JID's domain with ``nameserver`` ("a.b.c.d" or "a.b.c.d:port"), then the
+    domain itself (see the module docstring). ``resource``: the resource to bind (None: the server picks).
     ``sasl_cache``: a dict that keeps SCRAM salted keys across logins (see
     xmpp_lite.sasl). ``mechanisms``: allowed SASL mechanisms; pinning one
     saves a round trip (see xmpp_lite.session). ``sm``: an
@@ -140,16 +175,24 @@ class Client:
     """
 
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
-                 resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True):
+                 resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
+                 servers=None, nameserver=None):
         local, domain, _ = split_jid(jid)
         if not local or not domain:
             raise ValueError("the JID needs a local part and a domain: " + jid)
         if tls not in (TLS_REQUIRED, TLS_DIRECT, TLS_NONE):
             raise ValueError("tls must be 'required', 'direct' or 'none'")
+        if host and servers:
+            raise ValueError("give host or servers, not both")
         self.jid = None  # the bound full JID while online
         self.domain = domain
-        self.host = host or domain
+        self.host = host or domain  # the server of the last connection attempt
         self.port = port
+        self.servers = [_server(entry, port, tls) for entry in servers[:MAX_SERVERS]] if servers else None
+        if host:
+            self.servers = [(host, port, tls)]
+        self.nameserver = nameserver
+        self._preferred = 0  # index in the server list of the last server that took the login
         self.tls = tls
         self.verify = verify
         self.on_message = None
@@ -312,33 +355,73 @@ class Client:
             # MicroPython's errno has no EISCONN.
             raise OSError(getattr(errno, "EISCONN", errno.EALREADY), "already connected")
         self._deadline = (ticks_ms(), timeout_ms)
-        host, port = self.host, self.port
-        redirected = False
         try:
-            while True:
+            candidates = self._candidates()
+            count = len(candidates)
+            for turn in range(count):
+                index = (self._preferred + turn) % count
+                host, port, tls = candidates[index]
                 try:
-                    return self._attempt(host, port, registration)
-                except _Redirect as redirect:
-                    if redirected:
-                        raise StreamError("see-other-host", "redirected a second time, to " + redirect.host)
-                    redirected = True
-                    host = redirect.host
-                    port = redirect.port or port
+                    result = self._attempt_following_redirect(host, port, tls, registration)
+                    self._preferred = index
+                    return result
+                except (OSError, StreamError):
+                    if turn == count - 1 or self._remaining() <= 0:
+                        raise
         finally:
             self._deadline = None
 
-    def _attempt(self, host, port, registration):
+    def _candidates(self):
+        """The servers to try: given, or found by SRV, or the domain itself."""
+        if self.servers is not None:
+            return self.servers
+        host = self.domain
+        if self.domain != "localhost" and not self.domain.endswith(".localhost") and not _is_ip(self.domain):
+            # localhost names never go to DNS (RFC 6761 6.3); an address has no SRV records.
+            from xmpp_lite import dns
+
+            nameserver = self.nameserver or dns.default_nameserver()
+            if nameserver:
+                try:
+                    found = dns.xmpp_servers(self.domain, nameserver, self.tls)
+                    if found:
+                        return [(host, port, TLS_DIRECT if direct else self.tls)
+                                for host, port, direct in found[:MAX_SERVERS]]
+                    answers = dns.query(nameserver, self.domain, dns.TYPE_A)  # no SRV: the domain's A record
+                    if answers:
+                        host = answers[0][1]
+                except dns.NoService:
+                    raise
+                except dns.DNSError:
+                    pass  # no answer: the system resolver may still know the domain
+        return [(host, self.port, self.tls)]
+
+    def _attempt_following_redirect(self, host, port, tls, registration):
+        redirected = False
+        while True:
+            try:
+                return self._attempt(host, port, tls, registration)
+            except _Redirect as redirect:
+                if redirected:
+                    raise StreamError("see-other-host", "redirected a second time, to " + redirect.host)
+                redirected = True
+                host = redirect.host
+                port = redirect.port or port
+
+    def _attempt(self, host, port, tls, registration):
         self._reached = None
         self._closing = False
         self._unsent = b""
         self._more = False
         self.session = None
         self.jid = None
+        self.host = host
+        self.port = port
         sock = self._open_socket(host, port)
         self._use_socket(sock)
-        if self.tls == TLS_DIRECT:
+        if tls == TLS_DIRECT:
             self._start_tls()
-        session = Session(self._jid, self._password, resource=self._resource, tls=self.tls,
+        session = Session(self._jid, self._password, resource=self._resource, tls=tls,
                           insecure_plain=self._insecure_plain, sasl_cache=self._sasl_cache,
                           software=self._software, mechanisms=self._mechanisms, registration=registration,
                           sm=None if registration is not None else self.sm, sasl2=self._sasl2,
@@ -389,7 +472,7 @@ class Client:
                               "cannot connect to %s:%d: %s" % (host, port, _describe(error)))
         poller = select.poll()
         poller.register(sock, select.POLLOUT)
-        left = self._remaining()
+        left = min(self._remaining(), SERVER_CONNECT_TIMEOUT_MS)
         events = poller.poll(left) if left > 0 else []
         if not events:
             raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))

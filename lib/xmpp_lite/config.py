@@ -17,6 +17,7 @@ MAX_CONFIG_BYTES = 8192  # a config is a few hundred bytes; more is a wrong file
 MAX_SENSORS = 8
 MAX_OUTPUTS = 8
 MAX_ADMINS = 8
+MAX_SERVERS = 8  # entries of xmpp.servers (the client tries as many)
 MAX_GPIO = 48  # the highest GPIO number on any supported chip (ESP32-S3)
 
 NETWORK_KINDS = ("wifi", "modem", "none")
@@ -65,6 +66,9 @@ def _one_of(choices):
 
 _text = _Check(lambda value: isinstance(value, str), "a string")
 _jid = _Check(_is_jid, "a JID like name@example.net")
+_servers = _Check(lambda value: isinstance(value, list) and 0 < len(value) <= MAX_SERVERS
+                  and all(isinstance(entry, str) and entry and entry.find(" ") < 0 for entry in value),
+                  "a list of 1 to %d \"host\" or \"host:port\" strings" % MAX_SERVERS)
 _boolean = _Check(lambda value: value is True or value is False, "true or false")
 
 # section -> ((key, default, check), ...)
@@ -82,6 +86,8 @@ _SCHEMA = {
         ("jid", _REQUIRED, _jid),
         ("password", _REQUIRED, _text),
         ("server", None, _text),
+        ("servers", None, _servers),
+        ("dns", None, _text),
         ("port", 5222, _number(1, 65535)),
         ("tls", "required", _one_of(TLS_MODES)),
         ("ca", None, _text),
@@ -203,6 +209,8 @@ def check(config):
     if network["kind"] == "modem" and not network["apn"]:
         raise ConfigError("network.apn: missing (the carrier's access point name, e.g. \"internet\")")
     xmpp = out["xmpp"]
+    if xmpp["server"] and xmpp["servers"]:
+        raise ConfigError("xmpp.servers: give xmpp.server or xmpp.servers, not both")
     if xmpp["tls"] != "none" and xmpp["ca"] is None and not xmpp["insecure_plain"]:
         raise ConfigError("xmpp.ca: missing (the CA certificate file that signs the server's certificate; "
                           "MicroPython has no system CA store)")

@@ -22,6 +22,10 @@ def make_link(config, ca=None):
                "insecure_plain": xmpp["insecure_plain"], "sasl_cache": {}}
     if xmpp["server"]:
         options["host"] = xmpp["server"]
+    if xmpp["servers"]:
+        options["servers"] = xmpp["servers"]
+    if xmpp["dns"]:
+        options["nameserver"] = xmpp["dns"]
     if ca is not None or xmpp["ca"]:
         options["ca"] = ca if ca is not None else xmpp["ca"]
     heartbeat = Heartbeat(int(keepalive["ws_interval_s"] * 1000), int(keepalive["probe_interval_s"] * 1000),

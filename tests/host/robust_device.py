@@ -38,7 +38,11 @@ def say(text):
 heartbeat = Heartbeat(config["ws_interval_ms"], config["probe_interval_ms"], config["probe_timeout_ms"])
 backoff = Backoff(initial_ms=config["backoff_initial_ms"], max_ms=config["backoff_max_ms"],
                   stable_ms=config["backoff_stable_ms"])
-options = {"host": config["host"], "port": config["port"], "tls": config["tls"], "resource": config["resource"]}
+options = {"port": config["port"], "tls": config["tls"], "resource": config["resource"]}
+if config.get("servers"):
+    options["servers"] = config["servers"]  # tried in turn (failover)
+else:
+    options["host"] = config["host"]
 if config.get("ca"):
     options["ca"] = config["ca"]
 if config["tls"] == "none":
