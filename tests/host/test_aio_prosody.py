@@ -3,8 +3,9 @@
 The device is tests/host/aio_device.py in its own process; slixmpp (tests/host/slixpeer.py) is the
 controller. While the device connects, a 10 ms ticker task runs beside the link and reports the longest
 the event loop kept it waiting: the bound below is what the loop may stall during connect + STARTTLS +
-login. The documented blocking calls are in it: getaddrinfo (a numeric address here: microseconds) and,
-on MicroPython, the TLS handshake's public-key steps and SCRAM's PBKDF2, each run inside one read.
+login, with SCRAM's salted key cached (PBKDF2, a documented stall, is measured by tests/bench/bench_aio.py).
+The other documented blocking calls are in it: getaddrinfo (a numeric address here: microseconds) and, on
+MicroPython, the TLS handshake's public-key steps, each run inside one read or write.
 Every wait is bounded.
 """
 
@@ -29,9 +30,10 @@ RUNTIMES = ("micropython", "cpython")
 VM_HEAP = "256k"
 WAIT = 20.0
 # The longest the 10 ms ticker may wait past its time while the link connects, runs STARTTLS and logs in
-# (SCRAM-SHA-1 with Prosody's iteration count, the salted key not cached yet). Measured on this machine
-# under load: VM ~60 ms (PBKDF2 in Python and the TLS handshake's RSA/ECDHE steps), CPython ~15 ms.
-LOGIN_STALL_BOUND_MS = {"micropython": 400, "cpython": 150}
+# with SCRAM-SHA-1 (the salted key cached, as on every login after the first since boot: PBKDF2 is a
+# documented stall, see docs/asyncio.md). Measured here: VM 20-40 ms (the TLS handshake's public-key steps,
+# a GC pass), CPython 1-2 ms; the bounds leave room for a loaded machine.
+LOGIN_STALL_BOUND_MS = {"micropython": 200, "cpython": 100}
 # After login, nothing in the driver runs long: the ticker's worst wait while messages flow.
 RUN_STALL_BOUND_MS = 100
 
@@ -63,7 +65,7 @@ class AioDevice(LineProcess):
             "mechanisms": None, "ws_interval_ms": 0, "probe_interval_ms": 0, "probe_timeout_ms": 0,
             "backoff_initial_ms": 50, "backoff_max_ms": 400, "backoff_stable_ms": 2000,
             "connect_timeout_ms": 10000, "send": 0, "status": "testing", "linger_ms": 1500,
-            "controller": server.jid("controller") + "/desk",
+            "controller": server.jid("controller") + "/desk", "warm_cache": False,
         }
         config.update(settings)
         path = os.path.join(str(tmp_path), "aio-%s.json" % runtime)
@@ -119,7 +121,7 @@ def drain(box):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_login_messages_ping_disco_and_the_loop_keeps_running(runtime, prosody, controller, running, tmp_path):
     drain(controller.messages)
-    device = AioDevice(runtime, tmp_path, prosody, send=3)
+    device = AioDevice(runtime, tmp_path, prosody, send=3, warm_cache=True)
     running.append(device)
     device.wait_for("STATE online fresh")
     _, line = device.wait_for("STALL login")
@@ -143,6 +145,7 @@ def test_login_messages_ping_disco_and_the_loop_keeps_running(runtime, prosody, 
     assert report["stalls"]["run"] <= RUN_STALL_BOUND_MS, report["stalls"]
     assert report["ticks"] > 0
     assert summary["unacked"] == 0 and summary["stats"]["attempts"] == 1 and summary["stats"]["online"] == 1
+    assert summary["auths"] == 1
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
