@@ -149,7 +149,7 @@ def set_clock(config):
 
 def run(led, board):
     from xmpp_lite.config import ConfigError, load
-    from xmpp_lite.robust import STATE_ONLINE
+    from xmpp_lite.linkstate import STATE_ONLINE
     from xmpp_lite.sasl import AuthError
     from xmpp_lite.stream import StreamError
 
@@ -265,7 +265,7 @@ async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_
     """run()'s loop with device.driver "asyncio": the link (xmpp_lite.aio) and the report timer are tasks
     (commands arrive by the link's callbacks); this task keeps the watchdog, the LED and the network."""
     from xmpp_lite.aio import sleep_ms
-    from xmpp_lite.robust import STATE_STOPPED
+    from xmpp_lite.linkstate import STATE_STOPPED
     from xmpp_lite.sasl import AuthError
 
     device_config = config["device"]

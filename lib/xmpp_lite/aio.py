@@ -18,7 +18,8 @@ callbacks, answers to pings and disco), a writer (what the session has to
 send) and a supervisor (heartbeats while online, reconnection with backoff
 and stream resumption while offline). The policies are the objects
 RobustClient uses: xmpp_lite.keepalive.Heartbeat, xmpp_lite.backoff.Backoff,
-xmpp_lite.sm.StreamManagement, and robust.is_fatal for which errors stop.
+xmpp_lite.sm.StreamManagement, and xmpp_lite.linkstate for which errors
+stop the link. It loads without the poll driver (xmpp_lite.client, robust).
 
 Received stanzas go to ``on_message``, ``on_presence``, ``on_iq`` when set;
 otherwise, once an ``async for stanza in link`` has begun, to a bounded
@@ -47,10 +48,18 @@ import asyncio
 
 from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms
 from xmpp_lite.backoff import Backoff
-from xmpp_lite.client import CONNECT_TIMEOUT_MS, DEFAULT_PORT, READ_SIZE, TLSError, load_ca
+from xmpp_lite.certs import TLSError, load_ca
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.responder import NS_PING
-from xmpp_lite.robust import CLOSE_ACK_TIMEOUT_MS, STATE_OFFLINE, STATE_ONLINE, STATE_STOPPED, is_fatal
+from xmpp_lite.linkstate import (
+    CLOSE_ACK_TIMEOUT_MS,
+    CONNECT_TIMEOUT_MS,
+    DEFAULT_PORT,
+    STATE_OFFLINE,
+    STATE_ONLINE,
+    STATE_STOPPED,
+    is_fatal,
+)
 from xmpp_lite.session import (
     EVENT_CLOSED,
     EVENT_ERROR,
@@ -75,6 +84,7 @@ from xmpp_lite.stanza import NS_CLIENT, Element, serialise
 from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
 
+READ_SIZE = 1024  # bytes per read (one buffer, reused, on MicroPython)
 MAX_INBOX = 16  # stanzas waiting for ``async for``; the reader pauses above this
 CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPython)
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end

@@ -30,7 +30,6 @@ only offers the means: ``send_whitespace()``, ``request_ack()``,
 XEP-0198 and resume the stream it remembers.
 """
 
-import binascii
 import errno
 import select
 import socket
@@ -45,6 +44,8 @@ from xmpp_lite._compat import (
     ticks_ms,
     wrap_tls,
 )
+from xmpp_lite.certs import TLSError, load_ca  # noqa: F401 - part of this module's API
+from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT
 from xmpp_lite.responder import NS_PING
 from xmpp_lite.session import (
     EVENT_CLOSED,
@@ -67,21 +68,14 @@ from xmpp_lite.session import (
 )
 from xmpp_lite.stanza import Element
 
-DEFAULT_PORT = 5222
-CONNECT_TIMEOUT_MS = 30000  # DNS not included: getaddrinfo blocks as long as it takes
+# CONNECT_TIMEOUT_MS: DNS not included, getaddrinfo blocks as long as it takes.
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read; the session's events are handled after each read
 MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_PEM_END = b"-----END CERTIFICATE-----"
 _IO_ERRORS = TLS_ERRORS + (OSError,)
 _CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
-
-
-class TLSError(OSError):
-    """The TLS handshake failed: certificate not trusted, wrong host name, or a TLS alert."""
 
 
 class _Redirect(Exception):
@@ -91,30 +85,6 @@ class _Redirect(Exception):
         super().__init__(host, port)
         self.host = host
         self.port = port
-
-
-def load_ca(ca):
-    """DER certificates from ``ca``: a file path or bytes, PEM (one or more) or DER."""
-    if isinstance(ca, str):
-        with open(ca, "rb") as f:
-            ca = f.read()
-    ca = bytes(ca)
-    if ca.find(_PEM_BEGIN) < 0:
-        if not ca:
-            raise ValueError("empty CA certificate")
-        return [ca]
-    certs = []
-    start = ca.find(_PEM_BEGIN)
-    while start >= 0:
-        end = ca.find(_PEM_END, start)
-        if end < 0:
-            raise ValueError("truncated PEM certificate")
-        body = ca[start + len(_PEM_BEGIN):end]
-        for space in (b"\r", b"\n", b" ", b"\t"):
-            body = body.replace(space, b"")
-        certs.append(binascii.a2b_base64(body))
-        start = ca.find(_PEM_BEGIN, end)
-    return certs
 
 
 def _describe(error):
