@@ -44,8 +44,6 @@ from xmpp_lite._compat import (
     ticks_ms,
     wrap_tls,
 )
-from xmpp_lite.certs import TLSError, load_ca  # noqa: F401 - part of this module's API
-from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT
 from xmpp_lite.responder import NS_PING
 from xmpp_lite.session import (
     EVENT_CLOSED,
@@ -67,6 +65,11 @@ from xmpp_lite.session import (
     split_jid,
 )
 from xmpp_lite.stanza import Element
+
+# After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
+# from source on the device.
+from xmpp_lite.certs import TLSError, load_ca  # noqa: E402,F401,I001 - TLSError, load_ca: this module's API
+from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402
 
 # CONNECT_TIMEOUT_MS: DNS not included, getaddrinfo blocks as long as it takes.
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
