@@ -12,6 +12,7 @@ Every wait is bounded.
 import json
 import os
 import queue
+import re
 import ssl
 import sys
 import time
@@ -213,3 +214,49 @@ def test_cut_link_is_resumed_without_loss(runtime, prosody, controller, running,
     assert report["stats"]["resumed"] == 1 and report["stats"]["lost"] == 1, report
     controller.send_message(device.full_jid, "quit")
     assert device.done()["unacked"] == 0
+
+
+# -- the example of docs/asyncio.md, as written, with this server's address and accounts --------------------
+
+DOCS_PAGE = os.path.join(ROOT, "docs", "asyncio.md")
+DOCS_MARKER = "<!-- tested by: tests/host/test_aio_prosody.py::test_the_docs_example_runs -->"
+
+
+def docs_example(settings):
+    """The example's code block, with each ``NAME = ...`` line of ``settings`` replaced."""
+    text = open(DOCS_PAGE, encoding="utf-8").read()
+    start = text.index("```python\n", text.index(DOCS_MARKER)) + len("```python\n")
+    code = text[start:text.index("\n```", start)]
+    for name, value in settings.items():
+        code, count = re.subn(r"(?m)^%s = .*$" % name, "%s = %r" % (name, value), code)
+        assert count == 1, name
+    return code
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_docs_example_runs(runtime, prosody, controller, running, tmp_path):
+    drain(controller.messages)
+    script = tmp_path / ("example-%s.py" % runtime)
+    script.write_text(docs_example({
+        "JID": prosody.jid("device1") + "/example-" + runtime, "PASSWORD": prosody.accounts["device1"],
+        "CA": prosody.ca_der_path, "SERVER": "127.0.0.1", "PORT": prosody.c2s_port,
+        "CONTROLLER": prosody.jid("controller")}))
+    if runtime == "micropython":
+        env = dict(os.environ, MICROPYPATH=".frozen:" + _vm_lib["path"])
+        command = [find_tool("micropython"), "-X", "heapsize=" + VM_HEAP, str(script)]
+    else:
+        env = dict(os.environ, PYTHONPATH=LIB)
+        command = [sys.executable, "-u", str(script)]
+    board = LineProcess(command, cwd=str(tmp_path), env=env)
+    running.append(board)
+    board.wait_for("online")
+    board.full_jid = prosody.jid("device1") + "/example-" + runtime
+    first = ask(controller, board, "read")
+    match = re.fullmatch(r"temp=21\.5C from (\d+) samples", first)
+    assert match, first
+    time.sleep(0.3)  # the sensor task keeps sampling beside the link
+    second = re.fullmatch(r"temp=21\.5C from (\d+) samples", ask(controller, board, "read"))
+    assert second and int(second.group(1)) > int(match.group(1)), (first, second)
+    controller.send_message(board.full_jid, "quit")
+    assert board.finish() == 0, board.output()
+    assert "Traceback" not in board.output()
