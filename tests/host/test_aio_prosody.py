@@ -260,3 +260,30 @@ def test_the_docs_example_runs(runtime, prosody, controller, running, tmp_path):
     controller.send_message(board.full_jid, "quit")
     assert board.finish() == 0, board.output()
     assert "Traceback" not in board.output()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_black_hole_is_found_by_a_probe_and_the_stream_resumed(runtime, prosody, controller, running, tmp_path):
+    drain(controller.messages)
+    link = LinkEmulator(target=("127.0.0.1", prosody.c2s_port), profile=Profile(), seed=7)
+    link.start()
+    running.append(link)
+    probe_interval_ms, probe_timeout_ms = 400, 400
+    device = AioDevice(runtime, tmp_path, prosody, port=link.port, resource="hole-" + runtime,
+                       probe_interval_ms=probe_interval_ms, probe_timeout_ms=probe_timeout_ms)
+    running.append(device)
+    device.wait_for("STATE online fresh")
+    controller.send_message(device.full_jid, "cmd 0")
+    assert ask(controller, device, "echo before") == "before"
+    started = time.monotonic()
+    link.blackhole()  # the connection stays open and carries nothing: only a probe can tell
+    controller.send_message(device.full_jid, "cmd 1")
+    detected, line = device.wait_for("STATE offline")
+    assert "the link is dead" in line, line
+    assert (detected - started) * 1000 <= probe_interval_ms + probe_timeout_ms + 2000
+    device.wait_for("STATE online resumed")
+    report = json.loads(ask(controller, device, "report")[len("report "):])
+    assert report["commands"] == 2 and report["duplicates"] == 0 and report["in_order"], report
+    assert report["stats"]["dead_links"] == 1 and report["stats"]["probes"] >= 1, report
+    controller.send_message(device.full_jid, "quit")
+    assert device.done()["unacked"] == 0
