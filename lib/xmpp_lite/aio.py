@@ -2,6 +2,7 @@
 
     import asyncio
     from xmpp_lite.aio import AsyncClient
+    from xmpp_lite.stanza import presence
 
     async def main():
         link = AsyncClient("sensor1@example.net", "secret", ca="/ca.der")
@@ -27,11 +28,8 @@ inbox that the loop takes them from (the reader stops reading while it is
 full: the server waits, nothing is dropped).
 
 TLS. "required" (STARTTLS) and "direct" as in xmpp_lite.client, with the
-same certificate checks. On MicroPython the socket is wrapped without a
-handshake (``do_handshake_on_connect=False``) and the handshake runs inside
-the first reads and writes of the asyncio stream, which wait on the loop's
-I/O poll: the loop never waits for the server. On CPython the stream's own
-``start_tls`` does it.
+same certificate checks; how the handshake runs under each runtime's asyncio
+is in xmpp_lite.aiolink.
 
 What still blocks the loop: ``socket.getaddrinfo`` (MicroPython has no
 asynchronous DNS; a numeric address or a cached name takes microseconds,
@@ -41,12 +39,12 @@ SCRAM key derivation (PBKDF2, once per password with a ``sasl_cache``).
 docs/asyncio.md gives the measured figures.
 """
 
+import asyncio
 import errno
 import gc
 
-import asyncio
-
 from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms
+from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error, sleep_ms, tls_args, within
 from xmpp_lite.backoff import Backoff
 from xmpp_lite.certs import TLSError, load_ca
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
@@ -84,139 +82,9 @@ from xmpp_lite.stanza import NS_CLIENT, Element, serialise
 from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
 
-READ_SIZE = 1024  # bytes per read (one buffer, reused, on MicroPython)
 MAX_INBOX = 16  # stanzas waiting for ``async for``; the reader pauses above this
-CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPython)
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
-
-if MICROPYTHON:  # pragma: no cover - MicroPython
-    import select
-    import socket
-
-    from xmpp_lite._compat import socket_error, wrap_tls
-
-    sleep_ms = asyncio.sleep_ms  # also for applications: the same on both runtimes
-
-    def _within(awaitable, timeout_ms):
-        return asyncio.wait_for_ms(awaitable, timeout_ms)
-
-    class _Link:
-        """A TCP (then TLS) socket under an asyncio stream; the TLS handshake runs in its reads and writes."""
-
-        def __init__(self):
-            self.sock = None
-            self.stream = None
-            self._rx = bytearray(READ_SIZE)
-            self._view = memoryview(self._rx)
-
-        async def open(self, host, port, tls_args):
-            # getaddrinfo blocks the loop: MicroPython has no other way to resolve a name.
-            addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-            if not addresses:
-                raise OSError(errno.EHOSTUNREACH, "no address for " + host)
-            address = addresses[0]
-            sock = socket.socket(address[0], socket.SOCK_STREAM)
-            self.sock = sock
-            sock.setblocking(False)
-            try:
-                sock.connect(address[-1])
-            except OSError as error:
-                if not error.args or error.args[0] not in (errno.EINPROGRESS, errno.EAGAIN):
-                    raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
-                                  "cannot connect to %s:%d: %s" % (host, port, error))
-            poller = select.poll()
-            poller.register(sock, select.POLLOUT)
-            while True:
-                events = poller.poll(0)
-                if events:
-                    break
-                await sleep_ms(CONNECT_POLL_MS)
-            failure = socket_error(sock, events[0][1])
-            if failure:
-                raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
-            if tls_args is not None:
-                self.sock = sock = wrap_tls(sock, *tls_args)
-            self.stream = asyncio.StreamReader(sock)
-
-        async def start_tls(self, tls_args):
-            self.sock = wrap_tls(self.sock, *tls_args)
-            self.stream = asyncio.StreamReader(self.sock)
-
-        async def read(self):
-            while True:
-                count = await self.stream.readinto(self._rx)
-                if count is not None:  # None: a TLS record (or handshake step) is not complete yet
-                    return bytes(self._view[:count])
-
-        async def write(self, data):
-            stream = self.stream
-            stream.write(data)
-            await stream.drain()
-
-        def close(self):
-            sock = self.sock
-            self.sock = self.stream = None
-            if sock is not None:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-
-    def _tls_args(domain, cadata, verify):
-        return (domain, cadata, verify, 0)
-
-else:
-    from xmpp_lite._compat import tls_context
-
-    def sleep_ms(ms):
-        """MicroPython's asyncio.sleep_ms on CPython."""
-        return asyncio.sleep(ms / 1000)
-
-    def _within(awaitable, timeout_ms):
-        return asyncio.wait_for(awaitable, timeout_ms / 1000)
-
-    class _Link:
-        """asyncio's streams; getaddrinfo runs in the loop's thread pool, TLS by start_tls."""
-
-        def __init__(self):
-            self.reader = None
-            self.writer = None
-
-        async def open(self, host, port, tls_args):
-            try:
-                if tls_args is None:
-                    self.reader, self.writer = await asyncio.open_connection(host, port)
-                else:
-                    self.reader, self.writer = await asyncio.open_connection(
-                        host, port, ssl=tls_context(tls_args[1], tls_args[2]), server_hostname=tls_args[0])
-            except OSError as error:
-                if isinstance(error, _TLS_ERRORS):
-                    raise
-                raise OSError(error.errno or errno.ECONNREFUSED, "cannot connect to %s:%d: %s" % (host, port, error))
-
-        async def start_tls(self, tls_args):
-            await self.writer.start_tls(tls_context(tls_args[1], tls_args[2]), server_hostname=tls_args[0])
-
-        async def read(self):
-            return await self.reader.read(READ_SIZE)
-
-        async def write(self, data):
-            self.writer.write(data)
-            await self.writer.drain()
-
-        def close(self):
-            writer = self.writer
-            self.reader = self.writer = None
-            if writer is not None:
-                writer.transport.abort()
-
-    def _tls_args(domain, cadata, verify):
-        return (domain, cadata, verify)
-
-    import ssl as _ssl
-
-    _TLS_ERRORS = (_ssl.SSLError, _ssl.CertificateError)
-
+CLOSE_POLL_MS = 10  # how often close() looks whether the server's stream end came
 
 def _describe(error):
     text = str(error).strip()
@@ -398,7 +266,7 @@ class AsyncClient:
             if left <= 0:
                 return False
             try:
-                await _within(event.wait(), left)
+                await within(event.wait(), left)
             except asyncio.TimeoutError:
                 return False
         return self.sm.enabled or self.sm.resumable
@@ -435,7 +303,7 @@ class AsyncClient:
                         if left <= 0:
                             break
                         try:
-                            await _within(self._acks.wait(), left)
+                            await within(self._acks.wait(), left)
                         except asyncio.TimeoutError:
                             break
                 if self.state == STATE_ONLINE:
@@ -446,7 +314,7 @@ class AsyncClient:
                     while not session.finished and self._link is not None:
                         if ticks_diff(ticks_ms(), start) >= CLOSE_TIMEOUT_MS:
                             break
-                        await sleep_ms(CONNECT_POLL_MS)
+                        await sleep_ms(CLOSE_POLL_MS)
             except Exception:  # noqa: BLE001 - whatever the server does now, we are closing
                 pass
         left = len(self.sm.unacked)
@@ -470,14 +338,14 @@ class AsyncClient:
         if not self.verify:
             print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
                   "anyone on the path to %s can read and change this connection" % self.domain)
-            return _tls_args(self.domain, None, False)
-        return _tls_args(self.domain, self._load_cadata(), True)
+            return tls_args(self.domain, None, False)
+        return tls_args(self.domain, self._load_cadata(), True)
 
     async def _attempt(self):
         """One connection attempt; True when online. Fatal errors raise (after stopping)."""
         self.stats["attempts"] += 1
         try:
-            await _within(self._login(), self.connect_timeout_ms)
+            await within(self._login(), self.connect_timeout_ms)
         except Exception as error:  # noqa: BLE001 - sorted into fatal and retryable below
             self._drop()
             if isinstance(error, asyncio.TimeoutError):
@@ -498,7 +366,7 @@ class AsyncClient:
         self._tls_due = False
         self._closing = False
         self.jid = None
-        link = _Link()
+        link = Link()
         self._link = link
         tls_pending = self.tls == TLS_DIRECT
         try:
@@ -523,8 +391,8 @@ class AsyncClient:
                     tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
                     session.tls_established()
                 await self._flush(link, session)
-        except _TLS_FAILURES as error:
-            if tls_pending or _is_tls_error(error):
+        except TLS_FAILURES as error:
+            if tls_pending or is_tls_error(error):
                 raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
             raise
 
@@ -652,7 +520,7 @@ class AsyncClient:
             await sleep_ms(0)
             return
         try:
-            await _within(self._wake.wait(), ms)
+            await within(self._wake.wait(), ms)
         except asyncio.TimeoutError:
             pass
 
@@ -786,9 +654,3 @@ def _current_task():
     except RuntimeError:  # CPython: no loop running
         return None
 
-
-def _is_tls_error(error):
-    return not MICROPYTHON and isinstance(error, _TLS_ERRORS)
-
-
-_TLS_FAILURES = (OSError, ValueError) if MICROPYTHON else (OSError,)
