@@ -421,6 +421,9 @@ class AsyncClient:
         link = self._link
         self._tasks = [asyncio.create_task(self._read_loop(link, session)),
                        asyncio.create_task(self._write_loop(link, session))]
+        self._pulse_acks()  # <resumed h=.../> may have acked stanzas that acked() waits for
+        if self.sm.unacked:
+            session.request_ack()  # what was sent again is confirmed now, not after ACK_REQUEST_EVERY more
         self._notify(STATE_ONLINE, "resumed" if session.resumed else "fresh")
         self._announce()
         self._send_due.set()

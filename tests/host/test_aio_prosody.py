@@ -9,6 +9,7 @@ MicroPython, the TLS handshake's public-key steps, each run inside one read or w
 Every wait is bounded.
 """
 
+import asyncio
 import json
 import os
 import queue
@@ -287,3 +288,41 @@ def test_black_hole_is_found_by_a_probe_and_the_stream_resumed(runtime, prosody,
     assert report["stats"]["dead_links"] == 1 and report["stats"]["probes"] >= 1, report
     controller.send_message(device.full_jid, "quit")
     assert device.done()["unacked"] == 0
+
+
+# -- in-process on CPython: what the subprocess tests cannot reach ------------------------------------------
+
+
+def test_memory_error_is_a_reconnection_not_a_stop(prosody):
+    """A MemoryError inside the session (a heap too full for one more stanza) drops the link, which comes back."""
+    from xmpp_lite.aio import AsyncClient
+    from xmpp_lite.backoff import Backoff
+
+    states = []
+
+    async def run():
+        link = AsyncClient(prosody.jid("device1"), prosody.accounts["device1"], host="127.0.0.1",
+                           port=prosody.c2s_port, ca=prosody.ca_path, resource="memory",
+                           backoff=Backoff(initial_ms=50, max_ms=100))
+        link.on_state = lambda state, detail: states.append((state, detail))
+        assert await link.connect()
+        while not link.sm.resumable:  # <enabled/> may come after the login: then there is a stream to resume
+            await asyncio.sleep(0.01)
+        session = link.session
+
+        def exhausted(data):
+            raise MemoryError("memory allocation failed")
+
+        session.receive_data = exhausted
+        stanza_id = link.send_message(prosody.jid("controller"), "after a MemoryError")
+        assert await link.acked(stanza_id, 10000)  # the ack request's answer hits the MemoryError first
+        assert link.session is not session and link.state == "online"
+        assert await link.close() == 0
+        assert link.state == "stopped" and link.error is None
+        with pytest.raises(OSError):
+            link.send_message(prosody.jid("controller"), "after close")
+
+    asyncio.run(asyncio.wait_for(run(), WAIT))
+    kinds = [(state, type(detail).__name__ if detail is not None and not isinstance(detail, str) else detail)
+             for state, detail in states]
+    assert kinds == [("online", "fresh"), ("offline", "MemoryError"), ("online", "resumed"), ("stopped", None)]
