@@ -197,8 +197,8 @@ class AsyncClient:
         """
         if presence is not None:
             self._presence = presence
-        if self.state == STATE_ONLINE:
-            return True
+        if self._supervisor is not None:  # running already: online, or retrying in the background
+            return self.state == STATE_ONLINE
         self.error = None
         self._stopping = False
         self.backoff.reset()
@@ -368,9 +368,10 @@ class AsyncClient:
         self.jid = None
         link = Link()
         self._link = link
-        tls_pending = self.tls == TLS_DIRECT
+        tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
         try:
-            await link.open(self.host, self.port, self._tls() if tls_pending else None)
+            await link.open(self.host, self.port, self._tls() if self.tls == TLS_DIRECT else None)
+            tls_pending = self.tls == TLS_DIRECT and MICROPYTHON
             session = Session(self._jid, self._password, tls=self.tls, sm=self.sm, presence=self._presence,
                               **self._options)
             for xmlns in self._handlers:

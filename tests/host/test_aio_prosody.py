@@ -326,3 +326,29 @@ def test_memory_error_is_a_reconnection_not_a_stop(prosody):
     kinds = [(state, type(detail).__name__ if detail is not None and not isinstance(detail, str) else detail)
              for state, detail in states]
     assert kinds == [("online", "fresh"), ("offline", "MemoryError"), ("online", "resumed"), ("stopped", None)]
+
+
+@pytest.mark.parametrize("tls", ("required", "direct"))
+def test_refused_connection_is_a_retried_os_error_not_a_tls_error(tls):
+    from host_tools.server import free_port
+
+    from xmpp_lite.aio import AsyncClient
+    from xmpp_lite.certs import TLSError
+
+    async def run():
+        link = AsyncClient("device1@localhost", "secret", host="127.0.0.1", port=free_port(), tls=tls)
+        assert await link.connect() is False
+        assert link.state == "offline" and isinstance(link.error, OSError)
+        assert not isinstance(link.error, TLSError) and "cannot connect to 127.0.0.1" in str(link.error)
+        assert await link.close() == 0 and link.state == "stopped"
+
+    asyncio.run(asyncio.wait_for(run(), WAIT))
+
+
+def test_bad_options_are_one_line_errors():
+    from xmpp_lite.aio import AsyncClient
+
+    with pytest.raises(ValueError, match="the JID needs a local part and a domain: localhost"):
+        AsyncClient("localhost", "secret")
+    with pytest.raises(ValueError, match="tls must be 'required', 'direct' or 'none'"):
+        AsyncClient("device1@localhost", "secret", tls="starttls")
