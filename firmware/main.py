@@ -264,6 +264,8 @@ async def report_timer(node):
 async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_trying, interface, states):
     """run()'s loop with device.driver "asyncio": the link (xmpp_lite.aio) and the report timer are tasks
     (commands arrive by the link's callbacks); this task keeps the watchdog, the LED and the network."""
+    import asyncio
+
     from xmpp_lite.aio import sleep_ms
     from xmpp_lite.linkstate import STATE_STOPPED
     from xmpp_lite.sasl import AuthError
@@ -288,15 +290,16 @@ async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_
     node.start(ticks_ms())
 
     if device_config["deep_sleep_s"] > 0:
-        start = ticks_ms()
-        while device.unacked and ticks_diff(ticks_ms(), start) < DEEP_SLEEP_ACK_MS:
-            await sleep_ms(POLL_MS)
-            feed()
-        left = await device.close()
+        async def keep_fed():
+            while True:
+                feed()
+                await sleep_ms(POLL_MS)
+
+        feeder = asyncio.create_task(keep_fed())
+        left = await device.close(DEEP_SLEEP_ACK_MS)  # asks the server for its ack, waits for it (bounded)
+        feeder.cancel()
         say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
         machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
-
-    import asyncio
 
     asyncio.create_task(report_timer(node))
     last_network_check = ticks_ms()

@@ -50,3 +50,17 @@ def test_asyncio_board_wrong_password_is_shown_not_retried(prosody, mpy_lib, run
     output = board.output()
     assert "xmpp_lite: the server refused %s: not-authorized" % prosody.jid("device1") in output
     assert output.count("xmpp_lite: online") == 0 and "Traceback" not in output
+
+
+def test_asyncio_board_deep_sleep_duty_cycle(prosody, mpy_lib, running, tmp_path):
+    controller = Controller(prosody)
+    running.append(controller)
+    controller.send_presence()
+    folder = make_board(tmp_path, prosody, "esp32-c3-devkitm-1", resource="aio-c3",
+                        device=dict(ASYNCIO, deep_sleep_s=300))
+    board = boot(folder, mpy_lib)
+    running.append(board)
+    board.wait_for("xmpp_lite: report sent (0 unacked); sleeping 300 s")
+    board.wait_for("fake: deepsleep 300000 ms")
+    assert board.finish() == 0
+    body_from(controller, prosody.jid("device1") + "/aio-c3", r"temp=50C light=\d+ button=1")
