@@ -3,7 +3,8 @@
 Reads ``config.json`` (see the README, "Configuration") and ``board.json``
 (the board's profile from boards/, copied by ``xmpp-lite deploy``), brings
 the network up (Wi-Fi, or a cellular modem over PPP), logs in to the XMPP
-server with xmpp_lite.robust and runs the sensor node (xmpp_lite.node):
+server with xmpp_lite.robust (or, with ``device.driver`` "asyncio", with
+xmpp_lite.aio as asyncio tasks) and runs the sensor node (xmpp_lite.node):
 reports at the configured interval, commands from the controller and the
 admins. The watchdog is fed only while the loop is healthy: online, or
 offline for less than ``device.max_offline_s``; a board that cannot get back
@@ -148,7 +149,7 @@ def set_clock(config):
 
 def run(led, board):
     from xmpp_lite.config import ConfigError, load
-    from xmpp_lite.robust import STATE_ONLINE
+    from xmpp_lite.linkstate import STATE_ONLINE
     from xmpp_lite.sasl import AuthError
     from xmpp_lite.stream import StreamError
 
@@ -200,6 +201,12 @@ def run(led, board):
             states["offline_since"] = ticks_ms()
 
     device.on_state = on_state
+    if device_config["driver"] == "asyncio":
+        import asyncio
+
+        asyncio.run(serve_with_asyncio(config, board, device, node, led, feed, feed_while_trying, interface,
+                                       states))
+        return
     try:
         device.connect()
     except AuthError as error:
@@ -242,6 +249,82 @@ def run(led, board):
                 try:
                     interface = bring_up_network(config, board, lambda: feed_while_trying(offline_since))
                 except OSError as error:  # netup.NetworkError, or the network stack's own
+                    say(str(error))
+
+
+async def report_timer(node):
+    """The node's reports and pending reboot, as a task."""
+    from xmpp_lite.aio import sleep_ms
+
+    while True:
+        node.tick(ticks_ms())
+        await sleep_ms(POLL_MS)
+
+
+async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_trying, interface, states):
+    """run()'s loop with device.driver "asyncio": the link (xmpp_lite.aio) and the report timer are tasks
+    (commands arrive by the link's callbacks); this task keeps the watchdog, the LED and the network."""
+    import asyncio
+
+    from xmpp_lite.aio import sleep_ms
+    from xmpp_lite.linkstate import STATE_STOPPED
+    from xmpp_lite.sasl import AuthError
+
+    device_config = config["device"]
+    stopped = []
+    on_state = device.on_state
+
+    def on_state_async(state, detail):
+        on_state(state, detail)
+        if state == STATE_STOPPED and detail is not None:
+            stopped.append(detail)  # a fatal error while reconnecting: shown below
+
+    device.on_state = on_state_async
+    try:
+        await device.connect()
+    except AuthError as error:
+        stop_with(led, BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
+                  % (config["xmpp"]["jid"], error))
+    except Exception as error:  # noqa: BLE001 - the fatal stream errors (conflict, ...): a person must look
+        stop_with(led, BLINKS_AUTH, "the server ended the stream: %s" % error)
+    node.start(ticks_ms())
+
+    if device_config["deep_sleep_s"] > 0:
+        async def keep_fed():
+            while True:
+                feed()
+                await sleep_ms(POLL_MS)
+
+        feeder = asyncio.create_task(keep_fed())
+        left = await device.close(DEEP_SLEEP_ACK_MS)  # asks the server for its ack, waits for it (bounded)
+        feeder.cancel()
+        say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
+        machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
+
+    asyncio.create_task(report_timer(node))
+    last_network_check = ticks_ms()
+    while True:
+        await sleep_ms(POLL_MS)
+        if stopped:
+            error = stopped[0]
+            if isinstance(error, AuthError):
+                stop_with(led, BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
+            stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
+                      % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
+        now = ticks_ms()
+        offline_since = states["offline_since"]
+        if offline_since is None:
+            feed()
+            continue
+        led.toggle()
+        feed_while_trying(offline_since)
+        if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
+            last_network_check = now
+            if not interface.isconnected():
+                say("network lost; bringing it up again")
+                try:
+                    interface = bring_up_network(config, board, lambda: feed_while_trying(offline_since))
+                except OSError as error:
                     say(str(error))
 
 

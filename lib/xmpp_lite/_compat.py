@@ -148,6 +148,17 @@ else:
         ``cadata``: DER certificates to trust (None: the system's). The
         handshake is done here, blocking for at most ``timeout_ms``.
         """
+        context = tls_context(cadata, verify)
+        sock.settimeout(max(timeout_ms, 1) / 1000)
+        try:
+            tls = context.wrap_socket(sock, server_hostname=server_hostname)
+        except TimeoutError:
+            raise OSError(110, "TLS handshake timed out")
+        tls.setblocking(False)
+        return tls
+
+    def tls_context(cadata, verify):
+        """The client SSLContext of wrap_tls, for drivers that do the handshake themselves (asyncio)."""
         context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
         if verify:
             if cadata:
@@ -159,10 +170,4 @@ else:
         else:
             context.check_hostname = False
             context.verify_mode = _ssl.CERT_NONE
-        sock.settimeout(max(timeout_ms, 1) / 1000)
-        try:
-            tls = context.wrap_socket(sock, server_hostname=server_hostname)
-        except TimeoutError:
-            raise OSError(110, "TLS handshake timed out")
-        tls.setblocking(False)
-        return tls
+        return context

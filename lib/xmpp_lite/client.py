@@ -41,7 +41,6 @@ only offers the means: ``send_whitespace()``, ``request_ack()``,
 XEP-0198 and resume the stream it remembers.
 """
 
-import binascii
 import errno
 import select
 import socket
@@ -78,8 +77,12 @@ from xmpp_lite.session import (
 )
 from xmpp_lite.stanza import Element
 
-DEFAULT_PORT = 5222
-CONNECT_TIMEOUT_MS = 30000  # DNS not included: getaddrinfo blocks as long as it takes
+# After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
+# from source on the device.
+from xmpp_lite.certs import TLSError, load_ca  # noqa: E402,F401,I001 - TLSError, load_ca: this module's API
+from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402
+
+# CONNECT_TIMEOUT_MS: DNS not included, getaddrinfo blocks as long as it takes.
 SERVER_CONNECT_TIMEOUT_MS = 10000  # for one server's TCP handshake, so that the next server gets its turn
 MAX_SERVERS = 8  # servers given or found by SRV that are tried; more are left out
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
@@ -87,14 +90,8 @@ READ_SIZE = 1024  # bytes per read; the session's events are handled after each 
 MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_PEM_END = b"-----END CERTIFICATE-----"
 _IO_ERRORS = TLS_ERRORS + (OSError,)
 _CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
-
-
-class TLSError(OSError):
-    """The TLS handshake failed: certificate not trusted, wrong host name, or a TLS alert."""
 
 
 class _Redirect(Exception):
@@ -104,30 +101,6 @@ class _Redirect(Exception):
         super().__init__(host, port)
         self.host = host
         self.port = port
-
-
-def load_ca(ca):
-    """DER certificates from ``ca``: a file path or bytes, PEM (one or more) or DER."""
-    if isinstance(ca, str):
-        with open(ca, "rb") as f:
-            ca = f.read()
-    ca = bytes(ca)
-    if ca.find(_PEM_BEGIN) < 0:
-        if not ca:
-            raise ValueError("empty CA certificate")
-        return [ca]
-    certs = []
-    start = ca.find(_PEM_BEGIN)
-    while start >= 0:
-        end = ca.find(_PEM_END, start)
-        if end < 0:
-            raise ValueError("truncated PEM certificate")
-        body = ca[start + len(_PEM_BEGIN):end]
-        for space in (b"\r", b"\n", b" ", b"\t"):
-            body = body.replace(space, b"")
-        certs.append(binascii.a2b_base64(body))
-        start = ca.find(_PEM_BEGIN, end)
-    return certs
 
 
 def _server(entry, port, tls):

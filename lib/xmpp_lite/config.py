@@ -25,6 +25,7 @@ TLS_MODES = ("required", "direct", "none")
 REPORT_MESSAGES = ("every", "change", "off")
 SENSOR_KINDS = ("adc", "digital", "dht11", "dht22", "internal_temp", "simulated", "blinka_analog")
 PULLS = ("up", "down", None)
+DRIVERS = ("poll", "asyncio")  # device.driver: RobustClient's poll loop, or xmpp_lite.aio's tasks
 
 
 class ConfigError(ValueError):
@@ -109,6 +110,7 @@ _SCHEMA = {
         ("max_offline_s", 1800, _number(0, 86400 * 7)),
         ("ntp", True, _boolean),
         ("deep_sleep_s", 0, _number(0, 86400)),
+        ("driver", "poll", _one_of(DRIVERS)),
     ),
 }
 _TOP_LEVEL = ("network", "xmpp", "report", "keepalive", "device", "controller", "admins", "sensors", "outputs")

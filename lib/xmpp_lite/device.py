@@ -4,17 +4,24 @@ firmware/main.py builds its device with these, and so does the host's fleet simu
 that run in-process on CPython: one way from config.json to a running node.
 
     config = xmpp_lite.config.load("config.json")
-    link = make_link(config)                       # a RobustClient, not connected yet
+    link = make_link(config)                       # a RobustClient (or AsyncClient), not connected yet
     node = make_node(config, board, link)          # sensors and outputs from config, else board.json
     link.connect(); node.start(ticks_ms())
 """
 
 
 def make_link(config, ca=None):
-    """The RobustClient for ``config``; ``ca`` (bytes) stands in for the file ``xmpp.ca`` names."""
+    """The link for ``config``: a RobustClient, or with ``device.driver`` "asyncio" an xmpp_lite.aio.AsyncClient.
+
+    ``ca`` (bytes) stands in for the file ``xmpp.ca`` names.
+    """
     from xmpp_lite.backoff import Backoff
     from xmpp_lite.keepalive import Heartbeat
-    from xmpp_lite.robust import RobustClient
+
+    if config["device"]["driver"] == "asyncio":
+        from xmpp_lite.aio import AsyncClient as Link  # the same options, connect() and close() awaited
+    else:
+        from xmpp_lite.robust import RobustClient as Link
 
     xmpp = config["xmpp"]
     keepalive = config["keepalive"]
@@ -30,7 +37,7 @@ def make_link(config, ca=None):
         options["ca"] = ca if ca is not None else xmpp["ca"]
     heartbeat = Heartbeat(int(keepalive["ws_interval_s"] * 1000), int(keepalive["probe_interval_s"] * 1000),
                           int(keepalive["probe_timeout_s"] * 1000))
-    return RobustClient(xmpp["jid"], xmpp["password"], heartbeat=heartbeat, backoff=Backoff(),
+    return Link(xmpp["jid"], xmpp["password"], heartbeat=heartbeat, backoff=Backoff(),
                         connect_timeout_ms=int(keepalive["connect_timeout_s"] * 1000), **options)
 
 

@@ -38,38 +38,27 @@ import errno
 
 from xmpp_lite._compat import sleep_ms, ticks_diff, ticks_ms
 from xmpp_lite.backoff import Backoff
-from xmpp_lite.client import CONNECT_TIMEOUT_MS, Client
+from xmpp_lite.client import Client
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
-from xmpp_lite.parser import XMLError
-from xmpp_lite.sasl import AuthError
+from xmpp_lite.linkstate import (  # noqa: F401 - part of this module's API
+    CLOSE_ACK_TIMEOUT_MS,
+    CONNECT_TIMEOUT_MS,
+    FATAL_STREAM_ERRORS,
+    RETRY_AUTH_CONDITIONS,
+    RETRYABLE,
+    STATE_OFFLINE,
+    STATE_ONLINE,
+    STATE_STOPPED,
+    is_fatal,
+)
 from xmpp_lite.session import IdSource
 from xmpp_lite.sm import MAX_UNACKED, QueueFull, StreamManagement
 from xmpp_lite.stanza import NS_CLIENT, serialise
 from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
-from xmpp_lite.stream import ProtocolError, StreamError
 
-STATE_OFFLINE = "offline"  # waiting for the next connection attempt
-STATE_ONLINE = "online"
-STATE_STOPPED = "stopped"  # not started, closed, or stopped by a fatal error (see ``error``)
-
-# Stream errors that a reconnection would only repeat.
-FATAL_STREAM_ERRORS = ("conflict", "not-authorized", "host-unknown", "invalid-from")
-# The one SASL failure that says "try again later" (RFC 6120 6.5.12).
-RETRY_AUTH_CONDITIONS = ("temporary-auth-failure",)
-# close() waits at most this long for the server to ack what is unacked.
-CLOSE_ACK_TIMEOUT_MS = 2000
-
-_RETRYABLE = (OSError, StreamError, ProtocolError, XMLError)
-
-
-def is_fatal(error):
-    """True for errors that reconnecting cannot cure (see the module docstring)."""
-    if isinstance(error, AuthError):
-        return error.condition not in RETRY_AUTH_CONDITIONS
-    if isinstance(error, StreamError):
-        return error.condition in FATAL_STREAM_ERRORS
-    return not isinstance(error, _RETRYABLE)
+# The states, the fatal errors and the timeouts are xmpp_lite.linkstate's, shared with xmpp_lite.aio.
+_RETRYABLE = RETRYABLE
 
 
 class RobustClient:

@@ -1,0 +1,165 @@
+"""The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime.
+
+    link = Link()
+    await link.open(host, port, tls_args(domain, cadata, verify) or None)   # None: plain TCP
+    await link.start_tls(tls_args(...))     # STARTTLS on the open connection
+    data = await link.read()                # b"" at the end of the stream
+    await link.write(data)
+    link.close()
+
+MicroPython: getaddrinfo (blocking: there is no other resolver), a
+non-blocking connect checked every CONNECT_POLL_MS, and for TLS the socket
+wrapped by xmpp_lite._compat.wrap_tls without a handshake
+(``do_handshake_on_connect=False``) under a new ``asyncio.StreamReader``:
+the handshake runs inside the stream's reads and writes, each of which waits
+on the loop's I/O poll; a read that only advanced the handshake (or got part
+of a TLS record) returns None and is repeated. CPython: asyncio's streams,
+``start_tls`` for STARTTLS, with xmpp_lite._compat.tls_context (the checks
+of the poll driver). ``within(awaitable, ms)`` and ``sleep_ms(ms)`` are the
+same on both.
+"""
+
+import asyncio
+import errno
+
+from xmpp_lite._compat import MICROPYTHON
+
+READ_SIZE = 1024  # bytes per read (one buffer, reused, on MicroPython)
+CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPython)
+
+if MICROPYTHON:  # pragma: no cover - MicroPython
+    import select
+    import socket
+
+    from xmpp_lite._compat import socket_error, wrap_tls
+
+    sleep_ms = asyncio.sleep_ms  # also for applications: the same on both runtimes
+
+    def within(awaitable, timeout_ms):
+        return asyncio.wait_for_ms(awaitable, timeout_ms)
+
+    class Link:
+        """A TCP (then TLS) socket under an asyncio stream; the TLS handshake runs in its reads and writes."""
+
+        def __init__(self):
+            self.sock = None
+            self.stream = None
+            self._rx = bytearray(READ_SIZE)
+            self._view = memoryview(self._rx)
+
+        async def open(self, host, port, tls):
+            # getaddrinfo blocks the loop: MicroPython has no other way to resolve a name.
+            addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+            if not addresses:
+                raise OSError(errno.EHOSTUNREACH, "no address for " + host)
+            address = addresses[0]
+            sock = socket.socket(address[0], socket.SOCK_STREAM)
+            self.sock = sock
+            sock.setblocking(False)
+            try:
+                sock.connect(address[-1])
+            except OSError as error:
+                if not error.args or error.args[0] not in (errno.EINPROGRESS, errno.EAGAIN):
+                    raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
+                                  "cannot connect to %s:%d: %s" % (host, port, error))
+            poller = select.poll()
+            poller.register(sock, select.POLLOUT)
+            while True:
+                events = poller.poll(0)
+                if events:
+                    break
+                await sleep_ms(CONNECT_POLL_MS)
+            failure = socket_error(sock, events[0][1])
+            if failure:
+                raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
+            if tls is not None:
+                self.sock = sock = wrap_tls(sock, *tls)
+            self.stream = asyncio.StreamReader(sock)
+
+        async def start_tls(self, tls):
+            self.sock = wrap_tls(self.sock, *tls)
+            self.stream = asyncio.StreamReader(self.sock)
+
+        async def read(self):
+            while True:
+                count = await self.stream.readinto(self._rx)
+                if count is not None:  # None: a TLS record (or handshake step) is not complete yet
+                    return bytes(self._view[:count])
+
+        async def write(self, data):
+            stream = self.stream
+            stream.write(data)
+            await stream.drain()
+
+        def close(self):
+            sock = self.sock
+            self.sock = self.stream = None
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def tls_args(domain, cadata, verify):
+        return (domain, cadata, verify, 0)
+
+else:
+    from xmpp_lite._compat import tls_context
+
+    def sleep_ms(ms):
+        """MicroPython's asyncio.sleep_ms on CPython."""
+        return asyncio.sleep(ms / 1000)
+
+    def within(awaitable, timeout_ms):
+        return asyncio.wait_for(awaitable, timeout_ms / 1000)
+
+    class Link:
+        """asyncio's streams; getaddrinfo runs in the loop's thread pool, TLS by start_tls."""
+
+        def __init__(self):
+            self.reader = None
+            self.writer = None
+
+        async def open(self, host, port, tls):
+            try:
+                if tls is None:
+                    self.reader, self.writer = await asyncio.open_connection(host, port)
+                else:
+                    self.reader, self.writer = await asyncio.open_connection(
+                        host, port, ssl=tls_context(tls[1], tls[2]), server_hostname=tls[0])
+            except OSError as error:
+                if isinstance(error, TLS_ERRORS):
+                    raise
+                raise OSError(error.errno or errno.ECONNREFUSED, "cannot connect to %s:%d: %s" % (host, port, error))
+
+        async def start_tls(self, tls):
+            await self.writer.start_tls(tls_context(tls[1], tls[2]), server_hostname=tls[0])
+
+        async def read(self):
+            return await self.reader.read(READ_SIZE)
+
+        async def write(self, data):
+            self.writer.write(data)
+            await self.writer.drain()
+
+        def close(self):
+            writer = self.writer
+            self.reader = self.writer = None
+            if writer is not None:
+                writer.transport.abort()
+
+    def tls_args(domain, cadata, verify):
+        return (domain, cadata, verify)
+
+    import ssl as _ssl
+
+    TLS_ERRORS = (_ssl.SSLError, _ssl.CertificateError)
+
+
+def is_tls_error(error):
+    """True for the errors of CPython's ssl module (MicroPython's are plain OSError and ValueError)."""
+    return not MICROPYTHON and isinstance(error, TLS_ERRORS)
+
+
+# What a TLS failure may raise in a read or write (TLSError when the handshake is not known to be done).
+TLS_FAILURES = (OSError, ValueError) if MICROPYTHON else (OSError,)
