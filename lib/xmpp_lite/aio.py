@@ -56,7 +56,9 @@ from xmpp_lite.linkstate import (
     STATE_OFFLINE,
     STATE_ONLINE,
     STATE_STOPPED,
+    find_servers,
     is_fatal,
+    parse_servers,
 )
 from xmpp_lite.session import (
     EVENT_CLOSED,
@@ -106,8 +108,12 @@ class AsyncClient:
     ``max_unacked``, ``connect_timeout_ms`` (one attempt: TCP, TLS, login;
     DNS included), and those of xmpp_lite.client.Client (host, port, tls, ca,
     verify, resource, insecure_plain, sasl_cache, mechanisms, software,
-    sasl2). See-other-host redirects are not followed (the attempt fails and
-    is retried).
+    sasl2, servers, nameserver). See-other-host redirects are not followed
+    (the attempt fails and is retried). With several servers (given, or found
+    by DNS SRV), each attempt goes to one of them: a failed attempt moves on to
+    the next one, a stream that went online stays with its server. The SRV
+    lookup blocks the loop like getaddrinfo (at most dns.QUERY_TIMEOUT_MS per
+    datagram, when the name server does not answer).
 
     Callbacks: ``on_message``, ``on_presence``, ``on_iq`` (each given the
     Element), ``on_state(state, detail)`` as on RobustClient, ``trace(direction,
@@ -116,17 +122,24 @@ class AsyncClient:
 
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, verify=True,
                  resource=None, insecure_plain=False, sasl_cache=None, mechanisms=None, software=None, sasl2=True,
-                 heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS):
+                 heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS,
+                 servers=None, nameserver=None):
         local, domain, _ = split_jid(jid)
         if not local or not domain:
             raise ValueError("the JID needs a local part and a domain: " + jid)
         if tls not in (TLS_REQUIRED, TLS_DIRECT, TLS_NONE):
             raise ValueError("tls must be 'required', 'direct' or 'none'")
+        if host and servers:
+            raise ValueError("give host or servers, not both")
         self.domain = domain
-        self.host = host or domain
+        self.host = host or domain  # the server of the current or last attempt
         self.port = port
         self.tls = tls
         self.verify = verify
+        self.servers = parse_servers(servers, port, tls) if servers else [(host, port, tls)] if host else None
+        self.nameserver = nameserver
+        self._found = None  # servers found by DNS, until each was tried
+        self._turn = 0  # index of the server for the next attempt
         self.sm = StreamManagement(max_unacked)
         self.heartbeat = heartbeat if heartbeat is not None else Heartbeat()
         self.backoff = backoff if backoff is not None else Backoff()
@@ -334,6 +347,16 @@ class AsyncClient:
             self._cadata = load_ca(self._ca)
         return self._cadata
 
+    def _next_server(self):
+        """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
+        servers = self.servers
+        if servers is None:
+            if self._found is None or self._turn >= len(self._found):
+                self._found = find_servers(self.domain, self.port, self.tls, self.nameserver)
+                self._turn = 0
+            servers = self._found
+        return servers[self._turn % len(servers)]
+
     def _tls(self):
         if not self.verify:
             print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
@@ -355,6 +378,7 @@ class AsyncClient:
             if not _retryable_memory(error) and is_fatal(error):
                 self._stop(error)
                 raise error
+            self._turn += 1  # the next attempt goes to the next server
             self.error = error
             self._schedule(error)
             return False
@@ -370,9 +394,10 @@ class AsyncClient:
         self._link = link
         tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
         try:
-            await link.open(self.host, self.port, self._tls() if self.tls == TLS_DIRECT else None)
-            tls_pending = self.tls == TLS_DIRECT and MICROPYTHON
-            session = Session(self._jid, self._password, tls=self.tls, sm=self.sm, presence=self._presence,
+            self.host, self.port, tls = self._next_server()
+            await link.open(self.host, self.port, self._tls() if tls == TLS_DIRECT else None)
+            tls_pending = tls == TLS_DIRECT and MICROPYTHON
+            session = Session(self._jid, self._password, tls=tls, sm=self.sm, presence=self._presence,
                               **self._options)
             for xmlns in self._handlers:
                 session.register_iq_handler(xmlns, self._handlers[xmlns])

@@ -80,11 +80,10 @@ from xmpp_lite.stanza import Element
 # After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
 # from source on the device.
 from xmpp_lite.certs import TLSError, load_ca  # noqa: E402,F401,I001 - TLSError, load_ca: this module's API
-from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402
+from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT, MAX_SERVERS, find_servers, parse_servers  # noqa: E402,F401,E501
 
 # CONNECT_TIMEOUT_MS: DNS not included, getaddrinfo blocks as long as it takes.
 SERVER_CONNECT_TIMEOUT_MS = 10000  # for one server's TCP handshake, so that the next server gets its turn
-MAX_SERVERS = 8  # servers given or found by SRV that are tried; more are left out
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read; the session's events are handled after each read
 MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
@@ -101,26 +100,6 @@ class _Redirect(Exception):
         super().__init__(host, port)
         self.host = host
         self.port = port
-
-
-def _server(entry, port, tls):
-    """(host, port, tls) from "host", "host:port" or (host, port)."""
-    if isinstance(entry, str):
-        if entry.startswith("["):  # "[2001:db8::1]:5222"
-            host, _, given = entry[1:].partition("]")
-            given = given[1:]
-        elif entry.count(":") == 1:
-            host, _, given = entry.partition(":")
-        else:  # a name, or an IPv6 address without a port
-            host, given = entry, ""
-        if given and not given.isdigit():
-            raise ValueError("bad server %r: the port must be a number" % entry)
-        return host, int(given) if given else port, tls
-    return entry[0], entry[1], tls
-
-
-def _is_ip(host):
-    return host.find(":") >= 0 or host.replace(".", "").isdigit()
 
 
 def _describe(error):
@@ -161,7 +140,7 @@ class Client:
         self.domain = domain
         self.host = host or domain  # the server of the last connection attempt
         self.port = port
-        self.servers = [_server(entry, port, tls) for entry in servers[:MAX_SERVERS]] if servers else None
+        self.servers = parse_servers(servers, port, tls) if servers else None
         if host:
             self.servers = [(host, port, tls)]
         self.nameserver = nameserver
@@ -348,26 +327,7 @@ class Client:
         """The servers to try: given, or found by SRV, or the domain itself."""
         if self.servers is not None:
             return self.servers
-        host = self.domain
-        if self.domain != "localhost" and not self.domain.endswith(".localhost") and not _is_ip(self.domain):
-            # localhost names never go to DNS (RFC 6761 6.3); an address has no SRV records.
-            from xmpp_lite import dns
-
-            nameserver = self.nameserver or dns.default_nameserver()
-            if nameserver:
-                try:
-                    found = dns.xmpp_servers(self.domain, nameserver, self.tls)
-                    if found:
-                        return [(host, port, TLS_DIRECT if direct else self.tls)
-                                for host, port, direct in found[:MAX_SERVERS]]
-                    answers = dns.query(nameserver, self.domain, dns.TYPE_A)  # no SRV: the domain's A record
-                    if answers:
-                        host = answers[0][1]
-                except dns.NoService:
-                    raise
-                except dns.DNSError:
-                    pass  # no answer: the system resolver may still know the domain
-        return [(host, self.port, self.tls)]
+        return find_servers(self.domain, self.port, self.tls, self.nameserver)
 
     def _attempt_following_redirect(self, host, port, tls, registration):
         redirected = False

@@ -67,6 +67,9 @@ async def main():
                       stable_ms=config["backoff_stable_ms"])
     options = {"host": config["host"], "port": config["port"], "tls": config["tls"], "resource": config["resource"],
                "sasl_cache": {}}
+    if config.get("servers"):  # tried in turn (failover), instead of host
+        del options["host"]
+        options["servers"] = config["servers"]
     if config.get("ca"):
         options["ca"] = config["ca"]
     if config["tls"] == "none":

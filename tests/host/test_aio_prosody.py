@@ -217,6 +217,31 @@ def test_cut_link_is_resumed_without_loss(runtime, prosody, controller, running,
     assert device.done()["unacked"] == 0
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_stream_resumes_on_the_next_server(runtime, prosody, controller, running, tmp_path):
+    """Two ways to one server (two relays): the first goes away, the next attempt resumes through the second."""
+    drain(controller.messages)
+    first = LinkEmulator(target=("127.0.0.1", prosody.c2s_port), profile=Profile(), seed=7).start()
+    running.append(first)
+    second = LinkEmulator(target=("127.0.0.1", prosody.c2s_port), profile=Profile(), seed=8).start()
+    running.append(second)
+    device = AioDevice(runtime, tmp_path, prosody, resource="failover-" + runtime,
+                       servers=["127.0.0.1:%d" % first.port, "127.0.0.1:%d" % second.port])
+    running.append(device)
+    device.wait_for("STATE online fresh")
+    controller.send_message(device.full_jid, "cmd 0")
+    assert ask(controller, device, "echo before") == "before"
+    first.stop()
+    controller.send_message(device.full_jid, "cmd 1")  # waits in the server's queue for the device
+    device.wait_for("STATE offline")
+    device.wait_for("STATE online resumed")
+    report = json.loads(ask(controller, device, "report")[len("report "):])
+    assert report["commands"] == 2 and report["duplicates"] == 0 and report["in_order"], report
+    assert report["stats"]["resumed"] == 1 and second.stats["accepted"] == 1, report
+    controller.send_message(device.full_jid, "quit")
+    assert device.done()["unacked"] == 0
+
+
 # -- the example of docs/asyncio.md, as written, with this server's address and accounts --------------------
 
 DOCS_PAGE = os.path.join(ROOT, "docs", "asyncio.md")
