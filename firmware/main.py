@@ -105,8 +105,9 @@ def load_board():
 
 def forget_module(name):
     """Drop a module that has done its job, so that the GC can take back its code (RAM is scarce)."""
-    if name in sys.modules:
-        del sys.modules[name]
+    from xmpp_lite import unload
+
+    unload(name)  # from sys.modules and from the package: either one keeps the module alive
     gc.collect()
 
 
@@ -149,7 +150,7 @@ def set_clock(config):
 def run(led, board):
     from xmpp_lite.config import ConfigError, load
     from xmpp_lite.robust import STATE_ONLINE
-    from xmpp_lite.sasl import AuthError
+    from xmpp_lite.errors import AuthError
     from xmpp_lite.stream import StreamError
 
     try:

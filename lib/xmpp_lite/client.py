@@ -35,6 +35,7 @@ import errno
 import select
 import socket
 
+from xmpp_lite import unload
 from xmpp_lite._compat import (
     TLS_ERRORS,
     TLS_HANDSHAKE_IN_IO,
@@ -358,6 +359,10 @@ class Client:
         except BaseException:
             self._drop()
             raise
+        finally:
+            # The login is over, done or failed: its code goes until the next one (the session imports
+            # the mechanisms on demand).
+            unload("xmpp_lite.sasl")
         if self._reached == EVENT_REGISTERED:
             self.close()
             return session.username

@@ -39,9 +39,9 @@ import errno
 from xmpp_lite._compat import sleep_ms, ticks_diff, ticks_ms
 from xmpp_lite.backoff import Backoff
 from xmpp_lite.client import CONNECT_TIMEOUT_MS, Client
+from xmpp_lite.errors import AuthError
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.parser import XMLError
-from xmpp_lite.sasl import AuthError
 from xmpp_lite.session import IdSource
 from xmpp_lite.sm import MAX_UNACKED, QueueFull, StreamManagement
 from xmpp_lite.stanza import NS_CLIENT, serialise

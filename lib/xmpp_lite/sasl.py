@@ -42,7 +42,7 @@ import hashlib
 import os
 
 from xmpp_lite._compat import const, pbkdf2_hmac
-from xmpp_lite.errors import ConditionError
+from xmpp_lite.errors import AuthError
 
 # RFC 5802 section 5.1: the iteration count SHOULD be at least 4096. A lower
 # count from the server would make an offline attack on the proof cheap; a
@@ -78,16 +78,6 @@ _SCRAM_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-1": "sha1"}
 
 _GS2_HEADER = b"n,,"  # no channel binding, no authzid
 _GS2_HEADER_B64 = b"biws"  # base64 of _GS2_HEADER, sent as c=
-
-
-class AuthError(ConditionError):
-    """Authentication failed; ``condition`` is a short token, ``text`` says more.
-
-    ``condition`` is the child of the server's <failure/> (e.g.
-    "not-authorized") or one of this module's conditions (e.g.
-    SERVER_SIGNATURE_MISMATCH).
-    """
-
 
 
 # --- base64 ---------------------------------------------------------------

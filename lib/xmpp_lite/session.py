@@ -72,13 +72,13 @@ the unacked stanzas go out again, in order.
 import binascii
 import os
 
-from xmpp_lite import __version__, sasl
+from xmpp_lite import __version__
 from xmpp_lite import sm as xsm
 from xmpp_lite import stream as xs
 from xmpp_lite._compat import const
 from xmpp_lite.parser import Parser, XMLError
 from xmpp_lite.responder import DEFAULT_IDENTITY, Responder
-from xmpp_lite.sasl import AuthError
+from xmpp_lite.errors import AuthError
 from xmpp_lite.sm import NS_SM, QueueFull  # noqa: F401 - QueueFull is part of this module's API
 from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Builder, error_reply, serialise
 from xmpp_lite.stanza import iq as make_iq
@@ -94,6 +94,9 @@ from xmpp_lite.stream import (
     split_host_port,
     split_jid,
 )
+
+# xmpp_lite.sasl (the mechanisms) is imported inside the methods that log in: importing the session does
+# not load it, and a Client unloads it once online (xmpp_lite.unload).
 
 TLS_REQUIRED = "required"  # STARTTLS, or no login at all
 TLS_DIRECT = "direct"  # the transport is TLS from the first byte (XEP-0368)
@@ -521,7 +524,7 @@ class Session:
         elif kind == _K_SUCCESS:
             self._on_success(elem)
         elif kind == _K_SASL2_CONTINUE:
-            self._fail(AuthError(sasl.INVALID_MECHANISM, "the server asks for SASL2 tasks; none is supported"))
+            self._fail(AuthError("invalid-mechanism", "the server asks for SASL2 tasks; none is supported"))
         else:  # _K_SASL_FAILURE
             if self._mech is not None:
                 self._mech.discard_cache()
@@ -589,6 +592,8 @@ class Session:
             offered = xs.offered_mechanisms(features)
         if self.mechanisms is not None:
             offered = [name for name in offered if name in self.mechanisms]
+        from xmpp_lite import sasl
+
         try:
             name = sasl.choose_mechanism(offered, allow_plain=self._plain_allowed())
         except AuthError as error:
@@ -604,12 +609,16 @@ class Session:
         if self._registration is not None or self.mechanisms is None or len(self.mechanisms) != 1:
             return False
         name = self.mechanisms[0]
+        from xmpp_lite import sasl
+
         if name not in sasl.supported_mechanisms() or (name == "PLAIN" and not self._plain_allowed()):
             return False
         self._send_auth(name)
         return True
 
     def _send_auth(self, name):
+        from xmpp_lite import sasl
+
         try:
             self._mech = sasl.Mechanism(name, self.username, self._password, salted_cache=self._sasl_cache,
                                         client_nonce=self._client_nonce)
@@ -628,6 +637,8 @@ class Session:
         self._go(_AUTH)
 
     def _on_challenge(self, elem):
+        from xmpp_lite import sasl
+
         try:
             answer = self._mech.challenge(sasl.b64decode(elem.text))
         except AuthError as error:
@@ -671,6 +682,8 @@ class Session:
         if self._sasl2_on:
             self._on_sasl2_success(elem)
             return
+        from xmpp_lite import sasl
+
         try:
             self._mech.success(sasl.b64decode(elem.text))
         except AuthError as error:
@@ -688,6 +701,8 @@ class Session:
         self._send_bind()
 
     def _on_sasl2_success(self, elem):
+        from xmpp_lite import sasl
+
         try:
             self._mech.success(sasl.b64decode(elem.find_text("additional-data") or ""))
         except AuthError as error:

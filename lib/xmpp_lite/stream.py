@@ -6,9 +6,7 @@ xmpp_lite.session decides what to send when; this module only knows the
 shapes.
 """
 
-from xmpp_lite import sasl
-from xmpp_lite.errors import ConditionError
-from xmpp_lite.sasl import AuthError
+from xmpp_lite.errors import AuthError, ConditionError
 from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element, read_condition
 from xmpp_lite.stanza import iq as make_iq
 
@@ -210,17 +208,23 @@ def session_required(features):
 
 
 def auth(mechanism, initial):
+    from xmpp_lite import sasl  # loaded for the login only (see xmpp_lite.errors)
+
     return ("<auth xmlns='%s' mechanism='%s'>%s</auth>"
             % (NS_SASL, mechanism, sasl.b64encode_initial(initial))).encode()
 
 
 def response(data, xmlns=NS_SASL):
     """A SASL <response/>; ``xmlns=NS_SASL2`` for SASL2."""
+    from xmpp_lite import sasl
+
     return ("<response xmlns='%s'>%s</response>" % (xmlns, sasl.b64encode(data))).encode()
 
 
 def authenticate(mechanism, initial, inline=b""):
     """A SASL2 <authenticate/> with its initial response and the inline requests (bytes)."""
+    from xmpp_lite import sasl
+
     return ("<authenticate xmlns='%s' mechanism='%s'><initial-response>%s</initial-response>"
             % (NS_SASL2, mechanism, sasl.b64encode(initial))).encode() + inline + b"</authenticate>"
 
