@@ -46,7 +46,6 @@ from xmpp_lite._compat import (
     ticks_ms,
     wrap_tls,
 )
-from xmpp_lite.responder import NS_PING
 from xmpp_lite.session import (
     EVENT_CLOSED,
     EVENT_ERROR,
@@ -75,6 +74,7 @@ READ_SIZE = 1024  # bytes per read; the session's events are handled after each 
 MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
+NS_PING = "urn:xmpp:ping"  # XEP-0199; the same as xmpp_lite.responder's, which is loaded only for an iq get/set
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _PEM_END = b"-----END CERTIFICATE-----"
 _IO_ERRORS = TLS_ERRORS + (OSError,)

@@ -77,7 +77,6 @@ from xmpp_lite import sm as xsm
 from xmpp_lite import stream as xs
 from xmpp_lite._compat import const
 from xmpp_lite.parser import Parser, XMLError
-from xmpp_lite.responder import DEFAULT_IDENTITY, Responder
 from xmpp_lite.errors import AuthError
 from xmpp_lite.sm import NS_SM, QueueFull  # noqa: F401 - QueueFull is part of this module's API
 from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Builder, error_reply, serialise
@@ -242,7 +241,7 @@ class Session:
     ``mechanisms`` limits the SASL mechanisms (None: all that sasl supports);
     pinning exactly one lets the initial response ride with the stream header.
     ``software`` is the (name, version) that XEP-0092 reports and
-    ``identity`` the XEP-0030 (category, type). ``registration`` is an
+    ``identity`` the XEP-0030 (category, type) (None: xmpp_lite.responder's default). ``registration`` is an
     xmpp_lite.register.Registration: the session then creates the account
     instead of logging in. ``client_nonce`` fixes the SCRAM nonce (tests).
     ``sm`` is an xmpp_lite.sm.StreamManagement shared by the sessions of
@@ -255,7 +254,7 @@ class Session:
     """
 
     def __init__(self, jid, password, resource=None, tls=TLS_REQUIRED, insecure_plain=False, sasl_cache=None,
-                 software=None, identity=DEFAULT_IDENTITY, mechanisms=None, registration=None, client_nonce=None,
+                 software=None, identity=None, mechanisms=None, registration=None, client_nonce=None,
                  sm=None, sasl2=True, presence=None):
         local, domain, jid_resource = split_jid(jid)
         if not local or not domain:
@@ -269,7 +268,10 @@ class Session:
         self.secure = tls == TLS_DIRECT
         self.insecure_plain = insecure_plain
         self.mechanisms = tuple(mechanisms) if mechanisms is not None else None
-        self.responder = Responder(software if software is not None else ("xmpp_lite", __version__), identity)
+        self._software = software if software is not None else ("xmpp_lite", __version__)
+        self._identity = identity
+        self._iq_handlers = {}  # registered before the responder exists; it answers with this dict
+        self._responder = None
         self.mechanism = None  # the SASL mechanism in use or used
         self.jid = None  # the bound full JID once online
         self.features = None  # the last <stream:features/> received
@@ -313,6 +315,15 @@ class Session:
     def state(self):
         """The state's name ("online", "error", ...)."""
         return _STATE_NAMES[self._state]
+
+    @property
+    def responder(self):
+        """The xmpp_lite.responder.Responder that answers iq get/set, imported at the first one (boards get few)."""
+        if self._responder is None:
+            from xmpp_lite.responder import Responder
+
+            self._responder = Responder(self._software, self._identity, self._iq_handlers)
+        return self._responder
 
     @property
     def sasl2_used(self):
@@ -907,7 +918,7 @@ class Session:
 
     def register_iq_handler(self, xmlns, fn):
         """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see Responder.register)."""
-        self.responder.register(xmlns, fn)
+        self._iq_handlers[xmlns] = fn
 
     # -- sending ----------------------------------------------------------------------------------
 
