@@ -11,12 +11,19 @@ The qstr pool grows by doubling: the module that overflows a pool pays for the n
 column), whatever its own share of names. Heap figures are exact and repeatable (byte counts, not timings).
 The unix VM is 64-bit: an ESP32's pointers and object headers take half the room.
 
+The same device path from a ROMFS image (MicroPython's read-only filesystem, whose .mpy files run in
+place: their bytecode is not copied to the heap) shows what the bytecode costs; without the interned names
+as well, it is an upper bound for frozen modules, whose names, bytecode and function descriptors all stay
+in flash (firmware/manifest.py).
+
 Target: importing the device path (``import xmpp_lite.robust, xmpp_lite.node``) takes <= 64 KB.
 
 Run: make bench   (or .venv/bin/python tests/bench/bench_heap.py)
 """
 
 import ast
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -119,6 +126,17 @@ def measure(micropython, lib, modules):
     return rows
 
 
+def romfs_image(lib, path):
+    """A ROMFS image of the compiled library at ``path`` (mpremote builds it, as `mpremote romfs build` does)."""
+    from mpremote.romfs import make_romfs
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree
+        image = make_romfs(lib, mpy_cross=False)
+    with open(path, "wb") as f:
+        f.write(image)
+    return path
+
+
 def kb(count):
     return "%.1f" % (count / 1024)
 
@@ -147,6 +165,7 @@ def main():
         rows = measure(micropython, lib, firmware + extra)
         # The issue's figure, in a VM of its own: nothing but the device path loaded.
         alone = measure(micropython, lib, list(DEVICE_PATH))
+        rom = measure(micropython, romfs_image(lib, os.path.join(work, "lib.romfs")), list(DEVICE_PATH))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -166,6 +185,11 @@ def main():
     if extra:
         print("  imported inside functions only (on demand: login, boot, registration): %s: %.1f KB more"
               % (", ".join(name.split(".", 1)[1] for name in extra), demand_kb))
+    rom_kb = (rom[-1][1] - rom[0][1]) / 1024
+    rom_names_kb = (rom[-1][3] - rom[0][3]) / 1024
+    print("  the device path from a ROMFS image (bytecode in place): %.1f KB, of which %.1f KB interned names;"
+          % (rom_kb, rom_names_kb))
+    print("    frozen into the firmware (names and bytecode in flash), at most %.1f KB" % (rom_kb - rom_names_kb))
     print("  target: the device path takes <= %d KB: %s (%.1f KB)"
           % (TARGET_KB, "met" if alone_kb <= TARGET_KB else "NOT met", alone_kb))
 
