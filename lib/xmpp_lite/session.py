@@ -540,7 +540,9 @@ class Session:
             if self._mech is not None:
                 self._mech.discard_cache()
             self._mech = None
-            self._fail(xs.sasl_failure(elem))
+            from xmpp_lite import sasl
+
+            self._fail(sasl.failure(elem))
         if self._state >= _CLOSED:
             raise _Stop()
 
@@ -591,20 +593,20 @@ class Session:
         if self._registration is not None:
             self._start_registration()
             return
-        offer = xs.sasl2_offer(features) if self.sasl2 else None
+        from xmpp_lite import sasl
+
+        offer = sasl.sasl2_offer(features) if self.sasl2 else None
         if offer is not None:
-            offered = xs.mechanism_names(offer)
+            offered = sasl.mechanism_names(offer)
             self._sasl2_on = True
             sm = self.sm
             # Bind2 picks the resource itself; a resumption needs no new one.
-            self._bind2 = (xs.sasl2_offers_bind2(offer) and self.resource is None
+            self._bind2 = (sasl.sasl2_offers_bind2(offer) and self.resource is None
                            and not (sm is not None and sm.resumable))
         else:
-            offered = xs.offered_mechanisms(features)
+            offered = sasl.offered_mechanisms(features)
         if self.mechanisms is not None:
             offered = [name for name in offered if name in self.mechanisms]
-        from xmpp_lite import sasl
-
         try:
             name = sasl.choose_mechanism(offered, allow_plain=self._plain_allowed())
         except AuthError as error:
@@ -640,11 +642,11 @@ class Session:
         self.mechanism = name
         self._password = None  # the mechanism holds what it needs
         if self._sasl2_on:
-            self._queue(xs.authenticate(name, initial, xs.BIND2 if self._bind2 else b""))
+            self._queue(sasl.authenticate(name, initial, sasl.BIND2 if self._bind2 else b""))
             self._go(_AUTH)
             self._after_last_message()
             return
-        self._queue(xs.auth(name, initial))
+        self._queue(sasl.auth(name, initial))
         self._go(_AUTH)
 
     def _on_challenge(self, elem):
@@ -655,7 +657,7 @@ class Session:
         except AuthError as error:
             self._fail(error)
             return
-        self._queue(xs.response(answer, NS_SASL2 if self._sasl2_on else NS_SASL))
+        self._queue(sasl.response(answer, NS_SASL2 if self._sasl2_on else NS_SASL))
         if self._sasl2_on:
             self._after_last_message()
 
