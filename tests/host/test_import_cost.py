@@ -30,6 +30,7 @@ UNLOAD = """
 import gc, sys
 sys.path.insert(0, sys.argv[1])
 import xmpp_lite
+import xmpp_lite.session  # the device path: what sasl imports is loaded already
 from xmpp_lite import errors, unload
 gc.collect()
 before = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
