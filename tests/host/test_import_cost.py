@@ -82,3 +82,19 @@ def test_unload_gives_the_heap_back_and_the_module_loads_again(runtime, mpy_lib)
         # What stays is its interned names (never freed, and the qstr pool may have grown for them).
         _, loaded, _, kept = output.split()
         assert int(kept) < int(loaded) // 2, output
+
+
+def test_bench_heap_prints_every_module_of_the_device_path():
+    # The command docs/ram.md gives; a benchmark measures, this checks that it does and says what it found.
+    bench = Path(LIB).parent / "tests" / "bench" / "bench_heap.py"
+    result = subprocess.run([sys.executable, str(bench)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            timeout=TIMEOUT_SECONDS * 3)
+    output = result.stdout.decode("utf-8", "replace")
+    assert result.returncode == 0, output
+    rows = {line.split()[0]: line.split()[1:] for line in output.splitlines() if line.startswith("  xmpp_lite")}
+    for module in ("xmpp_lite.parser", "xmpp_lite.session", "xmpp_lite.client", "xmpp_lite.robust",
+                   "xmpp_lite.node", "xmpp_lite.sasl"):
+        assert float(rows[module][0]) > 0, output  # heap KB that importing it added
+    assert "device path (import xmpp_lite.robust, xmpp_lite.node):" in output
+    assert "imported inside functions only" in output and "sasl" in output
+    assert "frozen into the firmware" in output
