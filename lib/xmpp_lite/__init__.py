@@ -17,9 +17,10 @@ def unload(name):
     """
     import sys
 
-    if name in sys.modules:
-        del sys.modules[name]
+    sys.modules.pop(name, None)
     package = sys.modules.get(__name__)
-    attribute = name[name.rfind(".") + 1:]
-    if name.startswith(__name__ + ".") and package is not None and hasattr(package, attribute):
-        delattr(package, attribute)
+    if package is not None and name.startswith(__name__ + "."):
+        try:
+            delattr(package, name[len(__name__) + 1:])
+        except (AttributeError, KeyError):  # MicroPython says KeyError
+            pass  # not imported, or unloaded already

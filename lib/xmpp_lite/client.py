@@ -37,6 +37,7 @@ import socket
 
 from xmpp_lite import unload
 from xmpp_lite._compat import (
+    MICROPYTHON,
     TLS_ERRORS,
     TLS_HANDSHAKE_IN_IO,
     sock_recv_into,
@@ -360,9 +361,11 @@ class Client:
             self._drop()
             raise
         finally:
-            # The login is over, done or failed: its code goes until the next one (the session imports
-            # the mechanisms on demand).
-            unload("xmpp_lite.sasl")
+            if MICROPYTHON:
+                # The login is over, done or failed: its code goes until the next one (the session
+                # imports the mechanisms on demand). Not on CPython, where RAM is plenty and other
+                # threads (the fleet's devices) may be importing the module at this moment.
+                unload("xmpp_lite.sasl")
         if self._reached == EVENT_REGISTERED:
             self.close()
             return session.username
