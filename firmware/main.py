@@ -147,16 +147,26 @@ def set_clock(config):
         say("NTP failed: %s" % error)
 
 
-def run(led, board):
+def load_config(led):
+    """The checked config.json; a bad one is shown (it never returns then).
+
+    A function of its own: once it returns, nothing refers to xmpp_lite.config any more, and
+    forget_module can give its heap back (a name of it held by run() would keep all of it).
+    """
     from xmpp_lite.config import ConfigError, load
-    from xmpp_lite.robust import STATE_ONLINE
-    from xmpp_lite.errors import AuthError
-    from xmpp_lite.stream import StreamError
 
     try:
-        config = load(CONFIG_FILE)
+        return load(CONFIG_FILE)
     except ConfigError as error:
         stop_with(led, BLINKS_CONFIG, "configuration error: %s" % error)
+
+
+def run(led, board):
+    from xmpp_lite.errors import AuthError
+    from xmpp_lite.robust import STATE_ONLINE
+    from xmpp_lite.stream import StreamError
+
+    config = load_config(led)
     forget_module("xmpp_lite.config")
     device_config = config["device"]
     watchdog = machine.WDT(timeout=int(device_config["watchdog_s"] * 1000)) if device_config["watchdog_s"] else None
