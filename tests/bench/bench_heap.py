@@ -8,7 +8,7 @@ level, so that each import loads just that module. Prints, per module, the GC he
 path imports only inside functions (loaded on demand: at login, for registration, ...).
 
 The qstr pool grows by doubling: the module that overflows a pool pays for the next one (the "qstr heap"
-column), whatever its own share of names. Heap figures are exact and repeatable (byte counts, not timings).
+column), whatever its own share of names. Heap figures are byte counts, not timings: they repeat to within 0.1 KB.
 The unix VM is 64-bit: an ESP32's pointers and object headers take half the room.
 
 The same device path from a ROMFS image (MicroPython's read-only filesystem, whose .mpy files run in
