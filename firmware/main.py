@@ -106,8 +106,9 @@ def load_board():
 
 def forget_module(name):
     """Drop a module that has done its job, so that the GC can take back its code (RAM is scarce)."""
-    if name in sys.modules:
-        del sys.modules[name]
+    from xmpp_lite import unload
+
+    unload(name)  # from sys.modules and from the package: either one keeps the module alive
     gc.collect()
 
 
@@ -147,16 +148,26 @@ def set_clock(config):
         say("NTP failed: %s" % error)
 
 
-def run(led, board):
+def load_config(led):
+    """The checked config.json; a bad one is shown (it never returns then).
+
+    A function of its own: once it returns, nothing refers to xmpp_lite.config any more, and
+    forget_module can give its heap back (a name of it held by run() would keep all of it).
+    """
     from xmpp_lite.config import ConfigError, load
-    from xmpp_lite.linkstate import STATE_ONLINE
-    from xmpp_lite.sasl import AuthError
-    from xmpp_lite.stream import StreamError
 
     try:
-        config = load(CONFIG_FILE)
+        return load(CONFIG_FILE)
     except ConfigError as error:
         stop_with(led, BLINKS_CONFIG, "configuration error: %s" % error)
+
+
+def run(led, board):
+    from xmpp_lite.errors import AuthError
+    from xmpp_lite.linkstate import STATE_ONLINE
+    from xmpp_lite.stream import StreamError
+
+    config = load_config(led)
     forget_module("xmpp_lite.config")
     device_config = config["device"]
     watchdog = machine.WDT(timeout=int(device_config["watchdog_s"] * 1000)) if device_config["watchdog_s"] else None
@@ -268,7 +279,7 @@ async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_
 
     from xmpp_lite.aio import sleep_ms
     from xmpp_lite.linkstate import STATE_STOPPED
-    from xmpp_lite.sasl import AuthError
+    from xmpp_lite.errors import AuthError
 
     device_config = config["device"]
     stopped = []

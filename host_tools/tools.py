@@ -28,12 +28,16 @@ def compile_library(mpy_cross, dest, timeout=60):
 
     The parser has native code, so the files are for this machine's
     architecture: for the MicroPython VM running here, not for a board.
-    Returns the folder to put first on the VM's path (dest).
+    Each file names its source as the package path ("xmpp_lite/client.py"),
+    as `deploy` does: that name is interned when the module loads, and a
+    long absolute path only costs heap. Returns the folder to put first on
+    the VM's path (dest).
     """
     package = os.path.join(dest, "xmpp_lite")
     os.makedirs(package)
     for name in sorted(os.listdir(LIBRARY)):
         if name.endswith(".py"):
-            subprocess.run([mpy_cross, "-march=host", "-o", os.path.join(package, name[:-3] + ".mpy"),
-                            os.path.join(LIBRARY, name)], check=True, timeout=timeout)
+            subprocess.run([mpy_cross, "-march=host", "-s", "xmpp_lite/" + name,
+                            "-o", os.path.join(package, name[:-3] + ".mpy"), os.path.join(LIBRARY, name)],
+                           check=True, timeout=timeout)
     return dest

@@ -45,7 +45,9 @@ import errno
 import select
 import socket
 
+from xmpp_lite import unload
 from xmpp_lite._compat import (
+    MICROPYTHON,
     TLS_ERRORS,
     TLS_HANDSHAKE_IN_IO,
     sock_recv_into,
@@ -55,7 +57,6 @@ from xmpp_lite._compat import (
     ticks_ms,
     wrap_tls,
 )
-from xmpp_lite.responder import NS_PING
 from xmpp_lite.session import (
     EVENT_CLOSED,
     EVENT_ERROR,
@@ -89,6 +90,7 @@ READ_SIZE = 1024  # bytes per read; the session's events are handled after each 
 MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
+NS_PING = "urn:xmpp:ping"  # XEP-0199; the same as xmpp_lite.responder's, which is loaded only for an iq get/set
 _IO_ERRORS = TLS_ERRORS + (OSError,)
 _CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 
@@ -374,6 +376,12 @@ class Client:
         except BaseException:
             self._drop()
             raise
+        finally:
+            if MICROPYTHON:
+                # The login is over, done or failed: its code goes until the next one (the session
+                # imports the mechanisms on demand). Not on CPython, where RAM is plenty and other
+                # threads (the fleet's devices) may be importing the module at this moment.
+                unload("xmpp_lite.sasl")
         if self._reached == EVENT_REGISTERED:
             self.close()
             return session.username

@@ -1,4 +1,8 @@
-"""The base of the errors a peer reports by a named condition."""
+"""The errors a peer reports by a named condition, in a module of their own.
+
+Code that only catches them (the firmware, xmpp_lite.robust) imports them from here and so does not
+load what raises them: the SASL mechanisms (xmpp_lite.sasl) are loaded only while logging in.
+"""
 
 
 class ConditionError(Exception):
@@ -18,3 +22,12 @@ class ConditionError(Exception):
         if self.text:
             return self.condition + ": " + self.text
         return self.condition
+
+
+class AuthError(ConditionError):
+    """Authentication failed; ``condition`` is a short token, ``text`` says more.
+
+    ``condition`` is the child of the server's <failure/> (e.g.
+    "not-authorized") or one of xmpp_lite.sasl's conditions (e.g.
+    SERVER_SIGNATURE_MISMATCH).
+    """

@@ -7,7 +7,7 @@ from both drivers so that either one loads without the other.
 """
 
 from xmpp_lite.parser import XMLError
-from xmpp_lite.sasl import AuthError
+from xmpp_lite.errors import AuthError
 from xmpp_lite.stream import ProtocolError, StreamError
 
 STATE_OFFLINE = "offline"  # waiting for the next connection attempt

@@ -19,12 +19,16 @@ BUILT_IN = (NS_DISCO_INFO, NS_PING, NS_VERSION)
 
 
 class Responder:
-    """Answers iq get/set for one session; ``software`` is (name, version)."""
+    """Answers iq get/set for one session; ``software`` is (name, version).
 
-    def __init__(self, software, identity=DEFAULT_IDENTITY):
+    ``identity`` is the XEP-0030 (category, type), None for DEFAULT_IDENTITY; ``handlers`` maps payload
+    namespaces to handlers (see ``register``), None for none yet.
+    """
+
+    def __init__(self, software, identity=None, handlers=None):
         self.software = software
-        self.identity = identity
-        self.handlers = {}
+        self.identity = identity if identity is not None else DEFAULT_IDENTITY
+        self.handlers = handlers if handlers is not None else {}
 
     def register(self, xmlns, fn):
         """Answer get/set whose payload is in ``xmlns`` with ``fn(iq) -> reply Element``.

@@ -12,6 +12,10 @@ Sans-I/O: the session moves bytes between this module and the stream.
 Every problem with what the server sent raises AuthError; misuse by the caller
 (bad arguments, calls out of order) raises ValueError.
 
+The SASL and SASL2 (XEP-0388) elements are read and written here too: a
+session imports this module only while logging in, and a client unloads it
+once the login is over.
+
 Not done, by choice:
 - SASLprep (RFC 4013) is not applied. The SCRAM username is only escaped
   ("=" -> "=3D", "," -> "=2C") and the password is used as its UTF-8 bytes.
@@ -42,7 +46,8 @@ import hashlib
 import os
 
 from xmpp_lite._compat import const, pbkdf2_hmac
-from xmpp_lite.errors import ConditionError
+from xmpp_lite.errors import AuthError
+from xmpp_lite.stream import NS_BIND2, NS_SASL, NS_SASL2
 
 # RFC 5802 section 5.1: the iteration count SHOULD be at least 4096. A lower
 # count from the server would make an offline attack on the proof cheap; a
@@ -78,16 +83,6 @@ _SCRAM_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-1": "sha1"}
 
 _GS2_HEADER = b"n,,"  # no channel binding, no authzid
 _GS2_HEADER_B64 = b"biws"  # base64 of _GS2_HEADER, sent as c=
-
-
-class AuthError(ConditionError):
-    """Authentication failed; ``condition`` is a short token, ``text`` says more.
-
-    ``condition`` is the child of the server's <failure/> (e.g.
-    "not-authorized") or one of this module's conditions (e.g.
-    SERVER_SIGNATURE_MISMATCH).
-    """
-
 
 
 # --- base64 ---------------------------------------------------------------
@@ -475,3 +470,59 @@ class Mechanism:
             if old != self._cache_key:
                 del self._cache[old]
         self._cache[self._cache_key] = self._cache_value
+
+
+# --- the SASL and SASL2 elements (RFC 6120 section 6, XEP-0388) -------------------------------------
+
+# SASL2: the Bind2 request inside <authenticate/> (XEP-0386); the server picks the resource.
+BIND2 = b"<bind xmlns='urn:xmpp:bind:0'/>"
+
+
+def offered_mechanisms(features):
+    """The SASL mechanism names in the features."""
+    mechanisms = features.find("mechanisms", NS_SASL)
+    return mechanism_names(mechanisms) if mechanisms is not None else []
+
+
+def mechanism_names(offer):
+    """The names in the <mechanism/> children of a SASL or SASL2 offer."""
+    return [child.text.strip() for child in offer.children if child.local == "mechanism"]
+
+
+def sasl2_offer(features):
+    """The XEP-0388 <authentication/> offer in the features, or None."""
+    return features.find("authentication", NS_SASL2)
+
+
+def sasl2_offers_bind2(offer):
+    """True if the SASL2 offer can bind a resource inline (XEP-0386)."""
+    inline = offer.find("inline", NS_SASL2)
+    return inline is not None and inline.find("bind", NS_BIND2) is not None
+
+
+def auth(mechanism, initial):
+    return ("<auth xmlns='%s' mechanism='%s'>%s</auth>"
+            % (NS_SASL, mechanism, b64encode_initial(initial))).encode()
+
+
+def response(data, xmlns=NS_SASL):
+    """A SASL <response/>; ``xmlns=NS_SASL2`` for SASL2."""
+    return ("<response xmlns='%s'>%s</response>" % (xmlns, b64encode(data))).encode()
+
+
+def authenticate(mechanism, initial, inline=b""):
+    """A SASL2 <authenticate/> with its initial response and the inline requests (bytes)."""
+    return ("<authenticate xmlns='%s' mechanism='%s'><initial-response>%s</initial-response>"
+            % (NS_SASL2, mechanism, b64encode(initial))).encode() + inline + b"</authenticate>"
+
+
+def failure(elem):
+    """The AuthError for a SASL <failure/> (RFC 6120 6.5)."""
+    condition = "not-authorized"
+    text = ""
+    for child in elem.children:
+        if child.local == "text":
+            text = child.text
+        else:
+            condition = child.local
+    return AuthError(condition, text)

@@ -72,13 +72,12 @@ the unacked stanzas go out again, in order.
 import binascii
 import os
 
-from xmpp_lite import __version__, sasl
+from xmpp_lite import __version__
 from xmpp_lite import sm as xsm
 from xmpp_lite import stream as xs
 from xmpp_lite._compat import const
 from xmpp_lite.parser import Parser, XMLError
-from xmpp_lite.responder import DEFAULT_IDENTITY, Responder
-from xmpp_lite.sasl import AuthError
+from xmpp_lite.errors import AuthError
 from xmpp_lite.sm import NS_SM, QueueFull  # noqa: F401 - QueueFull is part of this module's API
 from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Builder, error_reply, serialise
 from xmpp_lite.stanza import iq as make_iq
@@ -94,6 +93,9 @@ from xmpp_lite.stream import (
     split_host_port,
     split_jid,
 )
+
+# xmpp_lite.sasl (the mechanisms) is imported inside the methods that log in: importing the session does
+# not load it, and a Client unloads it once online (xmpp_lite.unload).
 
 TLS_REQUIRED = "required"  # STARTTLS, or no login at all
 TLS_DIRECT = "direct"  # the transport is TLS from the first byte (XEP-0368)
@@ -239,7 +241,7 @@ class Session:
     ``mechanisms`` limits the SASL mechanisms (None: all that sasl supports);
     pinning exactly one lets the initial response ride with the stream header.
     ``software`` is the (name, version) that XEP-0092 reports and
-    ``identity`` the XEP-0030 (category, type). ``registration`` is an
+    ``identity`` the XEP-0030 (category, type) (None: xmpp_lite.responder's default). ``registration`` is an
     xmpp_lite.register.Registration: the session then creates the account
     instead of logging in. ``client_nonce`` fixes the SCRAM nonce (tests).
     ``sm`` is an xmpp_lite.sm.StreamManagement shared by the sessions of
@@ -252,7 +254,7 @@ class Session:
     """
 
     def __init__(self, jid, password, resource=None, tls=TLS_REQUIRED, insecure_plain=False, sasl_cache=None,
-                 software=None, identity=DEFAULT_IDENTITY, mechanisms=None, registration=None, client_nonce=None,
+                 software=None, identity=None, mechanisms=None, registration=None, client_nonce=None,
                  sm=None, sasl2=True, presence=None):
         local, domain, jid_resource = split_jid(jid)
         if not local or not domain:
@@ -266,7 +268,10 @@ class Session:
         self.secure = tls == TLS_DIRECT
         self.insecure_plain = insecure_plain
         self.mechanisms = tuple(mechanisms) if mechanisms is not None else None
-        self.responder = Responder(software if software is not None else ("xmpp_lite", __version__), identity)
+        self._software = software if software is not None else ("xmpp_lite", __version__)
+        self._identity = identity
+        self._iq_handlers = {}  # registered before the responder exists; it answers with this dict
+        self._responder = None
         self.mechanism = None  # the SASL mechanism in use or used
         self.jid = None  # the bound full JID once online
         self.features = None  # the last <stream:features/> received
@@ -310,6 +315,15 @@ class Session:
     def state(self):
         """The state's name ("online", "error", ...)."""
         return _STATE_NAMES[self._state]
+
+    @property
+    def responder(self):
+        """The xmpp_lite.responder.Responder that answers iq get/set, imported at the first one (boards get few)."""
+        if self._responder is None:
+            from xmpp_lite.responder import Responder
+
+            self._responder = Responder(self._software, self._identity, self._iq_handlers)
+        return self._responder
 
     @property
     def sasl2_used(self):
@@ -521,12 +535,14 @@ class Session:
         elif kind == _K_SUCCESS:
             self._on_success(elem)
         elif kind == _K_SASL2_CONTINUE:
-            self._fail(AuthError(sasl.INVALID_MECHANISM, "the server asks for SASL2 tasks; none is supported"))
+            self._fail(AuthError("invalid-mechanism", "the server asks for SASL2 tasks; none is supported"))
         else:  # _K_SASL_FAILURE
             if self._mech is not None:
                 self._mech.discard_cache()
             self._mech = None
-            self._fail(xs.sasl_failure(elem))
+            from xmpp_lite import sasl
+
+            self._fail(sasl.failure(elem))
         if self._state >= _CLOSED:
             raise _Stop()
 
@@ -577,16 +593,18 @@ class Session:
         if self._registration is not None:
             self._start_registration()
             return
-        offer = xs.sasl2_offer(features) if self.sasl2 else None
+        from xmpp_lite import sasl
+
+        offer = sasl.sasl2_offer(features) if self.sasl2 else None
         if offer is not None:
-            offered = xs.mechanism_names(offer)
+            offered = sasl.mechanism_names(offer)
             self._sasl2_on = True
             sm = self.sm
             # Bind2 picks the resource itself; a resumption needs no new one.
-            self._bind2 = (xs.sasl2_offers_bind2(offer) and self.resource is None
+            self._bind2 = (sasl.sasl2_offers_bind2(offer) and self.resource is None
                            and not (sm is not None and sm.resumable))
         else:
-            offered = xs.offered_mechanisms(features)
+            offered = sasl.offered_mechanisms(features)
         if self.mechanisms is not None:
             offered = [name for name in offered if name in self.mechanisms]
         try:
@@ -604,12 +622,16 @@ class Session:
         if self._registration is not None or self.mechanisms is None or len(self.mechanisms) != 1:
             return False
         name = self.mechanisms[0]
+        from xmpp_lite import sasl
+
         if name not in sasl.supported_mechanisms() or (name == "PLAIN" and not self._plain_allowed()):
             return False
         self._send_auth(name)
         return True
 
     def _send_auth(self, name):
+        from xmpp_lite import sasl
+
         try:
             self._mech = sasl.Mechanism(name, self.username, self._password, salted_cache=self._sasl_cache,
                                         client_nonce=self._client_nonce)
@@ -620,20 +642,22 @@ class Session:
         self.mechanism = name
         self._password = None  # the mechanism holds what it needs
         if self._sasl2_on:
-            self._queue(xs.authenticate(name, initial, xs.BIND2 if self._bind2 else b""))
+            self._queue(sasl.authenticate(name, initial, sasl.BIND2 if self._bind2 else b""))
             self._go(_AUTH)
             self._after_last_message()
             return
-        self._queue(xs.auth(name, initial))
+        self._queue(sasl.auth(name, initial))
         self._go(_AUTH)
 
     def _on_challenge(self, elem):
+        from xmpp_lite import sasl
+
         try:
             answer = self._mech.challenge(sasl.b64decode(elem.text))
         except AuthError as error:
             self._fail(error)
             return
-        self._queue(xs.response(answer, NS_SASL2 if self._sasl2_on else NS_SASL))
+        self._queue(sasl.response(answer, NS_SASL2 if self._sasl2_on else NS_SASL))
         if self._sasl2_on:
             self._after_last_message()
 
@@ -671,6 +695,8 @@ class Session:
         if self._sasl2_on:
             self._on_sasl2_success(elem)
             return
+        from xmpp_lite import sasl
+
         try:
             self._mech.success(sasl.b64decode(elem.text))
         except AuthError as error:
@@ -688,6 +714,8 @@ class Session:
         self._send_bind()
 
     def _on_sasl2_success(self, elem):
+        from xmpp_lite import sasl
+
         try:
             self._mech.success(sasl.b64decode(elem.find_text("additional-data") or ""))
         except AuthError as error:
@@ -892,7 +920,7 @@ class Session:
 
     def register_iq_handler(self, xmlns, fn):
         """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see Responder.register)."""
-        self.responder.register(xmlns, fn)
+        self._iq_handlers[xmlns] = fn
 
     # -- sending ----------------------------------------------------------------------------------
 

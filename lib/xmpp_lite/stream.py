@@ -1,14 +1,13 @@
 """The stream-level vocabulary of RFC 6120, read and written: no state here.
 
-Stream headers, features, STARTTLS, SASL, resource binding, the legacy
-session, stream errors; the error classes; JID and host:port splitting.
+Stream headers, features, STARTTLS, resource binding, the legacy session,
+stream errors; the error classes; JID and host:port splitting. The SASL and
+SASL2 elements are in xmpp_lite.sasl, which is loaded only while logging in.
 xmpp_lite.session decides what to send when; this module only knows the
 shapes.
 """
 
-from xmpp_lite import sasl
 from xmpp_lite.errors import ConditionError
-from xmpp_lite.sasl import AuthError
 from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element, read_condition
 from xmpp_lite.stanza import iq as make_iq
 
@@ -26,7 +25,6 @@ MAX_PORT = 65535
 
 STREAM_END = b"</stream:stream>"
 STARTTLS = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
-BIND2 = b"<bind xmlns='urn:xmpp:bind:0'/>"  # the server picks the resource
 
 _HEADER = (
     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -174,28 +172,6 @@ def tls_offer(features):
     return TLS_MANDATORY if starttls.find("required") is not None else TLS_OFFERED
 
 
-def offered_mechanisms(features):
-    """The SASL mechanism names in the features."""
-    mechanisms = features.find("mechanisms", NS_SASL)
-    return mechanism_names(mechanisms) if mechanisms is not None else []
-
-
-def mechanism_names(offer):
-    """The names in the <mechanism/> children of a SASL or SASL2 offer."""
-    return [child.text.strip() for child in offer.children if child.local == "mechanism"]
-
-
-def sasl2_offer(features):
-    """The XEP-0388 <authentication/> offer in the features, or None."""
-    return features.find("authentication", NS_SASL2)
-
-
-def sasl2_offers_bind2(offer):
-    """True if the SASL2 offer can bind a resource inline (XEP-0386)."""
-    inline = offer.find("inline", NS_SASL2)
-    return inline is not None and inline.find("bind", NS_BIND2) is not None
-
-
 def offers_bind(features):
     return features.find("bind", NS_BIND) is not None
 
@@ -204,37 +180,6 @@ def session_required(features):
     """True if the legacy session (RFC 3921) is offered and not marked <optional/>."""
     session = features.find("session", NS_SESSION)
     return session is not None and session.find("optional") is None
-
-
-# -- SASL ----------------------------------------------------------------------------------------------
-
-
-def auth(mechanism, initial):
-    return ("<auth xmlns='%s' mechanism='%s'>%s</auth>"
-            % (NS_SASL, mechanism, sasl.b64encode_initial(initial))).encode()
-
-
-def response(data, xmlns=NS_SASL):
-    """A SASL <response/>; ``xmlns=NS_SASL2`` for SASL2."""
-    return ("<response xmlns='%s'>%s</response>" % (xmlns, sasl.b64encode(data))).encode()
-
-
-def authenticate(mechanism, initial, inline=b""):
-    """A SASL2 <authenticate/> with its initial response and the inline requests (bytes)."""
-    return ("<authenticate xmlns='%s' mechanism='%s'><initial-response>%s</initial-response>"
-            % (NS_SASL2, mechanism, sasl.b64encode(initial))).encode() + inline + b"</authenticate>"
-
-
-def sasl_failure(elem):
-    """The AuthError for a SASL <failure/> (RFC 6120 6.5)."""
-    condition = "not-authorized"
-    text = ""
-    for child in elem.children:
-        if child.local == "text":
-            text = child.text
-        else:
-            condition = child.local
-    return AuthError(condition, text)
 
 
 # -- binding ---------------------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ def echo_until_quit():
     device.on_message = on_message
     jid = device.connect(TIMEOUT_MS)
     gc.collect()
-    print("ONLINE %s %s %d" % (jid, device.session.mechanism, gc.mem_alloc()))
+    loaded = "sasl-loaded" if "xmpp_lite.sasl" in sys.modules else "sasl-unloaded"  # the login's code is gone
+    print("ONLINE %s %s %d %s" % (jid, device.session.mechanism, gc.mem_alloc(), loaded))
     device.send_presence(status=config["status"], to=config["controller"])
     polls = 0
     while not done and polls < config["max_polls"]:
