@@ -31,6 +31,8 @@ DOMAIN = "xmpp.test"
 RUNTIMES = ("micropython", "cpython")
 VM_HEAP = "256k"
 WAIT = 20.0
+START_TRIES = 3
+START_TIMEOUT = 20.0  # seconds for dnsmasq to answer its first query
 
 
 @pytest.fixture(scope="module")
@@ -62,24 +64,26 @@ class NameServer:
         binary = shutil.which("dnsmasq")
         if binary is None:
             pytest.fail("dnsmasq not found: install Debian's dnsmasq-base ('make bootstrap')", pytrace=False)
-        self.port = free_udp_port()
-        self.address = "127.0.0.1:%d" % self.port
-        log = open(os.path.join(str(tmp_path), "dnsmasq-%d.log" % self.port), "wb")
-        self.process = subprocess.Popen(
-            [binary, "--keep-in-foreground", "--conf-file=/dev/null", "--port=%d" % self.port,
-             "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--user=root",
-             "--pid-file=", "--log-facility=-", "--local=/%s/" % DOMAIN] + list(records),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                dns.query(self.address, "ready." + DOMAIN, dns.TYPE_A, timeout_ms=200, tries=1)
-                return
-            except dns.DNSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    pytest.fail("dnsmasq did not start", pytrace=False)
+        for _ in range(START_TRIES):  # a free port may be taken by someone else before dnsmasq binds it
+            self.port = free_udp_port()
+            self.address = "127.0.0.1:%d" % self.port
+            log_path = os.path.join(str(tmp_path), "dnsmasq-%d.log" % self.port)
+            with open(log_path, "wb") as log:
+                self.process = subprocess.Popen(
+                    [binary, "--keep-in-foreground", "--conf-file=/dev/null", "--port=%d" % self.port,
+                     "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts",
+                     "--user=root", "--pid-file=", "--log-facility=-", "--local=/%s/" % DOMAIN] + list(records),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + START_TIMEOUT
+            while self.process.poll() is None and time.monotonic() < deadline:
+                try:
+                    dns.query(self.address, "ready." + DOMAIN, dns.TYPE_A, timeout_ms=200, tries=1)
+                    return
+                except dns.DNSError:
+                    pass
+            self.stop()
+        with open(log_path, "rb") as log:
+            pytest.fail("dnsmasq did not start:\n" + log.read().decode("utf-8", "replace"), pytrace=False)
 
     def stop(self):
         if self.process.poll() is None:
