@@ -128,8 +128,23 @@ def find_leftovers(grace_s=LEFTOVER_GRACE_S):
     return report
 
 
+def _ctrl_c_as_in_a_terminal():
+    """Undo the SIGINT and SIGQUIT "ignored" that a run started in the background inherits.
+
+    A shell without job control (a script, `make test &`) starts background commands with both
+    ignored (POSIX), every process the tests start inherits that, and a Python tool that inherits it
+    never gets KeyboardInterrupt: the Ctrl-C (SIGINT) that a test sends a simboard or the link
+    emulator, as a person stops them, would be lost and the test would hang until its timeout.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def pytest_configure(config):
     os.environ[RUN_MARK] = _run_id
+    _ctrl_c_as_in_a_terminal()
 
 
 @pytest.fixture
