@@ -17,115 +17,19 @@ After everything else is torn down, what is still alive is stopped
 """
 
 import os
-import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 _TESTS_DIR = Path(__file__).resolve().parent
 
-for _path in (_TESTS_DIR.parent / "lib", _TESTS_DIR / "device"):
+for _path in (_TESTS_DIR.parent / "lib", _TESTS_DIR / "device", _TESTS_DIR):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-RUN_MARK = "XMPP_LITE_TEST_RUN"
-# A process that is exiting as the run ends (stopped, not yet reaped) gets this long before it counts.
-LEFTOVER_GRACE_S = 3.0
-# After SIGTERM, this long before SIGKILL.
-STOP_GRACE_S = 5.0
-
-_run_id = "%d-%s" % (os.getpid(), secrets.token_hex(4))
-_tracked = {}  # pid -> (start time in clock ticks, description)
-
-
-def _stat(pid):
-    """(state, start time) of ``pid`` from /proc, or None if there is no such process."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()  # the command name may hold spaces and brackets
-    return fields[0].decode(), int(fields[19])
-
-
-def _alive(pid, started=None):
-    stat = _stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return False
-    return started is None or stat[1] == started  # a recycled pid is someone else's process
-
-
-def _command(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip() or "?"
-    except OSError:
-        return "?"
-
-
-def _marked_processes():
-    """{pid: start time} of the live processes that carry this run's mark, this process left out."""
-    wanted = ("%s=%s" % (RUN_MARK, _run_id)).encode()
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/environ" % entry, "rb") as f:
-                environ = f.read()
-        except OSError:
-            continue
-        if wanted in environ.split(b"\0"):
-            stat = _stat(int(entry))
-            if stat is not None and stat[0] not in ("Z", "X"):
-                found[int(entry)] = stat[1]
-    return found
-
-
-def _candidates():
-    found = {pid: (started, _command(pid)) for pid, started in _marked_processes().items()}
-    for pid, (started, what) in _tracked.items():
-        if _alive(pid, started):
-            found[pid] = (started, what)
-    return found
-
-
-def _stop(pid, started):
-    for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
-        if not _alive(pid, started):
-            return True
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return True
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)  # reaps it if it is our child
-            except ChildProcessError:
-                pass
-            if not _alive(pid, started):
-                return True
-            time.sleep(0.05)
-    return not _alive(pid, started)
-
-
-def find_leftovers(grace_s=LEFTOVER_GRACE_S):
-    """Processes of this run still alive after ``grace_s``, stopped: a list of "pid command" lines."""
-    deadline = time.monotonic() + grace_s
-    found = _candidates()
-    while found and time.monotonic() < deadline:
-        time.sleep(0.1)
-        found = _candidates()
-    report = []
-    for pid, (started, what) in sorted(found.items()):
-        stopped = _stop(pid, started)
-        report.append("pid %d %s%s" % (pid, what, "" if stopped else " (still alive after SIGKILL)"))
-    return report
+import leftovers  # noqa: E402 - from tests/, on the path just above
 
 
 def _ctrl_c_as_in_a_terminal():
@@ -143,24 +47,18 @@ def _ctrl_c_as_in_a_terminal():
 
 
 def pytest_configure(config):
-    os.environ[RUN_MARK] = _run_id
+    os.environ[leftovers.RUN_MARK] = leftovers.RUN_ID
     _ctrl_c_as_in_a_terminal()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def track_process():
     """``track(pid_or_popen, what)``: check at the end of the run that this process is gone.
 
-    Only needed for a process started without this run's environment; the others are found anyway.
+    Only needed for a process started without this run's environment (``env=`` built from scratch);
+    the others are found anyway. Session-scoped, so that fixtures of any scope can use it.
     """
-    def track(process, what):
-        pid = getattr(process, "pid", process)
-        stat = _stat(pid)
-        if stat is not None:
-            _tracked[pid] = (stat[1], what)
-        return process
-
-    return track
+    return leftovers.track
 
 
 _leftovers = []
@@ -169,7 +67,7 @@ _leftovers = []
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session):
     # trylast: after pytest's own sessionfinish, which tears down the session fixtures (servers).
-    _leftovers.extend(find_leftovers())
+    _leftovers.extend(leftovers.find_leftovers())
     if _leftovers and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
