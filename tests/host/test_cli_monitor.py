@@ -17,8 +17,12 @@ from host_tools.fleet import Fleet
 from host_tools.monitor import DeviceNumbers, MonitorScreen, parse_command, sparkline, table_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SESSION = "xmpp-lite-monitor-test"
-WAIT = 30.0
+SESSION = "monitor"
+# A tmux server of this test run's own (-L): another run's kill-session cannot end our session.
+TMUX_SOCKET = "xmpp-lite-test-%d" % os.getpid()
+WAIT = 30.0  # for what the monitor shows; the board is up and reporting before the screen starts
+# A board on the VM boots and logs in with SCRAM, slow on a loaded machine; its first report then.
+BOARD_UP_S = 120.0
 
 
 def test_sparkline_scales_between_min_and_max():
@@ -144,6 +148,13 @@ def reporting_device(prosody, tmp_path):
     fleet = Fleet(prosody, [("device1", prosody.accounts["device1"])], ("controller", prosody.accounts["controller"]),
                   runtime="micropython", profile="wifi", interval_s=2, work_dir=str(tmp_path))
     fleet.start()
+    deadline = time.monotonic() + BOARD_UP_S
+    while fleet.snapshot()["reporting"] < 1:
+        if time.monotonic() > deadline:
+            fleet.stop()
+            pytest.fail("the simulated board did not report within %.0f s: %s" % (
+                BOARD_UP_S, [getattr(device, "lines", [])[-5:] for device in fleet.devices]), pytrace=False)
+        time.sleep(0.2)
     account = tmp_path / "controller.json"
     account.write_text(json.dumps({"jid": prosody.jid("controller"), "password": prosody.accounts["controller"],
                                    "host": "127.0.0.1", "port": prosody.c2s_port, "ca": prosody.ca_path}))
@@ -155,7 +166,7 @@ def reporting_device(prosody, tmp_path):
 
 def tmux(*args):
     # -u: UTF-8 for the plot's block characters, whatever the locale of the test run.
-    return subprocess.run(["tmux", "-u", *args], capture_output=True, text=True, timeout=10,
+    return subprocess.run(["tmux", "-u", "-L", TMUX_SOCKET, *args], capture_output=True, text=True, timeout=10,
                           env=dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8"))
 
 
@@ -175,10 +186,8 @@ def test_live_screen_in_a_terminal(prosody, reporting_device):
         pytest.fail("tmux is missing: `make bootstrap` installs it", pytrace=False)
     device = prosody.jid("device1")
     command = "%s -m host_tools monitor --account %s --device %s" % (sys.executable, reporting_device, device)
-    tmux("kill-session", "-t", SESSION)
     started = tmux("new-session", "-d", "-s", SESSION, "-x", "170", "-y", "30", "-c", ROOT, command)
     assert started.returncode == 0, started.stderr
-    tmux("resize-window", "-t", SESSION, "-x", "170", "-y", "30")  # a server started earlier may keep 80x24
     try:
         # The row: number, device, presence, a reading, and a plot once a few reports are in.
         text = screen_until(lambda t: any(device in line and "online" in line and "temp=" in line
@@ -197,7 +206,7 @@ def test_live_screen_in_a_terminal(prosody, reporting_device):
             time.sleep(0.2)
         assert tmux("has-session", "-t", SESSION).returncode != 0, "q did not end the monitor"
     finally:
-        tmux("kill-session", "-t", SESSION)
+        tmux("kill-server")
 
 
 def test_plain_table_without_a_terminal(prosody, reporting_device):

@@ -6,6 +6,7 @@ xmpp_lite Client, files that are never overwritten without --force, and no passw
 
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -169,12 +170,23 @@ def test_never_overwrites_without_force_and_force_resets_passwords(local, tmp_pa
             login(path, old[name])
 
 
+def without_admin_tools():
+    """The environment of a host without ejabberdctl (installed or not here): its folders left out of PATH."""
+    folders = [folder for folder in os.environ.get("PATH", "").split(os.pathsep)
+               if folder and not os.path.exists(os.path.join(folder, "ejabberdctl"))]
+    env = {name: value for name, value in os.environ.items() if name != "XMPP_LITE_STATE"}
+    env["PATH"] = os.pathsep.join(folders)
+    assert shutil.which("ejabberdctl", path=env["PATH"]) is None
+    return env
+
+
 def test_remote_server_with_ca_and_no_admin_tool(local, tmp_path):
     # No state directory: the server is "remote", named by address, domain and CA given.
     out = tmp_path / "out"
     target = ["--server", "127.0.0.1:%d" % local.c2s_port, "--domain", "localhost", "--ca", local.ca_path,
               "--wifi-ssid", "home", "--wifi-password", "wifi-secret-1"]
-    result = provision(*target, "--count", 1, "--prefix", "far-", out=out, cwd=tmp_path)
+    env = without_admin_tools()
+    result = provision(*target, "--count", 1, "--prefix", "far-", out=out, cwd=tmp_path, env=env)
     assert "wifi-secret-1" not in result.stdout + result.stderr
     assert "note: network kind" not in result.stdout
     (path, config), = configs(out).values()
@@ -182,7 +194,8 @@ def test_remote_server_with_ca_and_no_admin_tool(local, tmp_path):
     assert open(os.path.join(out, "far-1", "ca.der"), "rb").read() == open(local.ca_der_path, "rb").read()
     assert login(path).startswith("far-1@localhost/")
     # --force cannot reset a password in-band, and there is no admin tool for a remote server here.
-    forced = provision(*target, "--count", 1, "--prefix", "far-", "--force", out=out, cwd=tmp_path, ok=False)
+    forced = provision(*target, "--count", 1, "--prefix", "far-", "--force", out=out, cwd=tmp_path, env=env,
+                       ok=False)
     error = one_line_error(forced)
     assert "far-1@localhost already exists" in error and "admin tool" in error
 

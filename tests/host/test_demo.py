@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import clirun
 from host_tools import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -14,8 +15,8 @@ DEMO_TIMEOUT = 150  # seconds; the demo itself takes its --duration plus the log
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "host_tools"] + list(args), cwd=ROOT, capture_output=True,
-                          text=True, timeout=DEMO_TIMEOUT)
+    # clirun.run, not subprocess.run: a demo stopped by a timeout gets SIGTERM and stops its Prosody.
+    return clirun.run([sys.executable, "-m", "host_tools"] + list(args), DEMO_TIMEOUT, cwd=ROOT)
 
 
 def test_demo_runs_end_to_end():

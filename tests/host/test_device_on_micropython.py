@@ -45,6 +45,8 @@ def test_the_library_imports_from_source():
     assert result.returncode == 0 and output.strip() == "imported", output
 
 
+# Longer than pytest's default timeout: the module's own timeout fires first and shows the VM's output.
+@pytest.mark.timeout(TIMEOUT_SECONDS + 60)
 @pytest.mark.parametrize("test_file", DEVICE_TEST_FILES, ids=lambda path: path.stem)
 def test_device_module_on_micropython(test_file, mpy_lib):
     command = [_tool("micropython"), "-X", "heapsize=" + HEAP_SIZE, str(RUNNER), "--lib", mpy_lib,

@@ -103,6 +103,16 @@ def recv_exactly(sock, size, timeout=5.0):
     return bytes(data)
 
 
+def settle(link):
+    """Return once the emulator has handled every socket event that was ready when called.
+
+    Its loop runs the commands of a turn after that turn's I/O; of two commands in a row, the second
+    runs in a turn that began after the first returned, so its select saw those events.
+    """
+    for _ in range(2):
+        link._control(lambda: None)
+
+
 def assert_silent(sock, seconds=QUIET_S):
     """Nothing arrives: no data, no FIN, no RST; the recv times out."""
     sock.settimeout(seconds)
@@ -247,33 +257,41 @@ def test_bandwidth_caps_each_direction(servers, links, clients):
 
 def test_nat_drops_idle_mapping_silently(servers, links, clients):
     server = servers()
-    link = links(server, Profile(nat_idle_timeout_ms=300))
+    # The chatty client talks every 0.1 s: ten times as often as the mapping needs, even on a busy machine.
+    link = links(server, Profile(nat_idle_timeout_ms=1000))
     idle, chatty = clients(link), clients(link)
     echo(idle, b"ping")
     echo(chatty, b"ping")
     talk_errors = []
+    quiet = threading.Event()
 
     def talk():
         try:
-            for _ in range(9):
-                time.sleep(0.1)
+            while not quiet.is_set():
                 echo(chatty, b"still here", timeout=1)
+                quiet.wait(0.1)
         except Exception as error:  # noqa: BLE001 - reported by the assertion below
             talk_errors.append(error)
 
     talker = threading.Thread(target=talk)
     talker.start()
-    time.sleep(0.5)
-    idle.sendall(b"lost")
-    assert_silent(idle)
-    talker.join()
+    try:
+        # The idle mapping is gone once the emulator counts the drop, not after a guessed sleep.
+        assert wait_until(lambda: link.stats["nat_drops"] == 1, 10)
+        idle.sendall(b"lost")
+        settle(link)
+    finally:
+        quiet.set()
+        talker.join()
     assert talk_errors == []
+    assert_silent(idle)
     echo(chatty, b"alive")
     idle_peer = next(peer for peer in server.peers if bytes(peer.data) == b"ping")
     assert idle_peer.ended is None  # the server got neither the bytes nor a FIN
     stats = link.stats
     assert stats["nat_drops"] == 1
     assert stats["active"] == 2
+    assert bytes(idle_peer.data) == b"ping"  # "lost" was read and discarded
 
 
 def test_blackhole_is_silent_and_restore_serves_new_connections(servers, links, clients):
@@ -303,9 +321,9 @@ def test_blackhole_is_silent_and_restore_serves_new_connections(servers, links, 
 
     # The client of a dead connection leaves: the server hears nothing until stop() closes its socket.
     first.close()
-    time.sleep(0.2)
+    settle(link)  # the emulator has read the client's FIN
+    assert link.stats["active"] == 4  # the server side of the dead connection is still open
     assert server.peers[0].ended is None
-    assert link.stats["active"] == 4
     link.stop()
     assert server.peers[0].done.wait(2) and server.peers[0].ended == "eof"
 

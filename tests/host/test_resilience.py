@@ -150,6 +150,16 @@ def _tls_options(server):
     return {"tls": "none", "insecure_plain": True, "mechanisms": ("PLAIN",)}
 
 
+def wait_until(predicate, timeout):
+    """True once ``predicate()`` is, False if it is not within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def device_settings(server, link, **settings):
     base = {"jid": server.jid("device1"), "password": server.accounts["device1"], "port": link.port,
             "controller": server.jid("controller") + "/desk"}
@@ -193,9 +203,14 @@ def test_idle_link_behind_a_nat(runtime, heartbeats, prosody_plain, emulator, ru
     device = Device(runtime, tmp_path, **device_settings(server, link, resource="idle-" + runtime, **beats))
     running.append(device)
     device.wait_for("STATE online fresh")
-    time.sleep(IDLE_MS / 1000)
     full_jid = server.jid("device1") + "/idle-" + runtime
-    report = controller.report(full_jid, server.jid("device1"), timeout=3 * NAT_IDLE_MS / 1000 + 1)
+    if heartbeats:
+        time.sleep(IDLE_MS / 1000)  # the idle time is the test: the link must stay up through it
+        report = controller.report(full_jid, server.jid("device1"), timeout=3 * NAT_IDLE_MS / 1000 + 1)
+    else:
+        # The emulator counts the drop: from then on nothing can reach the device.
+        assert wait_until(lambda: link.stats["nat_drops"] == 1, IDLE_MS / 1000 + WAIT), link.stats
+        report = controller.report(full_jid, server.jid("device1"), timeout=NAT_IDLE_MS / 1000)
     if heartbeats:
         assert report is not None, "the device did not answer after %d ms idle" % IDLE_MS
         assert report["stats"]["online"] == 1 and report["stats"]["lost"] == 0
@@ -334,7 +349,8 @@ def test_server_restart_device_comes_back(runtime, own_prosody, emulator, runnin
     device.wait_for("STATE online fresh")
     server.stop()
     device.wait_for("STATE offline")
-    time.sleep(1.0)  # a few refused attempts, with backoff
+    # A few attempts refused (counted by the emulator, which passes the server's refusal on), with backoff.
+    assert wait_until(lambda: link.stats["refused"] >= 2, WAIT), link.stats
     server.start()
     device.wait_for("STATE online fresh")  # the restarted server forgot the stream: a fresh one
     controller = Controller(server)
