@@ -137,8 +137,9 @@ def login():
     from xmpp_lite.client import Client
     from xmpp_lite.stanza import presence
 
-    device = Client(config["jid"], config["password"], host=config["host"], port=config["port"], tls="none",
-                    insecure_plain=True, mechanisms=tuple(config["mechanisms"]), sasl2=False, resource="board")
+    device = Client(config["jid"], config["password"], host=config["host"], port=config["port"],
+                    tls=config.get("tls", "none"), ca=config.get("ca"), insecure_plain=True,
+                    mechanisms=tuple(config["mechanisms"]), sasl2=False, resource=config.get("resource"))
     device.connect(15000, presence=presence(status=config["body"]))
     trips = device.session.login_round_trips
     device.close()
