@@ -15,8 +15,9 @@ Bytes are paid for (GPRS), so each mechanism stays quiet when it can:
     when the caller says a stanza will go out (``next_send``) before
     ``nat_timeout_ms`` has passed since the last write;
   - at most one probe per ``probe_interval_ms`` of silence; when a stanza
-    is due within ``ride_ms``, the probe rides on it (RIDE_PROBE: ask for an
-    ack with the next stanza) instead of taking a TLS record of its own;
+    is planned within ``ride_ms``, the probe rides on it (RIDE_PROBE: ask for
+    an ack with the next stanza) instead of taking a TLS record of its own,
+    up to ``ride_ms`` early (never late);
   - an XEP-0198 ack the server asked for waits up to ``ack_delay_ms``
     (``ack_since``: when it began to wait) for a stanza to ride on (SEND_ACK
     once that is over).
@@ -106,11 +107,14 @@ class Heartbeat:
                 self.probe_sent_ms = probe = None  # something arrived after the probe: alive
             elif ticks_diff(now, probe) >= self.probe_timeout_ms:
                 return LINK_DEAD
-        if probe is None and self.probe_interval_ms and ticks_diff(now, last_received) >= self.probe_interval_ms:
-            self.probe_sent_ms = now
-            if next_send is not None and 0 <= ticks_diff(next_send, now) <= self.ride_ms:
-                return RIDE_PROBE
-            return SEND_PROBE
+        if probe is None and self.probe_interval_ms:
+            due_in = self.probe_interval_ms - ticks_diff(now, last_received)
+            # A stanza planned within ride_ms takes the probe along, even one that falls due just
+            # after it (the last answer came a round trip after the last report): early, never late.
+            ride = next_send is not None and 0 <= ticks_diff(next_send, now) <= self.ride_ms
+            if due_in <= 0 or (ride and due_in <= self.ride_ms):
+                self.probe_sent_ms = now
+                return RIDE_PROBE if ride else SEND_PROBE
         if ack_since is not None and ticks_diff(now, ack_since) >= self.ack_delay_ms:
             return SEND_ACK
         if self.ws_interval_ms and ticks_diff(now, last_sent) >= self.ws_interval_ms:
@@ -130,7 +134,8 @@ class Heartbeat:
         if self.probe_sent_ms is not None:
             due = min(due, self.probe_timeout_ms - ticks_diff(now, self.probe_sent_ms))
         elif self.probe_interval_ms:
-            due = min(due, self.probe_interval_ms - ticks_diff(now, last_received))
+            due = min(due, self.probe_interval_ms - ticks_diff(now, last_received)
+                      - (self.ride_ms if next_send is not None else 0))
         if ack_since is not None:
             due = min(due, self.ack_delay_ms - ticks_diff(now, ack_since))
         if self.ws_interval_ms:

@@ -186,8 +186,9 @@ class Node:
         """Report when the interval is over; run a pending reboot."""
         if self._last_report is None or ticks_diff(now, self._last_report) >= self.interval_ms:
             self.report(now)
-        if hasattr(self.link, "next_send_ms"):  # the heartbeat need not keep the link alive before it
-            self.link.next_send_ms = ticks_add(self._last_report, self.interval_ms)
+        last = self._last_report
+        if last is not None and hasattr(self.link, "next_send_ms"):  # no keepalive needed before it
+            self.link.next_send_ms = ticks_add(last, self.interval_ms)
         if self.reboot_at is not None and ticks_diff(now, self.reboot_at) >= 0:
             self.reboot_at = None
             if self.on_reboot is not None:

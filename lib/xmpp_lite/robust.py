@@ -361,9 +361,10 @@ class RobustClient:
             client.send_whitespace()
         elif action == SEND_PROBE or action == RIDE_PROBE:
             self.stats["probes"] += 1
-            if action == RIDE_PROBE and self.sm.enabled:
+            planned = self.next_send_ms
+            if action == RIDE_PROBE and planned is not None and self.sm.enabled:
                 self.sm.ask_next = True  # the <r/> goes with the planned stanza
-                self._ride_until = ticks_add(self.next_send_ms, self.heartbeat.ride_ms)
+                self._ride_until = ticks_add(planned, self.heartbeat.ride_ms)
             elif not client.request_ack():
                 self._ping_id = client.send_ping()
         elif action == LINK_DEAD:

@@ -194,6 +194,14 @@ def test_a_probe_due_just_before_a_stanza_rides_on_it():
     assert heartbeat.check(25000, 0, 0) == LINK_DEAD
     heartbeat.reset(0)
     assert heartbeat.check(20000, 0, 0, next_send=24000) == SEND_PROBE  # too far off: alone
+    # The last answer came a little after the last report: the probe falls due just after the next
+    # report, and rides on it, early.
+    heartbeat.reset(0)
+    assert heartbeat.check(17000, 0, 500, next_send=19000) == NOTHING
+    assert heartbeat.next_due_ms(17000, 0, 500, next_send=19000) == 500
+    assert heartbeat.check(19000, 0, 500, next_send=19000) == RIDE_PROBE
+    heartbeat.reset(0)
+    assert heartbeat.check(19000, 0, 500) == NOTHING  # no stanza planned: the probe waits for its time
 
 
 def test_a_held_ack_goes_alone_after_its_delay():
