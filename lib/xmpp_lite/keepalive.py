@@ -49,7 +49,8 @@ PROBE_TIMEOUT_MS = 20000
 NAT_TIMEOUT_MS = 60000
 # A probe that falls due this close before a planned stanza rides on it.
 RIDE_MS = 5000
-# How long an ack the server asked for may wait for a stanza to ride on.
+# How long an ack the server asked for may wait for a stanza to ride on (XEP-0198:
+# "SHOULD be sent as soon as possible", "MUST NOT be withheld" but for a timeout: this one).
 # ejabberd closes a stream whose acks are 60 s late (ack_timeout); Prosody
 # only notes it (smacks_max_ack_delay, 30 s).
 ACK_DELAY_MS = 10000
