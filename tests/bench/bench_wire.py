@@ -471,7 +471,8 @@ def report(rows, login_rows):
     print("  presence and round trips before it (the XMPP bytes alone); STARTTLS: every client byte of login,")
     print("  presence and close, TLS handshake included (mbedTLS on the VM, OpenSSL for slixmpp), and client flights")
     for label, name, sent, trips in login_rows:
-        print("  %-10s %-40s %6d B %3d round trips" % (label, name, sent, trips))
+        print("  %-10s %-40s %6d B %3d %s" % (label, name, sent, trips,
+                                               "round trips" if label == "plaintext" else "flights"))
     for label in ("plaintext", "STARTTLS"):
         rows_of = [row for row in login_rows if row[0] == label]
         ours, theirs = rows_of[0], rows_of[-1]
