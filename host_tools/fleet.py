@@ -116,10 +116,12 @@ class Observer:
         return self.devices.setdefault(bare(jid), self._blank())
 
     def _on_message(self, msg):
+        from xmpp_lite.node import report_readings
+
         body = msg.find_text("body")
         if body is None or msg.get("type") == "error":
             return
-        readings = msg.find("readings", NS_SENSOR)
+        readings = report_readings(msg)  # either report format (xmpp_lite.node, docs/wire.md)
         with self._lock:
             if readings is None:
                 self.replies.append((time.time(), msg.get("from"), body))
@@ -131,14 +133,16 @@ class Observer:
             entry["available"] = True
             entry["last_report"] = time.time()
             entry["reports"] += 1
-            entry["reconnects"] = int(readings.get("reconnects") or 0)
-            first = readings.find("reading")
-            if first is not None:
-                try:
-                    entry["history"].append(float(first.get("value")))
-                    del entry["history"][:-60]
-                except (TypeError, ValueError):
-                    pass
+            self._note_reconnects(entry, msg.find("readings", NS_SENSOR))
+            if readings and readings[0][1] is not None:
+                entry["history"].append(float(readings[0][1]))
+                del entry["history"][:-60]
+
+    @staticmethod
+    def _note_reconnects(entry, element):
+        # The compact report leaves them to the status summary in presence; the full one carries them.
+        if element is not None and (element.get("reconnects") or "").isdigit():
+            entry["reconnects"] = int(element.get("reconnects"))
 
     def _on_presence(self, presence):
         kind = presence.get("type")
@@ -149,6 +153,7 @@ class Observer:
             entry["available"] = kind is None
             if kind is None:
                 entry["status"] = presence.find_text("status") or ""
+                self._note_reconnects(entry, presence.find("readings", NS_SENSOR))
 
     def subscribe(self, jid):
         """Ask to see the device's presence (the node approves its controller)."""

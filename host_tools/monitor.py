@@ -4,7 +4,7 @@
     curses.wrapper(screen.run)              # until q or Ctrl-C (or ``duration`` seconds)
 
 Rows: device, presence, last reading, its age, reports received, reconnections (the device's own count,
-carried by each report), and a sparkline of the first reading over the last reports. The line at the
+carried by its status summaries), and a sparkline of the first reading over the last reports. The line at the
 bottom takes commands: ``<device> <command>``, the device by its number in the table or the start of its
 name (``1 read``, ``sensor-3 set relay on``); replies appear under the table. Rows sort naturally (sensor-2
 before sensor-10); a device keeps its number for the whole session (DeviceNumbers), so ``1 read`` always

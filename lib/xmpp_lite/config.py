@@ -23,6 +23,7 @@ MAX_GPIO = 48  # the highest GPIO number on any supported chip (ESP32-S3)
 NETWORK_KINDS = ("wifi", "modem", "none")
 TLS_MODES = ("required", "direct", "none")
 REPORT_MESSAGES = ("every", "change", "off")
+REPORT_FORMATS = ("compact", "full")  # xmpp_lite.node.REPORT_FORMATS (not imported: config loads alone)
 SENSOR_KINDS = ("adc", "digital", "dht11", "dht22", "internal_temp", "simulated", "blinka_analog")
 PULLS = ("up", "down", None)
 DRIVERS = ("poll", "asyncio")  # device.driver: RobustClient's poll loop, or xmpp_lite.aio's tasks
@@ -98,11 +99,14 @@ _SCHEMA = {
     "report": (
         ("interval_s", 60, _number(1, 86400)),
         ("message", "every", _one_of(REPORT_MESSAGES)),
+        ("format", "compact", _one_of(REPORT_FORMATS)),
+        ("presence_interval_s", 3600, _number(1, 86400 * 7)),
     ),
     "keepalive": (
         ("ws_interval_s", 50, _number(0, 3600)),
-        ("probe_interval_s", 60, _number(0, 3600)),
+        ("probe_interval_s", 240, _number(0, 3600)),
         ("probe_timeout_s", 20, _number(1, 600)),
+        ("nat_timeout_s", 60, _number(1, 3600)),
         ("connect_timeout_s", 30, _number(1, 600)),
     ),
     "device": (

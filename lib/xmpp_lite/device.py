@@ -36,9 +36,10 @@ def make_link(config, ca=None):
     if ca is not None or xmpp["ca"]:
         options["ca"] = ca if ca is not None else xmpp["ca"]
     heartbeat = Heartbeat(int(keepalive["ws_interval_s"] * 1000), int(keepalive["probe_interval_s"] * 1000),
-                          int(keepalive["probe_timeout_s"] * 1000))
+                          int(keepalive["probe_timeout_s"] * 1000),
+                          nat_timeout_ms=int(keepalive["nat_timeout_s"] * 1000))
     return Link(xmpp["jid"], xmpp["password"], heartbeat=heartbeat, backoff=Backoff(),
-                        connect_timeout_ms=int(keepalive["connect_timeout_s"] * 1000), **options)
+                connect_timeout_ms=int(keepalive["connect_timeout_s"] * 1000), **options)
 
 
 def make_node(config, board, link, on_reboot=None, status_extra=None):
@@ -48,6 +49,8 @@ def make_node(config, board, link, on_reboot=None, status_extra=None):
 
     sensors = [make_sensor(spec) for spec in (config["sensors"] or board.get("sensors", []))]
     outputs = [Output(spec) for spec in (config["outputs"] or board.get("outputs", []))]
+    report = config["report"]
     return Node(link, sensors, outputs, controller=config["controller"], admins=config["admins"],
-                interval_ms=int(config["report"]["interval_s"] * 1000), report_message=config["report"]["message"],
-                on_reboot=on_reboot, status_extra=status_extra)
+                interval_ms=int(report["interval_s"] * 1000), report_message=report["message"],
+                on_reboot=on_reboot, status_extra=status_extra, report_format=report["format"],
+                presence_interval_ms=int(report["presence_interval_s"] * 1000))

@@ -5,16 +5,30 @@
     loop: link.poll(100); node.tick(ticks_ms())
 
 ``link`` is an xmpp_lite.robust.RobustClient (or anything with its
-send_message / send_presence / register_iq_handler / on_message). Reports:
+send / send_message / send_presence / register_iq_handler / on_message).
 
-- presence status text that any XMPP client shows: ``temp=21.5C hum=40%``
-  (a failed sensor shows ``temp=?``), with the same readings as an element:
-  ``<readings xmlns='urn:xmpp-lite:sensor:0' seq='7' reconnects='1'>
-  <reading name='temp' value='21.5' unit='C'/>...</readings>`` (``seq``
-  counts reports since boot, ``reconnects`` the link's returns);
-- a chat message with that text and element to the controller: at every
-  report ("every"), only when a reading moved by more than its sensor's
-  ``threshold`` since the last message ("change"), or never ("off").
+Reports (``report_format``, see docs/wire.md for what each byte costs):
+
+- "compact" (the default): one ``<message/>`` to the controller per report,
+  no type, no id, the readings once as its body: ``temp=21.5C hum=40%``
+  (``name=value`` then the unit, space-separated; a failed sensor shows
+  ``temp=?``; ``parse_readings`` reads it back). Presence carries state:
+  available at login (the link sends it), and a status summary (the same
+  text, with the ``<readings>`` element below) at start, when a reading
+  fails or recovers or moves by more than its sensor's ``threshold`` (when
+  that is above 0) since the last summary, after the link came back (its
+  ``reconnects`` changed), and at least every ``presence_interval_ms``. The server echoes a presence back to the board
+  and to every subscriber, so it stays rare.
+- "full" (the old behaviour): presence status text with the readings as an
+  element, ``<readings xmlns='urn:xmpp-lite:sensor:0' seq='7'
+  reconnects='1'><reading name='temp' value='21.5' unit='C'/>...
+  </readings>`` (``seq`` counts reports since boot, ``reconnects`` the
+  link's returns), at every report, and a chat message with that text and
+  element to the controller.
+
+``report_message`` says when the message goes: at every report ("every"),
+only when a reading moved by more than its sensor's ``threshold`` since the
+last message ("change"), or never ("off").
 
 Commands, by chat message (the reply is a chat message) or by
 ``<iq type='set'><command xmlns='urn:xmpp-lite:command:0' name='read'>args
@@ -30,6 +44,7 @@ their clients show the board's status), from anyone else refused.
 from xmpp_lite._compat import ticks_add, ticks_diff, ticks_ms
 from xmpp_lite.sm import QueueFull
 from xmpp_lite.stanza import Element, error_reply
+from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stream import split_jid
 
 NS_SENSOR = "urn:xmpp-lite:sensor:0"
@@ -39,6 +54,13 @@ MIN_INTERVAL_S = 1
 MAX_INTERVAL_S = 86400
 MAX_COMMAND_CHARS = 200  # longer bodies are not commands
 REBOOT_DELAY_MS = 1000  # time for the reply to go out before the board resets
+
+REPORT_COMPACT = "compact"
+REPORT_FULL = "full"
+REPORT_FORMATS = (REPORT_COMPACT, REPORT_FULL)
+# The compact report's status summary in presence goes at least this often (and on a significant change).
+PRESENCE_INTERVAL_MS = 3600000
+_NUMBER_CHARS = "-0123456789."
 
 HELP = ("commands: help, read, status, set <output> on|off, interval <seconds>, reboot")
 
@@ -64,6 +86,51 @@ def status_text(readings):
                     for name, value, unit in readings)
 
 
+def parse_readings(text):
+    """[(name, value, unit)] from a report text (see ``status_text``), or None if ``text`` is not one.
+
+    The value is an int, a float or None (``?``: the sensor failed);
+    ``format_value`` of it gives back the text, so the readings are exact.
+    """
+    if not text:
+        return None
+    out = []
+    for token in text.split(" "):
+        equals = token.find("=")
+        if equals <= 0:
+            return None
+        name = token[:equals]
+        rest = token[equals + 1:]
+        if rest == "?":
+            out.append((name, None, ""))
+            continue
+        end = 0
+        while end < len(rest) and rest[end] in _NUMBER_CHARS:
+            end += 1
+        number = rest[:end]
+        try:
+            value = float(number) if "." in number else int(number)
+        except ValueError:
+            return None
+        out.append((name, value, rest[end:]))
+    return out
+
+
+def report_readings(stanza):
+    """The readings a report stanza (either format: message or presence) carries, or None."""
+    elem = stanza.find("readings", NS_SENSOR)
+    if elem is not None:
+        out = []
+        for reading in elem.find_all("reading"):
+            value = reading.get("value", "?")
+            parsed = parse_readings("v=" + value)
+            out.append((reading.get("name", ""), parsed[0][1] if parsed else None, reading.get("unit", "")))
+        return out
+    if stanza.name != "message" or stanza.get("type") in ("chat", "error", "groupchat"):
+        return None
+    return parse_readings(stanza.find_text("body"))
+
+
 def readings_element(readings, seq, reconnects=None):
     attrs = {"seq": str(seq)}
     if reconnects is not None:
@@ -81,7 +148,10 @@ class Node:
     """See the module docstring. ``on_reboot()`` is called for the reboot command (machine.reset on a board)."""
 
     def __init__(self, link, sensors, outputs=(), controller=None, admins=(), interval_ms=60000,
-                 report_message="every", on_reboot=None, status_extra=None):
+                 report_message="every", on_reboot=None, status_extra=None, report_format=REPORT_COMPACT,
+                 presence_interval_ms=PRESENCE_INTERVAL_MS):
+        if report_format not in REPORT_FORMATS:
+            raise ValueError("report_format must be one of " + ", ".join(REPORT_FORMATS))
         self.link = link
         self.sensors = list(sensors)
         self.outputs = {}
@@ -91,6 +161,8 @@ class Node:
         self.allowed = [bare(jid) for jid in ((controller,) if controller else ()) + tuple(admins)]
         self.interval_ms = interval_ms
         self.report_message = report_message
+        self.report_format = report_format
+        self.presence_interval_ms = presence_interval_ms
         self.on_reboot = on_reboot
         self.status_extra = status_extra  # a callable returning more text for "status"
         self.seq = 0  # reports made
@@ -100,6 +172,7 @@ class Node:
         self._last_report = None
         self._last_sent = None  # the readings of the last report message, for "change"
         self._started = None
+        self._last_presence = None  # (ticks, readings, link's online count) of the last status summary
 
     def start(self, now):
         """Register the command handler and report at once."""
@@ -113,6 +186,9 @@ class Node:
         """Report when the interval is over; run a pending reboot."""
         if self._last_report is None or ticks_diff(now, self._last_report) >= self.interval_ms:
             self.report(now)
+        last = self._last_report
+        if last is not None and hasattr(self.link, "next_send_ms"):  # no keepalive needed before it
+            self.link.next_send_ms = ticks_add(last, self.interval_ms)
         if self.reboot_at is not None and ticks_diff(now, self.reboot_at) >= 0:
             self.reboot_at = None
             if self.on_reboot is not None:
@@ -127,20 +203,41 @@ class Node:
         return out
 
     def report(self, now, readings=None):
-        """Presence (always) and a message to the controller (per ``report_message``); returns the readings."""
+        """Report the readings (see the module docstring for the formats); returns them."""
         if readings is None:
             readings = self.readings()
         self._last_report = now
         self.seq += 1
         text = status_text(readings)
-        self.link.send_presence(status=text, payload=self._payload(readings))
+        full = self.report_format == REPORT_FULL
+        if full:
+            self.link.send_presence(status=text, payload=self._payload(readings))
         if self.controller and self._message_due(readings):
             try:
-                self.link.send_message(self.controller, text, payload=self._payload(readings))
+                if full:
+                    self.link.send_message(self.controller, text, payload=self._payload(readings))
+                else:
+                    self.link.send(make_message(to=self.controller, body=text))
                 self._last_sent = readings
             except QueueFull:
                 pass  # the link is down and the queue full: the next report tries again
+        if not full and self._presence_due(now, readings):
+            self._last_presence = (now, readings, self._online_count())
+            self.link.send_presence(status=text, payload=self._payload(readings))  # kept while offline
         return readings
+
+    def _presence_due(self, now, readings):
+        """The compact format's status summary: first, slow interval, failure/recovery, beyond a threshold."""
+        if self._last_presence is None:
+            return True
+        then, last, online = self._last_presence
+        if ticks_diff(now, then) >= self.presence_interval_ms or online != self._online_count():
+            return True
+        return self._moved(last, readings, True)
+
+    def _online_count(self):
+        stats = getattr(self.link, "stats", None)
+        return stats["online"] if stats else 0
 
     def _payload(self, readings):
         stats = getattr(self.link, "stats", None)
@@ -151,8 +248,11 @@ class Node:
             return True
         if self.report_message == "off":
             return False
-        last = self._last_sent
-        if last is None or len(last) != len(readings):
+        return self._last_sent is None or self._moved(self._last_sent, readings, False)
+
+    def _moved(self, last, readings, significant):
+        """True if ``readings`` differ from ``last`` beyond the thresholds (``significant``: zero counts as none)."""
+        if len(last) != len(readings):
             return True
         thresholds = {}
         for sensor in self.sensors:
@@ -162,7 +262,10 @@ class Node:
             old = last[index][1]
             if (value is None) != (old is None):
                 return True
-            if value is not None and abs(value - old) > thresholds.get(name, 0):
+            threshold = thresholds.get(name, 0)
+            if significant and not threshold:
+                continue
+            if value is not None and abs(value - old) > threshold:
                 return True
         return False
 
@@ -173,8 +276,8 @@ class Node:
 
     def on_message(self, msg):
         body = msg.find_text("body")
-        if body is None or msg.get("type") == "error" or msg.find("readings", NS_SENSOR) is not None:
-            return
+        if body is None or msg.get("type") == "error" or report_readings(msg) is not None:
+            return  # errors and reports (another board's) are not commands
         sender = msg.get("from")
         if not self.allowed_sender(sender):
             self.ignored += 1

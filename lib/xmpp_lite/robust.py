@@ -36,10 +36,10 @@ per RobustClient and survive reconnections).
 
 import errno
 
-from xmpp_lite._compat import sleep_ms, ticks_diff, ticks_ms
+from xmpp_lite._compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from xmpp_lite.backoff import Backoff
 from xmpp_lite.client import Client
-from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
+from xmpp_lite.keepalive import LINK_DEAD, RIDE_PROBE, SEND_ACK, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.linkstate import (  # noqa: F401 - part of this module's API
     CLOSE_ACK_TIMEOUT_MS,
     CONNECT_TIMEOUT_MS,
@@ -78,7 +78,7 @@ class RobustClient:
 
     def __init__(self, jid, password, heartbeat=None, backoff=None, max_unacked=MAX_UNACKED,
                  connect_timeout_ms=CONNECT_TIMEOUT_MS, **options):
-        self.sm = StreamManagement(max_unacked)
+        self.sm = StreamManagement(max_unacked, hold_acks=True)  # acks ride on our next write (_beat)
         self.client = Client(jid, password, sm=self.sm, **options)
         self.heartbeat = heartbeat if heartbeat is not None else Heartbeat()
         self.backoff = backoff if backoff is not None else Backoff()
@@ -103,6 +103,11 @@ class RobustClient:
         self._presence_due = False
         self._ping_id = None
         self._beat_ms = None  # when the last whitespace was handed to the socket
+        self._ack_since = None  # when the session began to hold an ack the server asked for
+        self._ride_until = None  # a probe rides on a stanza planned before this; else it goes alone
+        # When the application plans its next stanza (ticks_ms), or None; xmpp_lite.node sets it.
+        # The heartbeat sends no whitespace before it and lets a probe ride on it.
+        self.next_send_ms = None
         self._ids = IdSource()  # not the session's: these ids survive reconnections
         self.client.on_message = self._message
         self.client.on_presence = self._presence_in
@@ -247,6 +252,8 @@ class RobustClient:
             self._presence_due = self._presence is not None and not self.client.session.presence_sent
         self._ping_id = None
         self._beat_ms = None
+        self._ack_since = None
+        self._ride_until = None
         self.heartbeat.reset(now)
         self.backoff.online(now)
         self._notify(STATE_ONLINE, "resumed" if resumed else "fresh")
@@ -292,7 +299,8 @@ class RobustClient:
     def _poll_online(self, timeout_ms):
         client = self.client
         wait = min(max(timeout_ms, 0), self.heartbeat.next_due_ms(ticks_ms(), self._last_sent(),
-                                                                    client.last_received_ms))
+                                                                    client.last_received_ms, self.next_send_ms,
+                                                                    self._ack_since))
         try:
             count = client.poll(wait)
             if self._presence_due:
@@ -322,14 +330,31 @@ class RobustClient:
     def _beat(self):
         client = self.client
         now = ticks_ms()
-        action = self.heartbeat.check(now, self._last_sent(), client.last_received_ms)
-        if action == SEND_WHITESPACE:
-            self.stats["whitespace"] += 1
+        session = client.session
+        if not session.ack_owed:
+            self._ack_since = None
+        elif self._ack_since is None:
+            self._ack_since = now
+        if self._ride_until is not None and (not self.sm.ask_next or ticks_diff(now, self._ride_until) > 0):
+            self._ride_until = None
+            if self.sm.ask_next:  # the planned stanza did not come: the probe goes alone
+                client.request_ack()
+        action = self.heartbeat.check(now, self._last_sent(), client.last_received_ms, self.next_send_ms,
+                                      self._ack_since)
+        if action == SEND_WHITESPACE or action == SEND_ACK:
+            # An ack that waits goes in the whitespace's place (Session.send_whitespace).
+            if action == SEND_WHITESPACE:
+                self.stats["whitespace"] += 1
             self._beat_ms = now
+            self._ack_since = None
             client.send_whitespace()
-        elif action == SEND_PROBE:
+        elif action == SEND_PROBE or action == RIDE_PROBE:
             self.stats["probes"] += 1
-            if not client.request_ack():
+            planned = self.next_send_ms
+            if action == RIDE_PROBE and planned is not None and self.sm.enabled:
+                self.sm.ask_next = True  # the <r/> goes with the planned stanza
+                self._ride_until = ticks_add(planned, self.heartbeat.ride_ms)
+            elif not client.request_ack():
                 self._ping_id = client.send_ping()
         elif action == LINK_DEAD:
             self.stats["dead_links"] += 1

@@ -66,7 +66,11 @@ header after ``<success/>``, in place of the bind request) or, when there is
 none or the server refuses, binds and sends ``<enable/>`` once bound, before
 any stanza. Every stanza sent while it counts is kept in ``sm.unacked``
 until acked; ``<r/>`` is answered; after a resumption or on a fresh stream
-the unacked stanzas go out again, in order.
+the unacked stanzas go out again, in order. With ``sm.hold_acks`` the
+answer to an ``<r/>`` waits (``ack_owed``) and goes out with the next thing
+we send (a stanza, an ``<r/>``, in place of a whitespace, before our stream
+end), so that it shares a write; a driver sends it alone after a delay with
+``send_whitespace()`` (xmpp_lite.keepalive.SEND_ACK).
 """
 
 import binascii
@@ -301,6 +305,8 @@ class Session:
         self._pending_id = None  # id of our bind, session or registration request
         self._sm_offered = False  # the post-login features offer XEP-0198
         self._sm_waiting = False  # online by Bind2 before the post-login features: XEP-0198 starts with them
+        self._headers = 0  # stream headers sent: only the first carries the XML declaration
+        self.ack_owed = False  # the server asked for an ack that waits for our next output (sm.hold_acks)
         self._presence = presence
         self._sasl2_on = False  # this login uses SASL2 (XEP-0388)
         self._bind2 = False  # our <authenticate/> asks for a Bind2 resource
@@ -434,7 +440,10 @@ class Session:
         self._events.append((kind, value))
 
     def _open_stream(self):
-        self._queue(xs.stream_header(self.domain, self.username + "@" + self.domain if self.secure else None))
+        first = self._headers == 0
+        self._headers += 1
+        self._queue(xs.stream_header(self.domain, self.username + "@" + self.domain if self.secure else None,
+                                     declaration=first))
 
     # -- ending -----------------------------------------------------------------------------------
 
@@ -445,6 +454,7 @@ class Session:
         if self._state == _IDLE:
             self._state = _CLOSED
             return
+        self._settle_ack()  # else the server may think our last stanzas lost and deliver them again
         self._send_close()
         self._go(_CLOSING)
         self._end_sm(False)  # our stream end ends the server's XEP-0198 session
@@ -801,7 +811,10 @@ class Session:
             return
         if kind == _K_SM_REQUEST:
             if sm.counting:
-                self._queue(xsm.answer(sm.handled))
+                if sm.hold_acks and self._state == _ONLINE:
+                    self.ack_owed = True  # rides with our next output (see the module docstring)
+                else:
+                    self._queue(xsm.answer(sm.handled))
         elif kind == _K_SM_ANSWER:
             h = xsm.parse_h(elem)
             if h is None or not sm.ack(h):
@@ -845,6 +858,7 @@ class Session:
             return
         if from_app and not sm.has_room():
             raise QueueFull("%d stanzas wait for an ack from the server" % len(sm.unacked))
+        self._settle_ack()
         self._queue(data)
         if sm.sent_stanza(data):
             self._queue(xsm.REQUEST)
@@ -856,15 +870,30 @@ class Session:
         """Queue an XEP-0198 <r/>; False (nothing queued) when stream management is not on."""
         if self._state != _ONLINE or self.sm is None or not self.sm.counting:
             return False
+        self._settle_ack()
         self._queue(xsm.REQUEST)
         self.sm.requested()
         return True
 
     def send_whitespace(self):
-        """Queue one space between stanzas (RFC 6120 4.6.1): keeps a NAT mapping alive for one byte."""
+        """Queue one space between stanzas (RFC 6120 4.6.1): keeps a NAT mapping alive for one byte.
+
+        An ack that waits (``ack_owed``) goes in its place: it keeps the mapping as well.
+        """
         if self._state != _ONLINE:
             raise ProtocolError("cannot send while " + self.state)
-        self._queue(b" ")
+        if not self._settle_ack():
+            self._queue(b" ")
+
+    def _settle_ack(self):
+        """Queue the ack that waits, if one does; True if it did."""
+        if not self.ack_owed:
+            return False
+        self.ack_owed = False
+        if self.sm is None or not self.sm.counting:
+            return False
+        self._queue(xsm.answer(self.sm.handled))
+        return True
 
     # -- in-band registration (the protocol itself is in xmpp_lite.register) ---------------------
 

@@ -29,8 +29,11 @@ NS_SM = "urn:xmpp:sm:3"
 # Stanzas kept for resending until the server acks them. Each is kept
 # serialised (a sensor report is ~150-250 bytes), so 32 cost ~8 KB at most.
 MAX_UNACKED = 32
-# Ask the server for an ack (<r/>) after this many stanzas without one.
-ACK_REQUEST_EVERY = 8
+# Ask the server for an ack (<r/>) after this many stanzas without one: when
+# half the queue waits, so the answer comes long before it is full. Each ask
+# costs an <a/> back (~61 B in a TLS record of its own); liveness probes ask
+# too, riding on a stanza when one is due (xmpp_lite.keepalive).
+ACK_REQUEST_EVERY = MAX_UNACKED // 2
 
 _H_MASK = 0xFFFFFFFF
 
@@ -72,11 +75,16 @@ def parse_h(elem):
 class StreamManagement:
     """Counters, resumption id and unacked stanzas of one logical XMPP link."""
 
-    def __init__(self, max_unacked=MAX_UNACKED, ack_request_every=ACK_REQUEST_EVERY):
+    def __init__(self, max_unacked=MAX_UNACKED, ack_request_every=None, hold_acks=False):
         if max_unacked < 1:
             raise ValueError("max_unacked must be at least 1")
         self.max_unacked = max_unacked
-        self.ack_request_every = ack_request_every
+        # Default: half the queue (at least 1), so that a small queue is asked before it fills.
+        self.ack_request_every = ack_request_every or max(max_unacked // 2, 1)
+        # True: an ack the server asks for waits for our next stanza (or for the
+        # driver: Session.ack_owed, xmpp_lite.keepalive's SEND_ACK) instead of a write of its own.
+        self.hold_acks = hold_acks
+        self.ask_next = False  # an <r/> goes with the next stanza (a liveness probe riding on it)
         self.id = None  # resumption id of the last stream, while the server may still resume it
         self.jid = None  # the full JID bound on that stream
         self.handled = 0  # inbound stanzas handled on the stream (our h)
@@ -144,13 +152,14 @@ class StreamManagement:
         """Keep ``data`` (just queued for the server) until acked; True if an <r/> is due now."""
         self.unacked.append(data)
         self._since_request += 1
-        if self._since_request >= self.ack_request_every:
-            self._since_request = 0
+        if self._since_request >= self.ack_request_every or self.ask_next:
+            self.requested()
             return True
         return False
 
     def requested(self):
         self._since_request = 0
+        self.ask_next = False
 
     def has_room(self):
         return len(self.unacked) < self.max_unacked

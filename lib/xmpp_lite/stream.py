@@ -26,8 +26,11 @@ MAX_PORT = 65535
 STREAM_END = b"</stream:stream>"
 STARTTLS = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
 
+# RFC 6120 11.5: the XML declaration is optional; it goes with the first header
+# only (21 B saved on each restart, after STARTTLS and after SASL).
+XML_DECLARATION = b"<?xml version='1.0'?>"
 _HEADER = (
-    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    "<stream:stream xmlns='jabber:client' "
     "xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='%s'%s>"
 )
 
@@ -116,9 +119,13 @@ def _text(value):
     return value.replace("&", "&amp;").replace("<", "&lt;")
 
 
-def stream_header(domain, sender=None):
-    """Our stream header; ``sender`` (our bare JID) only where no one else can read it (RFC 6120 4.7.1)."""
-    return (_HEADER % (_attr(domain), "" if sender is None else " from='%s'" % _attr(sender))).encode()
+def stream_header(domain, sender=None, declaration=True):
+    """Our stream header; ``sender`` (our bare JID) only where no one else can read it (RFC 6120 4.7.1).
+
+    ``declaration``: the XML declaration before it (the first header of a connection).
+    """
+    header = (_HEADER % (_attr(domain), "" if sender is None else " from='%s'" % _attr(sender))).encode()
+    return XML_DECLARATION + header if declaration else header
 
 
 def check_stream_header(name, attrs):

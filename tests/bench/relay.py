@@ -34,6 +34,7 @@ class Link:
         self.sent = 0  # client -> server bytes
         self.received = 0  # server -> client bytes
         self.client_data = bytearray()  # everything the client sent
+        self.server_data = bytearray()  # everything the server sent
         self.flight_starts = []  # offsets in client_data where a flight starts
         self.closed = threading.Event()  # set once both directions are finished
         self._server_spoke = True  # new server bytes since the last client chunk
@@ -48,6 +49,7 @@ class Link:
     def from_server(self, data):
         if data:
             self._server_spoke = True
+        self.server_data += data
         self.received += len(data)
 
     @property

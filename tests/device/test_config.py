@@ -24,8 +24,9 @@ def test_a_minimal_config_gets_the_defaults():
     config = check(good())
     assert config["xmpp"]["port"] == 5222 and config["xmpp"]["tls"] == "required"
     assert config["xmpp"]["resource"] == "board" and config["xmpp"]["server"] is None
-    assert config["report"] == {"interval_s": 60, "message": "every"}
-    assert config["keepalive"]["ws_interval_s"] == 50 and config["keepalive"]["probe_interval_s"] == 60
+    assert config["report"] == {"interval_s": 60, "message": "every", "format": "compact", "presence_interval_s": 3600}
+    assert config["keepalive"]["ws_interval_s"] == 50 and config["keepalive"]["probe_interval_s"] == 240
+    assert config["keepalive"]["nat_timeout_s"] == 60
     assert config["device"]["watchdog_s"] == 120 and config["device"]["deep_sleep_s"] == 0
     assert config["sensors"] == [] and config["outputs"] == [] and config["admins"] == []
 
@@ -47,6 +48,7 @@ def test_each_mistake_names_its_key():
         (good(admins=["ok@example.net", "bad"]), "admins[1]: 'bad' is not a JID"),
         (good(report={"interval_s": 0}), "report.interval_s: 0 is not a number from 1 to 86400"),
         (good(report={"message": "sometimes"}), "report.message: 'sometimes' is not one of every, change, off"),
+        (good(report={"format": "xml"}), "report.format: 'xml' is not one of compact, full"),
         (good(sensors=[{"name": "t", "kind": "thermistor"}]), "sensors[0].kind: 'thermistor' is not one of"),
         (good(sensors=[{"name": "t", "kind": "adc"}]), "sensors[0].pin: None is not a GPIO number"),
         (good(sensors=[{"name": "t", "kind": "adc", "pin": 34}, {"name": "t", "kind": "digital", "pin": 0}]),

@@ -3,7 +3,8 @@
 from support import Prng, raises
 
 from xmpp_lite.backoff import Backoff
-from xmpp_lite.keepalive import LINK_DEAD, NOTHING, SEND_PROBE, SEND_WHITESPACE, Heartbeat
+from xmpp_lite.keepalive import (LINK_DEAD, NOTHING, RIDE_PROBE, SEND_ACK, SEND_PROBE, SEND_WHITESPACE,
+                                 Heartbeat)
 
 # MicroPython's ticks_ms wraps at 2**30 on this port (TICKS_PERIOD); the
 # policy only uses ticks_diff, so times near the wrap must behave alike.
@@ -156,3 +157,57 @@ def test_default_random_source_works():
     backoff = Backoff(initial_ms=1000)
     delay = backoff.next_delay()
     assert 500 <= delay <= 1000
+
+
+def test_no_whitespace_before_a_stanza_that_keeps_the_mapping():
+    for start in starts():
+        heartbeat = Heartbeat(ws_interval_ms=50000, probe_interval_ms=0, nat_timeout_ms=60000)
+        heartbeat.reset(start)
+        at = lambda seconds: ticks_add(start, seconds * 1000)  # noqa: E731
+        # A report went out at 0 and the next is planned at 60 s: no whitespace at 50 s.
+        assert heartbeat.check(at(50), start, start, next_send=at(60)) == NOTHING
+        assert heartbeat.next_due_ms(at(50), start, start, next_send=at(60)) == 10000
+        # Planned after the NAT timeout, or already late, or unknown: the whitespace goes.
+        assert heartbeat.check(at(50), start, start, next_send=at(61)) == SEND_WHITESPACE
+        assert heartbeat.check(at(62), start, start, next_send=at(60)) == SEND_WHITESPACE
+        assert heartbeat.check(at(50), start, start) == SEND_WHITESPACE
+
+
+def test_idle_defaults_cost_one_probe_per_four_minutes_and_find_a_dead_link_in_260_s():
+    heartbeat = Heartbeat()
+    heartbeat.reset(0)
+    actions = run(heartbeat, 0, 3600, answer_after=1000)
+    probes = [second for second, action in actions if action == SEND_PROBE]
+    spaces = [second for second, action in actions if action == SEND_WHITESPACE]
+    assert probes[:3] == [240, 481, 722] and len(probes) == 14
+    assert spaces[:5] == [50, 100, 150, 200, 290] and len(spaces) == 60
+    heartbeat = Heartbeat()
+    heartbeat.reset(0)
+    assert run(heartbeat, 0, 3600)[-2:] == [(240, SEND_PROBE), (260, LINK_DEAD)]
+
+
+def test_a_probe_due_just_before_a_stanza_rides_on_it():
+    heartbeat = Heartbeat(ws_interval_ms=0, probe_interval_ms=20000, probe_timeout_ms=5000, ride_ms=3000)
+    heartbeat.reset(0)
+    assert heartbeat.check(20000, 0, 0, next_send=22000) == RIDE_PROBE
+    assert heartbeat.check(24000, 0, 0, next_send=22000) == NOTHING  # the probe is out
+    assert heartbeat.check(25000, 0, 0) == LINK_DEAD
+    heartbeat.reset(0)
+    assert heartbeat.check(20000, 0, 0, next_send=24000) == SEND_PROBE  # too far off: alone
+    # The last answer came a little after the last report: the probe falls due just after the next
+    # report, and rides on it, early.
+    heartbeat.reset(0)
+    assert heartbeat.check(17000, 0, 500, next_send=19000) == NOTHING
+    assert heartbeat.next_due_ms(17000, 0, 500, next_send=19000) == 500
+    assert heartbeat.check(19000, 0, 500, next_send=19000) == RIDE_PROBE
+    heartbeat.reset(0)
+    assert heartbeat.check(19000, 0, 500) == NOTHING  # no stanza planned: the probe waits for its time
+
+
+def test_a_held_ack_goes_alone_after_its_delay():
+    heartbeat = Heartbeat(ws_interval_ms=50000, probe_interval_ms=0, ack_delay_ms=10000)
+    heartbeat.reset(0)
+    assert heartbeat.check(9999, 0, 0, ack_since=0) == NOTHING
+    assert heartbeat.next_due_ms(9999, 0, 0, ack_since=0) == 1
+    assert heartbeat.check(10000, 0, 0, ack_since=0) == SEND_ACK
+    assert raises(ValueError, Heartbeat, ack_delay_ms=-1)

@@ -27,7 +27,7 @@ from xmpp_lite.session import (
     QueueFull,
     Session,
 )
-from xmpp_lite.sm import ACK_REQUEST_EVERY, NS_SM, StreamManagement, parse_h
+from xmpp_lite.sm import ACK_REQUEST_EVERY, MAX_UNACKED, NS_SM, StreamManagement, parse_h
 from xmpp_lite.stanza import Element
 
 FEATURES_BIND_NO_SM = (
@@ -137,6 +137,56 @@ def test_requests_from_the_server_are_answered_with_the_handled_count():
         replies = peer.elements()
         assert [elem.local for elem in replies] == ["iq", "a"] and replies[1].get("h") == "3"
         assert len(sm.unacked) == 1
+
+
+def test_a_held_ack_rides_with_our_next_output():
+    for mode in range(SHORT_MODES):
+        sm = StreamManagement(hold_acks=True)
+        session, peer, _ = bound(sm, mode)
+        peer.reply(inbound(1) + sm_element("r"))
+        assert peer.elements() == [] and session.ack_owed  # nothing of its own
+        session.send(message(1))
+        data = session.data_to_send()  # one write: the ack first, then the stanza
+        assert data.startswith(b"<a xmlns='urn:xmpp:sm:3' h='1'/><message") and not session.ack_owed
+        # Held again, then the driver's delay is over: it goes in a whitespace's place.
+        peer.reply(inbound(2) + sm_element("r"))
+        session.send_whitespace()
+        assert session.data_to_send() == b"<a xmlns='urn:xmpp:sm:3' h='2'/>"
+        session.send_whitespace()
+        assert session.data_to_send() == b" "
+        # With an <r/> of ours, and before our stream end: the server must not think our stanzas lost.
+        peer.reply(inbound(3) + sm_element("r"))
+        assert session.request_ack()
+        assert session.data_to_send() == b"<a xmlns='urn:xmpp:sm:3' h='3'/><r xmlns='urn:xmpp:sm:3'/>"
+        peer.reply(inbound(4) + sm_element("r"))
+        session.close()
+        assert session.data_to_send() == b"<a xmlns='urn:xmpp:sm:3' h='4'/></stream:stream>"
+
+
+def test_without_hold_acks_the_answer_goes_at_once():
+    sm = StreamManagement()
+    assert not sm.hold_acks
+    session, peer, _ = bound(sm)
+    peer.reply(inbound(1) + sm_element("r"))
+    assert session.data_to_send() == b"<a xmlns='urn:xmpp:sm:3' h='1'/>" and not session.ack_owed
+
+
+def test_a_probe_rides_on_the_next_stanza():
+    sm = StreamManagement()
+    session, peer, _ = bound(sm)
+    session.send(message(1))
+    assert [elem.local for elem in peer.elements()] == ["message"]
+    sm.ask_next = True
+    session.send(message(2))
+    assert [elem.local for elem in peer.elements()] == ["message", "r"] and not sm.ask_next
+    session.send(message(3))
+    assert [elem.local for elem in peer.elements()] == ["message"]  # once
+
+
+def test_acks_are_asked_for_when_half_the_queue_waits():
+    assert StreamManagement().ack_request_every == MAX_UNACKED // 2 == ACK_REQUEST_EVERY
+    assert StreamManagement(max_unacked=1).ack_request_every == 1
+    assert StreamManagement(max_unacked=10, ack_request_every=3).ack_request_every == 3
 
 
 def test_inbound_before_enabled_is_not_counted():

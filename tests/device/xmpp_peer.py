@@ -14,6 +14,7 @@ MODES = 6  # whole, byte by byte, four random splits (support.chunkings)
 SHORT_MODES = 2  # whole and byte by byte only
 
 XML_DECL = b"<?xml version='1.0'?>"
+STREAM_START = b"<stream:stream "
 HEADER = (
     XML_DECL + b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
     b" id='s-1' from='example.net' version='1.0' xml:lang='en'>"
@@ -139,14 +140,19 @@ class Peer:
     def take(self):
         data = self.session.data_to_send()
         self.sent += data
-        parts = data.split(XML_DECL)
-        for index in range(len(parts)):
-            part = parts[index]
-            if index > 0:
-                self._new_stream()
-                part = XML_DECL + part
-            if part:
-                self._parser.feed(part)
+        # A new stream starts at every header (the XML declaration comes with the first one only).
+        cuts = []
+        found = data.find(STREAM_START)
+        while found >= 0:
+            begin = found - len(XML_DECL)
+            cuts.append(begin if begin >= 0 and data[begin:found] == XML_DECL else found)
+            found = data.find(STREAM_START, found + 1)
+        if not cuts or cuts[0] > 0:
+            if data[:cuts[0] if cuts else len(data)]:
+                self._parser.feed(data[:cuts[0] if cuts else len(data)])
+        for index in range(len(cuts)):
+            self._new_stream()
+            self._parser.feed(data[cuts[index]:cuts[index + 1] if index + 1 < len(cuts) else len(data)])
         items, self._items = self._items, []
         return items
 

@@ -32,9 +32,13 @@ def test_a_node_reports_blinka_readings(blinka):
     class Link:
         def __init__(self):
             self.presences = []
+            self.reports = []
 
         def send_presence(self, **kwargs):
             self.presences.append(kwargs)
+
+        def send(self, elem):
+            self.reports.append(elem)
 
         def send_message(self, *args, **kwargs):
             return "m1"
@@ -48,6 +52,7 @@ def test_a_node_reports_blinka_readings(blinka):
     node.start(0)
     status = link.presences[0]["status"]
     assert status.startswith("noise=") and status != status_text([("noise", None, "")])
+    assert link.reports[0].find_text("body") == status
 
 
 def test_an_unknown_pin_names_the_board(blinka):

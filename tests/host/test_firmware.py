@@ -20,6 +20,7 @@ from host_tools.linkemu import LinkEmulator
 from host_tools.tools import find_tool
 from lineproc import LineProcess
 from slixpeer import WAIT, Controller
+from xmpp_lite.node import parse_readings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAIN = os.path.join(ROOT, "firmware", "main.py")
@@ -111,16 +112,19 @@ def test_board_reports_and_answers_commands(prosody, stranger, mpy_lib, running,
     board.wait_for("xmpp_lite: online (fresh)")
     device = prosody.jid("device1") + "/tcall"
 
-    # The first report: readable text and the same readings as an element.
+    # The first report: one message, the readings once, as text that people read and programs parse.
     report = body_from(controller, device, r"temp=50C light=\d+ button=1")
-    readings = report.xml.find("{%s}readings" % NS_SENSOR)
-    assert [r.get("name") for r in readings] == ["temp", "light", "button"]
-    assert readings.get("seq") == "1"
+    assert report.xml.find("{%s}readings" % NS_SENSOR) is None and report.xml.get("type") is None
+    readings = parse_readings(str(report["body"]))
+    assert [(name, unit) for name, _, unit in readings] == [("temp", "C"), ("light", ""), ("button", "")]
+    assert readings[0][1] == 50 and readings[2][1] == 1 and isinstance(readings[1][1], int)
 
-    # Subscribing shows the board's status in the controller's roster.
+    # Subscribing shows the board's status in the controller's roster: the summary, with the element.
     controller.send_presence(to=prosody.jid("device1"), type="subscribe")
     presence = controller.next_from(controller.presences, device)
     assert re.fullmatch(r"temp=50C light=\d+ button=1", str(presence["status"]))
+    summary = presence.xml.find("{%s}readings" % NS_SENSOR)
+    assert [r.get("name") for r in summary] == ["temp", "light", "button"] and summary.get("seq") == "1"
 
     assert ask(controller, device, "help", r"commands: .*").startswith("commands: help, read, status, set")
     assert ask(controller, device, "set relay on", "relay on.*") == "relay on"
