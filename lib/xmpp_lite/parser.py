@@ -30,6 +30,7 @@ MAX_DEPTH = 16  # open elements at once, the stream root included
 MAX_STANZA_BYTES = 16384  # bytes of one depth-1 element with its subtree (RFC 6120 13.12: >= 10000)
 MAX_ATTRS = 16  # attributes (xmlns declarations included) on one element
 MAX_NAME = 64  # bytes of one element or attribute name, prefix included
+MAX_ATTR_VALUE = 3072  # bytes of one attribute value as written (a JID of RFC 7622 is at most 3071)
 MAX_REFERENCE = 32  # bytes of one entity or character reference, "&" to ";"
 
 _LT = const(0x3C)  # <
@@ -45,6 +46,14 @@ _RBRACKET = const(0x5D)  # ]
 _NAME_CACHE_SIZE = const(64)  # valid names each parser remembers, see Parser._known
 _SHAPE_CACHE_SIZE = const(16)  # start-tag shapes each parser remembers, see Parser._learn_shape
 _WS = b" \t\r\n"  # the S production
+# Where _check_open_tag stopped in an unfinished start tag: after the element
+# name or a value (a gap), after an attribute name, after its "=", inside its
+# value. _end_tag keeps its own place in an unfinished end tag as _TAG_END.
+_TAG_GAP = const(0)
+_TAG_ATTR = const(1)
+_TAG_EQ = const(2)
+_TAG_VALUE = const(3)
+_TAG_END = const(4)
 
 _BOM = b"\xef\xbb\xbf"
 _CDATA_OPEN = b"<![CDATA["
@@ -82,7 +91,28 @@ _NAME_MORE_RANGES = ((0xB7, 0xB7), (0x300, 0x36F), (0x203F, 0x2040))
 
 
 class XMLError(ValueError):
-    """The stream is not well-formed XML, uses what XMPP forbids, or exceeds a cap."""
+    """The stream is not well-formed XML, uses what XMPP forbids, or exceeds a cap.
+
+    ``condition`` names the stream error (RFC 6120 section 4.9.3) to send
+    when the message alone does not say it; None leaves the choice to the
+    caller (see stream.xml_error_condition).
+    """
+
+    condition = None
+
+
+# RFC 6120 section 4.9.3.1: bad-format is "XML that cannot be processed".
+# Character data directly inside <stream:stream> is well-formed XML, so
+# not-well-formed (section 4.9.3.13: a violation of XML's well-formedness
+# rules) would be wrong; it breaks only XMPP's rule that the stream's
+# children are stanzas, with whitespace between them as keepalives.
+CONDITION_TEXT_BETWEEN_STANZAS = "bad-format"
+
+
+def _between_stanzas(message):
+    error = XMLError(message)
+    error.condition = CONDITION_TEXT_BETWEEN_STANZAS
+    return error
 
 
 def _in_ranges(code, ranges):
@@ -288,7 +318,7 @@ class Parser:
     """Streaming XML parser; see the module docstring for the contract."""
 
     def __init__(self, handler, max_depth=MAX_DEPTH, max_stanza_bytes=MAX_STANZA_BYTES,
-                 max_attrs=MAX_ATTRS, max_name=MAX_NAME):
+                 max_attrs=MAX_ATTRS, max_name=MAX_NAME, max_attr_value=MAX_ATTR_VALUE, stream=True):
         self._start = handler.start
         self._end = handler.end
         self._text = handler.text
@@ -296,6 +326,16 @@ class Parser:
         self.max_stanza_bytes = max_stanza_bytes
         self.max_attrs = max_attrs
         self.max_name = max_name
+        self.max_attr_value = max_attr_value
+        # An XMPP stream (stream=True) holds stanzas and whitespace between
+        # them: character data starts at depth 2. A plain document (one
+        # element parsed alone) may hold text right inside its root.
+        self._text_depth = 2 if stream else 1
+        # Proof of life for a keepalive policy, counted over the parser's
+        # life (reset() keeps them): complete stanzas (depth-1 elements),
+        # and whitespace bytes between stanzas. Nothing else counts.
+        self.stanzas = 0
+        self.whitespace = 0
         self._names = {}  # names known to be valid (kept across reset()), see _known
         self._shapes = {}  # start-tag shapes known to be valid, see _learn_shape
         self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
@@ -312,6 +352,9 @@ class Parser:
         self._root_done = False
         self._bom = False  # the stream began with a byte order mark
         self._error = None
+        self._error_condition = None
+        self._in_cdata = False  # the buffer starts inside a CDATA section
+        self._open_tag = None  # how far _check_open_tag got in the unfinished tag
         self._streams += 1
 
     @property
@@ -320,16 +363,28 @@ class Parser:
         return len(self._stack)
 
     def feed(self, data):
-        """Parse the next bytes of the stream; raises XMLError on bad input."""
+        """Parse the next bytes of the stream; raises XMLError on bad input.
+
+        data is bytes, bytearray or memoryview. The parser keeps no
+        reference to it after returning: the caller may reuse its buffer.
+        A bytearray or memoryview is copied once (joined to the held bytes
+        of an unfinished token if there are any, else as it is).
+        """
         if self._error is not None:
-            raise XMLError(self._error)  # an error is final until reset()
+            self._raise()  # an error is final until reset()
         if not data:
             return
         if not isinstance(data, bytes):
-            data = bytes(data)
+            pending = self._buf
+            if pending:
+                self._buf = b""
+                data = pending + data  # one copy, which _feed then takes as its buffer
+            else:
+                data = bytes(data)
         try:
             self._feed(data)
         except XMLError as exc:
+            self._error_condition = exc.condition
             self._fail(exc.args[0] if exc.args else "error")
         except UnicodeError:
             # Tokens are decoded with str(raw, "utf-8") right where they are
@@ -338,7 +393,12 @@ class Parser:
 
     def _fail(self, reason):
         self._error = "{} (near byte {})".format(reason, self._offset)
-        raise XMLError(self._error)
+        self._raise()
+
+    def _raise(self):
+        error = XMLError(self._error)
+        error.condition = self._error_condition
+        raise error
 
     # Machine code from MicroPython's native emitter: the same semantics as
     # bytecode, with no bytecode to dispatch. This loop runs per token, and
@@ -365,6 +425,13 @@ class Parser:
             self._bom = True
         pos = 0
         end = len(buf)
+        if self._in_cdata:
+            pos = self._cdata_body(buf, 0, end)
+            if self._offset + pos - self._stanza_at > self.max_stanza_bytes:
+                raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+            if self._in_cdata:
+                self._hold(buf, pos, end, plain)
+                return
         # Locals: on MicroPython an attribute or global lookup per token costs
         # more than the rest of a short token's handling.
         stack = self._stack
@@ -376,6 +443,8 @@ class Parser:
         stream = self._streams
         max_depth = self.max_depth
         cap = self.max_stanza_bytes
+        max_value = self.max_attr_value
+        text_depth = self._text_depth
         decode = str  # builtins too: a global lookup misses the module first
         length = len
         # A token that ends past this index of buf needs _stanza_limit: in a
@@ -396,7 +465,7 @@ class Parser:
                 break
             if buf[pos] != _LT:
                 stop = buf.find(b"<", pos)
-                if stop < 0 or not stack:
+                if stop < 0 or length(stack) < text_depth:
                     nxt = self._text_run(buf, pos, end)
                 else:
                     raw = buf[pos:stop]
@@ -431,6 +500,7 @@ class Parser:
                             if nxt > limit:
                                 raise XMLError("stanza larger than {} bytes".format(cap))
                             self._stanza_at = -1
+                            self.stanzas += 1
                             limit = nxt + cap
                             raw_stack.pop()
                             on_end(stack.pop())
@@ -442,12 +512,19 @@ class Parser:
                     limit = -1
             elif buf[pos + 1] == _BANG:
                 nxt = self._cdata(buf, pos, end)
+                if self._in_cdata:
+                    # The section goes on in the next chunk; its text so
+                    # far is passed on, and counts towards the stanza.
+                    if nxt > limit:
+                        self._stanza_limit(buf, pos, nxt)
+                    pos = nxt
+                    break
             elif buf[pos + 1] == _QUEST:
                 nxt = self._xml_decl(buf, pos, end)
             else:
                 gt = buf.find(b">", pos)
                 if gt < 0:
-                    break  # cheap wait: the tag cannot be complete yet
+                    break  # the tag cannot be complete yet: checked so far after the loop
                 empty = buf[gt - 1] == _SLASH
                 raw = buf[pos + 1:gt - 1] if empty else buf[pos + 1:gt]
                 # Fast path for the common tag: one quote style, no
@@ -483,6 +560,8 @@ class Parser:
                     i = 1
                     for attr in names:
                         value = parts[i]
+                        if length(value) > max_value:
+                            raise XMLError("attribute value longer than {} bytes".format(max_value))
                         text = decode(value, "utf-8")
                         if length(text) != length(value):
                             text = _utf8(value)
@@ -514,6 +593,7 @@ class Parser:
                             if nxt > limit:
                                 raise XMLError("stanza larger than {} bytes".format(cap))
                             self._stanza_at = -1
+                            self.stanzas += 1
                             limit = nxt + cap
                             raw_stack.pop()
                             on_end(stack.pop())
@@ -532,6 +612,14 @@ class Parser:
                 return
             if pos > limit:
                 limit = self._stanza_limit(buf, token_at, pos)
+        if pos + 1 < end and buf[pos] == _LT and not self._in_cdata:
+            # An unfinished tag: what has come of it is checked now, as
+            # expat does, not when (and if) its ">" arrives.
+            self._check_open_tag(buf, pos, end)
+        self._hold(buf, pos, end, plain)
+
+    def _hold(self, buf, pos, end, plain):
+        """Keep buf[pos:] (an unfinished token) for the next feed, within the cap."""
         self._buf = buf[pos:] if pos < end else b""
         self._plain = plain
         self._offset += pos
@@ -546,6 +634,9 @@ class Parser:
     def _text_run(self, buf, pos, end):
         """Handle text from pos up to the next "<"; return where it stopped."""
         stop = buf.find(b"<", pos)
+        depth = len(self._stack)
+        if depth < self._text_depth:
+            return self._text_outside_stanzas(buf, pos, end if stop < 0 else stop, depth)
         if stop < 0:
             # The run goes on in a later chunk: keep back what may be cut in
             # two (a reference, CRLF, "]]>", a UTF-8 sequence).
@@ -563,13 +654,26 @@ class Parser:
             if stop == pos:
                 return pos
         raw = buf[pos:stop]
-        if not self._stack:
-            if raw.strip(_WS):
-                raise XMLError("text outside the root element")
-            return stop
         if raw.find(b"]]>") >= 0:
             raise XMLError("']]>' in text")
         self._text(_utf8(_expand(_normalise_newlines(raw))))
+        return stop
+
+    def _text_outside_stanzas(self, buf, pos, stop, depth):
+        """Whitespace only, checked as it arrives: around the root (depth 0)
+        or between stanzas (depth 1), where it is passed on and counted."""
+        raw = buf[pos:stop]
+        if raw.strip(_WS):
+            if depth:
+                raise _between_stanzas("text between stanzas")
+            raise XMLError("text outside the root element")
+        if depth:
+            if buf[stop - 1] == _CR and stop == len(buf):
+                stop -= 1  # a CRLF may be cut in two: one line end either way
+                raw = raw[:-1]
+            if raw:
+                self.whitespace += len(raw)
+                self._text(str(_normalise_newlines(raw), "utf-8"))
         return stop
 
     # -- markup -------------------------------------------------------------
@@ -733,6 +837,8 @@ class Parser:
             close = buf.find(b'"' if quote == _QUOT else b"'", k + 1)
             if close < 0:
                 return -1
+            if close - k - 1 > self.max_attr_value:
+                raise XMLError("attribute value longer than {} bytes".format(self.max_attr_value))
             if raw_attr in seen:
                 raise XMLError("duplicate attribute")
             if len(seen) >= self.max_attrs:
@@ -745,6 +851,84 @@ class Parser:
         if empty and self._stack and self._stack[-1] is name:
             self._close(i)
         return i
+
+    def _check_open_tag(self, buf, pos, end):
+        """Raise now what is already wrong with the unfinished tag buf[pos:end].
+
+        A bad name, junk, a "<" in a value, and the caps on names, values
+        and attributes show before the tag's ">" arrives, as in expat. How
+        far the check got is kept in self._open_tag, so that a tag coming in
+        many pieces is checked once, not again with every piece: only an
+        unfinished name (within the name cap) is looked at twice.
+        """
+        kind = buf[pos + 1]
+        if kind == _BANG or kind == _QUEST or kind == _SLASH:
+            return  # _cdata, _xml_decl and _end_tag check as they go
+        at = self._offset + pos  # the tag's place in the stream
+        state = self._open_tag
+        if state is not None and state[0] == at:
+            _, i, phase, spaced, count, quote, value_at = state
+            i -= self._offset
+            value_at -= self._offset
+        else:
+            got = self._name(buf, pos + 1, end)
+            if got is None:
+                return  # a name cut short: _name checked its bytes so far
+            i = got[1]
+            phase = _TAG_GAP
+            spaced = False
+            count = quote = value_at = 0
+        while i < end:
+            if phase == _TAG_VALUE:
+                close = buf.find(b'"' if quote == _QUOT else b"'", i)
+                stop = end if close < 0 else close
+                if buf.find(b"<", i, stop) >= 0:
+                    raise XMLError("'<' in an attribute value")
+                if stop - value_at > self.max_attr_value:
+                    raise XMLError("attribute value longer than {} bytes".format(self.max_attr_value))
+                if close < 0:
+                    i = end
+                    break
+                i = close + 1
+                phase = _TAG_GAP
+                spaced = False
+                continue
+            j = self._skip_ws(buf, i, end)
+            if j > i:
+                spaced = True
+                i = j
+                continue
+            c = buf[i]
+            if phase == _TAG_GAP:
+                if c == _GT:
+                    break  # cannot be: the tag would have ended
+                if c == _SLASH:
+                    if i + 1 < end and buf[i + 1] != _GT:
+                        raise XMLError("'/' in a tag not followed by '>'")
+                    break
+                if not spaced:
+                    raise XMLError("attributes must be separated by white space")
+                if count >= self.max_attrs:  # one more is starting
+                    raise XMLError("more than {} attributes".format(self.max_attrs))
+                got = self._name(buf, i, end)
+                if got is None:
+                    break  # an attribute name cut short: looked at again next time
+                count += 1
+                i = got[1]
+                phase = _TAG_ATTR
+            elif phase == _TAG_ATTR:
+                if c != _EQ:
+                    raise XMLError("attribute without '='")
+                i += 1
+                phase = _TAG_EQ
+            else:  # _TAG_EQ
+                if c != _QUOT and c != _APOS:
+                    raise XMLError("attribute value not quoted")
+                quote = c
+                i += 1
+                value_at = i
+                phase = _TAG_VALUE
+        self._open_tag = (at, self._offset + i, phase, spaced, count, quote, self._offset + value_at)
 
     def _decode_name(self, raw):
         name = _utf8(raw)
@@ -784,19 +968,29 @@ class Parser:
             if self._offset + after - self._stanza_at > self.max_stanza_bytes:
                 raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
             self._stanza_at = -1
+            self.stanzas += 1
         elif not stack:
             self._root_done = True
         self._end(name)
 
     def _end_tag(self, buf, pos, end):
-        gt = buf.find(b">", pos + 2)
-        if gt < 0:
+        # The name and what follows it are checked as they arrive; white
+        # space after the name is looked at once, however it is cut.
+        at = self._offset + pos
+        state = self._open_tag
+        if state is not None and state[0] == at:
+            i = state[1] - self._offset
+            raw_name = buf[pos + 2:state[6] - self._offset]
+        else:
+            got = self._name(buf, pos + 2, end)
+            if got is None:
+                return -1
+            raw_name, i = got
+        gt = self._skip_ws(buf, i, end)
+        if gt >= end:
+            self._open_tag = (at, self._offset + gt, _TAG_END, False, 0, 0, at + 2 + len(raw_name))
             return -1
-        got = self._name(buf, pos + 2, end)
-        if got is None:  # cannot happen while '>' follows, kept for clarity
-            return -1
-        raw_name, i = got
-        if self._skip_ws(buf, i, gt) != gt:
+        if buf[gt] != _GT:
             raise XMLError("junk in an end tag")
         if not self._stack:
             raise XMLError("end tag outside the root element")
@@ -813,14 +1007,32 @@ class Parser:
             raise XMLError("DTDs and declarations are not allowed in XMPP")
         if not self._stack:
             raise XMLError("CDATA section outside the root element")
+        if len(self._stack) < self._text_depth:
+            raise _between_stanzas("CDATA section between stanzas")
         if len(have) < len(_CDATA_OPEN):
             return -1
-        close = buf.find(b"]]>", pos + len(_CDATA_OPEN))
+        return self._cdata_body(buf, pos + len(_CDATA_OPEN), end)
+
+    def _cdata_body(self, buf, pos, end):
+        """Pass on a CDATA section's text from pos; return where it stopped.
+
+        Its text is passed on as it arrives, as a text run's is, so that a
+        long section is never held: self._in_cdata says it goes on.
+        """
+        close = buf.find(b"]]>", pos)
+        stop = end if close < 0 else close
         if close < 0:
-            return -1  # bounded by the stanza cap, checked by the caller
-        raw = buf[pos + len(_CDATA_OPEN):close]
-        if raw:
-            self._text(_utf8(_normalise_newlines(raw)))
+            # Keep back what may be cut in two: "]]>", CRLF, a UTF-8 sequence.
+            for _ in range(2):
+                if stop > pos and (buf[stop - 1] == _RBRACKET or buf[stop - 1] == _CR):
+                    stop -= 1
+            stop -= _utf8_tail(buf, pos, stop)
+        if stop > pos:
+            self._text(_utf8(_normalise_newlines(buf[pos:stop])))
+        if close < 0:
+            self._in_cdata = True
+            return stop
+        self._in_cdata = False
         return close + 3
 
     def _xml_decl(self, buf, pos, end):

@@ -417,7 +417,7 @@ def parse(data):
     builder._open_root("", {})  # the element stands where a stanza would
     if isinstance(data, str):
         data = data.encode("utf-8")
-    Parser(builder).feed(data)
+    Parser(builder, stream=False).feed(data)  # one element alone: text may stand in it
     if len(found) != 1 or builder._stack:
         raise XMLError("expected one complete element")
     return found[0]
