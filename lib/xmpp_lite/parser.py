@@ -268,6 +268,20 @@ def _reference(ref):
     return chr(code).encode("utf-8")
 
 
+def _reference_start(part):
+    """Raise if part, a reference after its "&" cut short before the ";",
+    cannot become a reference XMPP allows."""
+    if part[:1] == b"#":
+        base = 16 if part[1:2] == b"x" else 10
+        for digit in part[2:] if base == 16 else part[1:]:
+            if not (0x30 <= digit <= 0x39 or (base == 16 and 0x61 <= (digit | 0x20) <= 0x66)):
+                raise XMLError("bad character reference")
+    elif part:
+        match = _NAME_RE.match(part)
+        if match is None or len(match.group(0)) != len(part):
+            raise XMLError("bad entity reference")
+
+
 def _expand(data):
     """Expand every reference in a complete run of bytes (text or attribute value)."""
     amp = data.find(b"&")
@@ -427,7 +441,7 @@ class Parser:
         end = len(buf)
         if self._in_cdata:
             pos = self._cdata_body(buf, 0, end)
-            if self._offset + pos - self._stanza_at > self.max_stanza_bytes:
+            if self._stanza_at >= 0 and self._offset + pos - self._stanza_at > self.max_stanza_bytes:
                 raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
             if self._in_cdata:
                 self._hold(buf, pos, end, plain)
@@ -645,6 +659,7 @@ class Parser:
             if amp >= 0 and buf.find(b";", amp) < 0:
                 if end - amp > MAX_REFERENCE:
                     raise XMLError("unterminated or overlong reference")
+                _reference_start(buf[amp + 1:end])
                 stop = amp
             else:
                 for _ in range(2):
@@ -711,10 +726,11 @@ class Parser:
             if pos > limit:
                 raise XMLError("stanza larger than {} bytes".format(cap))
             return limit
-        if pos - token_at > cap and buf[token_at] == _LT:
+        if pos - token_at > cap and buf[token_at] == _LT and buf[token_at + 1] != _BANG:
             # Markup outside stanzas (the stream header, a declaration)
             # obeys the same cap whether it came whole or in pieces; text
-            # there is passed on as it comes and is not a token.
+            # there (CDATA sections too) is passed on as it comes and is
+            # not a token.
             raise XMLError("token larger than {} bytes".format(cap))
         return pos + cap
 
@@ -873,7 +889,9 @@ class Parser:
         else:
             got = self._name(buf, pos + 1, end)
             if got is None:
-                return  # a name cut short: _name checked its bytes so far
+                self._name_part(buf, pos + 1, end)
+                return
+            self._decode_name(got[0])
             i = got[1]
             phase = _TAG_GAP
             spaced = False
@@ -887,8 +905,9 @@ class Parser:
                 if stop - value_at > self.max_attr_value:
                     raise XMLError("attribute value longer than {} bytes".format(self.max_attr_value))
                 if close < 0:
-                    i = end
+                    i = self._check_value_part(buf, i, end)
                     break
+                self._check_value_part(buf, i, close + 1)
                 i = close + 1
                 phase = _TAG_GAP
                 spaced = False
@@ -912,7 +931,9 @@ class Parser:
                     raise XMLError("more than {} attributes".format(self.max_attrs))
                 got = self._name(buf, i, end)
                 if got is None:
+                    self._name_part(buf, i, end)
                     break  # an attribute name cut short: looked at again next time
+                self._decode_name(got[0])
                 count += 1
                 i = got[1]
                 phase = _TAG_ATTR
@@ -929,6 +950,33 @@ class Parser:
                 value_at = i
                 phase = _TAG_VALUE
         self._open_tag = (at, self._offset + i, phase, spaced, count, quote, self._offset + value_at)
+
+    def _check_value_part(self, buf, pos, stop):
+        """Check the references and UTF-8 of buf[pos:stop], part of an
+        attribute value (its closing quote included when it has come);
+        return where the check stopped: before a reference or a character
+        cut short, which the next check looks at again."""
+        amp = buf.find(b"&", pos, stop)
+        while amp >= 0:
+            semi = buf.find(b";", amp, stop)
+            if semi < 0 or semi - amp + 1 > MAX_REFERENCE:
+                if semi >= 0 or stop - amp >= MAX_REFERENCE:
+                    raise XMLError("unterminated or overlong reference")
+                _reference_start(buf[amp + 1:stop])
+                stop = amp
+                break
+            _reference(buf[amp + 1:semi])
+            amp = buf.find(b"&", semi, stop)
+        stop -= _utf8_tail(buf, pos, stop)
+        if stop > pos:
+            _utf8(buf[pos:stop])
+        return stop
+
+    def _name_part(self, buf, pos, end):
+        """Check the start of a name cut short at end (its complete characters)."""
+        stop = end - _utf8_tail(buf, pos, end)
+        if stop > pos:
+            self._decode_name(buf[pos:stop])
 
     def _decode_name(self, raw):
         name = _utf8(raw)
@@ -984,6 +1032,7 @@ class Parser:
         else:
             got = self._name(buf, pos + 2, end)
             if got is None:
+                self._name_part(buf, pos + 2, end)
                 return -1
             raw_name, i = got
         gt = self._skip_ws(buf, i, end)
