@@ -98,7 +98,6 @@ def _exact(build):
         assert len(stanza) == n, (stanza, n)
         return stanza
 
-    exact.__name__ = build.__name__
     return exact
 
 
