@@ -369,6 +369,8 @@ class Parser:
         self._error_condition = None
         self._in_cdata = False  # the buffer starts inside a CDATA section
         self._open_tag = None  # how far _check_open_tag got in the unfinished tag
+        self._parts = None  # pieces of an unfinished tag after self._buf, see _keep_piece
+        self._held = 0  # bytes held: self._buf and self._parts
         self._streams += 1
 
     @property
@@ -388,14 +390,29 @@ class Parser:
             self._raise()  # an error is final until reset()
         if not data:
             return
-        if not isinstance(data, bytes):
-            pending = self._buf
-            if pending:
-                self._buf = b""
-                data = pending + data  # one copy, which _feed then takes as its buffer
-            else:
-                data = bytes(data)
         try:
+            parts = self._parts
+            if parts is not None:
+                # An unfinished tag, already checked up to its last bytes:
+                # a piece without ">" cannot end it, so it is checked alone
+                # and kept as it is; the tag is joined once, when it can end.
+                if not isinstance(data, bytes):
+                    data = bytes(data)
+                if data.find(b">") < 0:
+                    self._keep_piece(data)
+                    return
+                parts.append(data)
+                parts.insert(0, self._buf)
+                data = b"".join(parts)  # the one copy of the whole tag
+                self._buf = b""
+                self._parts = None
+            elif not isinstance(data, bytes):
+                pending = self._buf
+                if pending:
+                    self._buf = b""
+                    data = pending + data  # one copy, which _feed then takes as its buffer
+                else:
+                    data = bytes(data)
             self._feed(data)
         except XMLError as exc:
             self._error_condition = exc.condition
@@ -634,14 +651,57 @@ class Parser:
 
     def _hold(self, buf, pos, end, plain):
         """Keep buf[pos:] (an unfinished token) for the next feed, within the cap."""
-        self._buf = buf[pos:] if pos < end else b""
+        self._buf = buf if pos == 0 else buf[pos:] if pos < end else b""
         self._plain = plain
         self._offset += pos
         held = end - pos
+        self._held = held
+        self._parts = None
         if held:
             start = self._stanza_at if self._stanza_at >= 0 else self._offset
             if self._offset + held - start > self.max_stanza_bytes:
                 raise XMLError("token or stanza larger than {} bytes".format(self.max_stanza_bytes))
+            state = self._open_tag
+            if held > 1 and buf[pos] == _LT and (
+                    buf[pos + 1] == _QUEST or state is not None and state[0] == self._offset):
+                self._parts = []  # see feed and _keep_piece
+
+    def _keep_piece(self, data):
+        """Check and keep a piece of the unfinished tag held, which it cannot end."""
+        plain = _check_controls(data)
+        held = self._held + len(data)
+        start = self._stanza_at if self._stanza_at >= 0 else self._offset
+        if self._offset + held - start > self.max_stanza_bytes:
+            raise XMLError("token or stanza larger than {} bytes".format(self.max_stanza_bytes))
+        state = self._open_tag
+        if state is not None and state[0] == self._offset:
+            # Only the bytes the last check did not pass (a name or a
+            # reference cut short) are looked at again, with the new ones.
+            resume = state[1]
+            tail = self._held_tail(self._offset + self._held - resume) + data
+            if state[2] == _TAG_END:
+                if tail.strip(_WS):
+                    raise XMLError("junk in an end tag")
+                self._open_tag = state[:1] + (resume + len(tail),) + state[2:]
+            else:
+                self._check_open_tag(tail, 0, len(tail), resume, state[0])
+        self._parts.append(data)
+        self._held = held
+        self._plain = self._plain and plain
+
+    def _held_tail(self, count):
+        """The last count bytes held."""
+        pieces = []
+        parts = self._parts
+        i = len(parts)
+        while count > 0:
+            i -= 1
+            piece = parts[i] if i >= 0 else self._buf
+            take = piece if len(piece) <= count else piece[len(piece) - count:]
+            pieces.append(take)
+            count -= len(take)
+        pieces.reverse()
+        return b"".join(pieces)
 
     # -- character data ---------------------------------------------------
 
@@ -868,24 +928,28 @@ class Parser:
             self._close(i)
         return i
 
-    def _check_open_tag(self, buf, pos, end):
+    def _check_open_tag(self, buf, pos, end, base=-1, at=-1):
         """Raise now what is already wrong with the unfinished tag buf[pos:end].
 
         A bad name, junk, a "<" in a value, and the caps on names, values
         and attributes show before the tag's ">" arrives, as in expat. How
         far the check got is kept in self._open_tag, so that a tag coming in
         many pieces is checked once, not again with every piece: only an
-        unfinished name (within the name cap) is looked at twice.
+        unfinished name (within the name cap) is looked at twice. base and
+        at, when given, are the stream offsets of buf[0] and of the tag, for
+        a check that goes on in a piece of the tag (see _keep_piece).
         """
-        kind = buf[pos + 1]
-        if kind == _BANG or kind == _QUEST or kind == _SLASH:
-            return  # _cdata, _xml_decl and _end_tag check as they go
-        at = self._offset + pos  # the tag's place in the stream
+        if base < 0:
+            base = self._offset  # the stream offset of buf[0]
+            at = base + pos  # the tag's place in the stream
+            kind = buf[pos + 1]
+            if kind == _BANG or kind == _QUEST or kind == _SLASH:
+                return  # _cdata, _xml_decl and _end_tag check as they go
         state = self._open_tag
         if state is not None and state[0] == at:
             _, i, phase, spaced, count, quote, value_at = state
-            i -= self._offset
-            value_at -= self._offset
+            i -= base
+            value_at -= base
         else:
             got = self._name(buf, pos + 1, end)
             if got is None:
@@ -949,7 +1013,7 @@ class Parser:
                 i += 1
                 value_at = i
                 phase = _TAG_VALUE
-        self._open_tag = (at, self._offset + i, phase, spaced, count, quote, self._offset + value_at)
+        self._open_tag = (at, base + i, phase, spaced, count, quote, base + value_at)
 
     def _check_value_part(self, buf, pos, stop):
         """Check the references and UTF-8 of buf[pos:stop], part of an

@@ -147,7 +147,8 @@ def _flood(parser, head, piece, limit):
         except XMLError:
             return fed + len(piece), most
         fed += len(piece)
-        most = max(most, len(parser._buf))
+        # What the parser holds of an unfinished token (internals: no API needs it).
+        most = max(most, len(parser._buf) + sum(len(part) for part in parser._parts or ()))
     raise AssertionError("no XMLError after %d bytes of %r" % (fed, head))
 
 
