@@ -643,7 +643,7 @@ class Parser:
                 return
             if pos > limit:
                 limit = self._stanza_limit(buf, token_at, pos)
-        if pos + 1 < end and buf[pos] == _LT and not self._in_cdata:
+        if pos + 1 < end and buf[pos] == _LT and not self._in_cdata and not self._known_prefix(buf, pos, end, plain):
             # An unfinished tag: what has come of it is checked now, as
             # expat does, not when (and if) its ">" arrives.
             self._check_open_tag(buf, pos, end)
@@ -927,6 +927,31 @@ class Parser:
         if empty and self._stack and self._stack[-1] is name:
             self._close(i)
         return i
+
+    def _known_prefix(self, buf, pos, end, plain):
+        """True if the unfinished start tag buf[pos:end] is, but for its
+        values, the start of a tag shape seen before (see _feed), with
+        plain values within their cap: then nothing in it is wrong so far.
+
+        Much cheaper than _check_open_tag, which a cut tag in most chunks
+        would otherwise cost. The pieces around the values are those of a
+        valid shape, quote-free, so the split at the quotes is the tag's.
+        """
+        raw = buf[pos + 1:end]
+        if b"&" in raw or b"<" in raw or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw):
+            return False
+        quote = b"'" if b"'" in raw else b'"' if b'"' in raw else None
+        parts = raw.split(quote) if quote is not None else [raw]
+        key = quote.join(parts[0::2]) if quote is not None else raw
+        for known in self._shapes:
+            if known.startswith(key):
+                break
+        else:
+            return False
+        if len(raw) > self.max_attr_value:
+            return False  # a value may be past its cap
+        # The values' UTF-8 is checked when the tag is complete.
+        return True
 
     def _check_open_tag(self, buf, pos, end, base=-1, at=-1):
         """Raise now what is already wrong with the unfinished tag buf[pos:end].
