@@ -457,11 +457,8 @@ class Parser:
         pos = 0
         end = len(buf)
         if self._in_cdata:
-            pos = self._cdata_body(buf, 0, end)
-            if self._stanza_at >= 0 and self._offset + pos - self._stanza_at > self.max_stanza_bytes:
-                raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
-            if self._in_cdata:
-                self._hold(buf, pos, end, plain)
+            pos = self._cdata_resume(buf, end, plain)
+            if pos < 0:
                 return
         # Locals: on MicroPython an attribute or global lookup per token costs
         # more than the rest of a short token's handling.
@@ -543,11 +540,7 @@ class Parser:
                     limit = -1
             elif buf[pos + 1] == _BANG:
                 nxt = self._cdata(buf, pos, end)
-                if self._in_cdata:
-                    # The section goes on in the next chunk; its text so
-                    # far is passed on, and counts towards the stanza.
-                    if nxt > limit:
-                        self._stanza_limit(buf, pos, nxt)
+                if self._in_cdata:  # it goes on in the next chunk
                     pos = nxt
                     break
             elif buf[pos + 1] == _QUEST:
@@ -643,14 +636,14 @@ class Parser:
                 return
             if pos > limit:
                 limit = self._stanza_limit(buf, token_at, pos)
-        if pos + 1 < end and buf[pos] == _LT and not self._in_cdata and not self._known_prefix(buf, pos, end, plain):
-            # An unfinished tag: what has come of it is checked now, as
-            # expat does, not when (and if) its ">" arrives.
-            self._check_open_tag(buf, pos, end)
         self._hold(buf, pos, end, plain)
 
     def _hold(self, buf, pos, end, plain):
         """Keep buf[pos:] (an unfinished token) for the next feed, within the cap."""
+        if pos + 1 < end and buf[pos] == _LT and not self._in_cdata and not self._known_prefix(buf, pos, end, plain):
+            # An unfinished tag: what has come of it is checked now, as
+            # expat does, not when (and if) its ">" arrives.
+            self._check_open_tag(buf, pos, end)
         self._buf = buf if pos == 0 else buf[pos:] if pos < end else b""
         self._plain = plain
         self._offset += pos
@@ -1151,6 +1144,17 @@ class Parser:
             return -1
         return self._cdata_body(buf, pos + len(_CDATA_OPEN), end)
 
+    def _cdata_resume(self, buf, end, plain):
+        """Go on with the CDATA section the last chunk ended in; return
+        where the rest of buf starts, or -1 if the section goes on still."""
+        pos = self._cdata_body(buf, 0, end)
+        if self._stanza_at >= 0 and self._offset + pos - self._stanza_at > self.max_stanza_bytes:
+            raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+        if self._in_cdata:
+            self._hold(buf, pos, end, plain)
+            return -1
+        return pos
+
     def _cdata_body(self, buf, pos, end):
         """Pass on a CDATA section's text from pos; return where it stopped.
 
@@ -1169,6 +1173,10 @@ class Parser:
             self._text(_utf8(_normalise_newlines(buf[pos:stop])))
         if close < 0:
             self._in_cdata = True
+            # What was passed on counts towards the stanza (the rest is
+            # held, which _hold counts).
+            if self._stanza_at >= 0 and self._offset + stop - self._stanza_at > self.max_stanza_bytes:
+                raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
             return stop
         self._in_cdata = False
         return close + 3
