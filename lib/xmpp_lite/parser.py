@@ -6,10 +6,37 @@ have arrived. It checks XML 1.0 well-formedness and rejects what XMPP forbids
 (RFC 6120 section 11.1): comments, processing instructions, DTDs and entity
 references other than the five predefined ones and character references.
 
-Memory stays bounded however long the stream runs: the parser keeps only the
-bytes of the token it has not finished, the stack of open element names, and a
-few counters. Every bound is a named constant below; all but MAX_REFERENCE
-can be overridden per parser by keyword.
+An XMPP stream (the default, stream=True) holds stanzas with only whitespace
+between them: other character data at depth 1 raises XMLError whose
+``condition`` is "bad-format". stream=False parses a plain document (one
+element alone), which may hold text right inside its root. An error inside a
+tag is raised with the feed that brings its offending byte, as in expat, not
+when the tag's ">" arrives. ``stanzas`` and ``whitespace`` count complete
+depth-1 elements and whitespace bytes between them: proof that the link is
+alive, which nothing else is.
+
+Memory stays bounded however long the stream runs. Every bound is a named
+constant below; all but MAX_REFERENCE can be overridden per parser by keyword.
+Text and CDATA sections are passed on as they arrive, never held (but for a
+reference, CRLF, "]]>" or a UTF-8 character cut in two: at most MAX_REFERENCE
+bytes). Each token is checked against its cap as its bytes arrive. What the
+parser holds at most, in bytes, with S = max_stanza_bytes, N = max_name,
+A = max_attrs, D = max_depth and C the size of the chunk being fed:
+
+- one unfinished token (a tag, the stream header, the XML declaration):
+  at most S, kept in the pieces it came in and joined once, when its ">"
+  can have come: 2 S + C at that moment; then the joined copy and the
+  names and values decoded from it, again at most 2 S + C (a value alone
+  is at most max_attr_value, MAX_ATTR_VALUE by default);
+- the stack of open elements: D names as str and bytes, 2 D N;
+- the caches: 64 names of at most N bytes and 16 tag shapes of at most
+  N + A (N + 3) bytes each: 64 N + 16 (N + A (N + 3)).
+
+With the defaults (S 16384, N 64, A 16, D 16) that is 32 KB + C for the
+input, 2 KB for the stack and 4 KB + 17 KB for full caches: about 55 KB + C
+at the very worst (a hostile peer filling every cap at once), besides the
+code and the objects' own overhead. A typical stream keeps a few hundred
+bytes besides the caches.
 
 The buffer is scanned with ``find`` and small regular expressions; Python code
 runs per token (tag, text run), not per byte.
@@ -404,8 +431,8 @@ class Parser:
                 parts.append(data)
                 parts.insert(0, self._buf)
                 data = b"".join(parts)  # the one copy of the whole tag
+                parts = self._parts = None  # the pieces may go while it is parsed
                 self._buf = b""
-                self._parts = None
             elif not isinstance(data, bytes):
                 pending = self._buf
                 if pending:

@@ -18,9 +18,10 @@ from xmpp_lite.parser import Parser, XMLError
 
 # RFC 6120 section 13.12: a server must accept stanzas of at least 10000 bytes.
 RFC_STANZA_FLOOR = 10000
-# The parser may hold one unfinished stanza, up to the stanza cap, in RAM; on a
-# board with about 100 KB free a cap above 32 KB leaves too little for the rest.
-RAM_SAFE_STANZA_CEILING = 32768
+# The parser may need twice the stanza cap at once (an unfinished tag of S
+# bytes in pieces and joined, see the parser's docstring); a board has about
+# 100 KB free: above 20 KB that would be 40 % of it, with the session still to come.
+RAM_SAFE_STANZA_CEILING = 20480
 
 
 class Sink:
