@@ -1238,3 +1238,11 @@ def test_text_between_stanzas_expat_accepts_is_refused_in_a_stream():
                 for piece in chunks(doc, sizes):
                     parser.feed(piece)
             assert caught.value.condition == "bad-format"
+
+
+def test_the_xml_limits_page_examples_run():
+    page = Path(__file__).resolve().parents[2] / "docs" / "xml-limits.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {})
