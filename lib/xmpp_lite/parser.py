@@ -72,6 +72,7 @@ _CR = const(0x0D)
 _RBRACKET = const(0x5D)  # ]
 _NAME_CACHE_SIZE = const(64)  # valid names each parser remembers, see Parser._known
 _SHAPE_CACHE_SIZE = const(16)  # start-tag shapes each parser remembers, see Parser._learn_shape
+_PIECE = const(512)  # pieces of an unfinished tag are put together up to this size, see _keep_piece
 _WS = b" \t\r\n"  # the S production
 # Where _check_open_tag stopped in an unfinished start tag: after the element
 # name or a value (a gap), after an attribute name, after its "=", inside its
@@ -705,7 +706,15 @@ class Parser:
                 self._open_tag = state[:1] + (resume + len(tail),) + state[2:]
             else:
                 self._check_open_tag(tail, 0, len(tail), resume, state[0])
-        self._parts.append(data)
+        # Small pieces are put together: a tag that comes a byte at a time
+        # must not cost an object per byte.
+        parts = self._parts
+        if parts and len(parts[-1]) + len(data) <= _PIECE:
+            parts[-1] += data
+        elif not parts and len(self._buf) + len(data) <= _PIECE:
+            self._buf += data
+        else:
+            parts.append(data)
         self._held = held
         self._plain = self._plain and plain
 

@@ -203,3 +203,17 @@ def test_defaults_of_a_new_parser():
     assert (parser.max_depth, parser.max_stanza_bytes, parser.max_attrs, parser.max_name,
             parser.max_attr_value) == (16, 16384, 16, 64, 3072)
     assert parser_module.MAX_ATTR_VALUE == 3072
+
+
+def test_a_tag_that_comes_a_byte_at_a_time_is_kept_in_few_pieces():
+    # A piece per byte would cost an object per byte: a few hundred bytes of
+    # heap for each byte held.
+    parser = Parser(Sink())
+    parser.feed(HEADER + b"<message")
+    tag = b"".join(b" a%d='%s'" % (i, b"v" * 1000) for i in range(16))
+    for i in range(len(tag)):
+        parser.feed(tag[i:i + 1])
+    pieces = 1 + len(parser._parts)  # internals: the head and the pieces after it
+    assert pieces <= len(tag) // 512 + 2, pieces
+    parser.feed(b"/>")
+    assert parser.stanzas == 1
