@@ -380,6 +380,7 @@ class Parser:
         self.whitespace = 0
         self._names = {}  # names known to be valid (kept across reset()), see _known
         self._shapes = {}  # start-tag shapes known to be valid, see _learn_shape
+        self._prefix_shape = b"\x00"  # the shape _known_prefix matched last (none yet: no key starts so)
         self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
         self.reset()
 
@@ -966,19 +967,25 @@ class Parser:
         would otherwise cost. The pieces around the values are those of a
         valid shape, quote-free, so the split at the quotes is the tag's.
         """
+        if end - pos > self.max_attr_value:
+            return False  # a value may be past its cap
         raw = buf[pos + 1:end]
         if b"&" in raw or b"<" in raw or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw):
             return False
         quote = b"'" if b"'" in raw else b'"' if b'"' in raw else None
-        parts = raw.split(quote) if quote is not None else [raw]
-        key = quote.join(parts[0::2]) if quote is not None else raw
-        for known in self._shapes:
-            if known.startswith(key):
-                break
-        else:
-            return False
-        if len(raw) > self.max_attr_value:
-            return False  # a value may be past its cap
+        key = quote.join(raw.split(quote)[0::2]) if quote is not None else raw
+        if not key:
+            return False  # a quote first: no name, and every shape "starts" with b""
+        # Shapes come in runs (a burst of presences, of messages): the one
+        # that matched last time first.
+        known = self._prefix_shape
+        if not known.startswith(key):
+            for known in self._shapes:
+                if known.startswith(key):
+                    self._prefix_shape = known
+                    break
+            else:
+                return False
         # The values' UTF-8 is checked when the tag is complete.
         return True
 

@@ -217,3 +217,19 @@ def test_a_tag_that_comes_a_byte_at_a_time_is_kept_in_few_pieces():
     assert pieces <= len(tag) // 512 + 2, pieces
     parser.feed(b"/>")
     assert parser.stanzas == 1
+
+
+def test_errors_in_an_unfinished_tag_after_shapes_are_known():
+    # The same errors once the parser knows tag shapes (a cheaper screen
+    # then passes a cut tag that starts like a known one).
+    warm = b"<s><m a='1' b='2'/><m a='1' b='2'/><doc a='1'/>"
+    for data, bad in (
+        (warm + b"<'m/>", b"'"),
+        (warm + b"<m a='1' b='x<", b"<"),
+        (warm + b"<m a='1'b", b"b"),
+        (warm + b"<m a='1' b=2", b"2"),
+        (warm + b"<m a='1' b='2' c='3'", b"c"),
+        (warm + b"<m a='" + b"v" * 9, b"v" * 9),
+    ):
+        at, _ = fails_at(data, max_attrs=2, max_attr_value=8)
+        assert at == data.rindex(bad) + len(bad) - 1, (data, at)
