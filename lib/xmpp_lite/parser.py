@@ -6,10 +6,37 @@ have arrived. It checks XML 1.0 well-formedness and rejects what XMPP forbids
 (RFC 6120 section 11.1): comments, processing instructions, DTDs and entity
 references other than the five predefined ones and character references.
 
-Memory stays bounded however long the stream runs: the parser keeps only the
-bytes of the token it has not finished, the stack of open element names, and a
-few counters. Every bound is a named constant below; all but MAX_REFERENCE
-can be overridden per parser by keyword.
+An XMPP stream (the default, stream=True) holds stanzas with only whitespace
+between them: other character data at depth 1 raises XMLError whose
+``condition`` is "bad-format". stream=False parses a plain document (one
+element alone), which may hold text right inside its root. An error inside a
+tag is raised with the feed that brings its offending byte, as in expat, not
+when the tag's ">" arrives. ``stanzas`` and ``whitespace`` count complete
+depth-1 elements and whitespace bytes between them: proof that the link is
+alive, which nothing else is.
+
+Memory stays bounded however long the stream runs. Every bound is a named
+constant below; all but MAX_REFERENCE can be overridden per parser by keyword.
+Text and CDATA sections are passed on as they arrive, never held (but for a
+reference, CRLF, "]]>" or a UTF-8 character cut in two: at most MAX_REFERENCE
+bytes). Each token is checked against its cap as its bytes arrive. What the
+parser holds at most, in bytes, with S = max_stanza_bytes, N = max_name,
+A = max_attrs, D = max_depth and C the size of the chunk being fed:
+
+- one unfinished token (a tag, the stream header, the XML declaration):
+  at most S, kept in the pieces it came in and joined once, when its ">"
+  can have come: 2 S + C at that moment; then the joined copy and the
+  names and values decoded from it, again at most 2 S + C (a value alone
+  is at most max_attr_value, MAX_ATTR_VALUE by default);
+- the stack of open elements: D names as str and bytes, 2 D N;
+- the caches: 64 names of at most N bytes and 16 tag shapes of at most
+  N + A (N + 3) bytes each: 64 N + 16 (N + A (N + 3)).
+
+With the defaults (S 16384, N 64, A 16, D 16) that is 32 KB + C for the
+input, 2 KB for the stack and 4 KB + 17 KB for full caches: about 55 KB + C
+at the very worst (a hostile peer filling every cap at once), besides the
+code and the objects' own overhead. A typical stream keeps a few hundred
+bytes besides the caches.
 
 The buffer is scanned with ``find`` and small regular expressions; Python code
 runs per token (tag, text run), not per byte.
@@ -30,6 +57,7 @@ MAX_DEPTH = 16  # open elements at once, the stream root included
 MAX_STANZA_BYTES = 16384  # bytes of one depth-1 element with its subtree (RFC 6120 13.12: >= 10000)
 MAX_ATTRS = 16  # attributes (xmlns declarations included) on one element
 MAX_NAME = 64  # bytes of one element or attribute name, prefix included
+MAX_ATTR_VALUE = 3072  # bytes of one attribute value as written (a JID of RFC 7622 is at most 3071)
 MAX_REFERENCE = 32  # bytes of one entity or character reference, "&" to ";"
 
 _LT = const(0x3C)  # <
@@ -44,7 +72,16 @@ _CR = const(0x0D)
 _RBRACKET = const(0x5D)  # ]
 _NAME_CACHE_SIZE = const(64)  # valid names each parser remembers, see Parser._known
 _SHAPE_CACHE_SIZE = const(16)  # start-tag shapes each parser remembers, see Parser._learn_shape
+_PIECE = const(512)  # pieces of an unfinished tag are put together up to this size, see _keep_piece
 _WS = b" \t\r\n"  # the S production
+# Where _check_open_tag stopped in an unfinished start tag: after the element
+# name or a value (a gap), after an attribute name, after its "=", inside its
+# value. _end_tag keeps its own place in an unfinished end tag as _TAG_END.
+_TAG_GAP = const(0)
+_TAG_ATTR = const(1)
+_TAG_EQ = const(2)
+_TAG_VALUE = const(3)
+_TAG_END = const(4)
 
 _BOM = b"\xef\xbb\xbf"
 _CDATA_OPEN = b"<![CDATA["
@@ -82,7 +119,28 @@ _NAME_MORE_RANGES = ((0xB7, 0xB7), (0x300, 0x36F), (0x203F, 0x2040))
 
 
 class XMLError(ValueError):
-    """The stream is not well-formed XML, uses what XMPP forbids, or exceeds a cap."""
+    """The stream is not well-formed XML, uses what XMPP forbids, or exceeds a cap.
+
+    ``condition`` names the stream error (RFC 6120 section 4.9.3) to send
+    when the message alone does not say it; None leaves the choice to the
+    caller (see stream.xml_error_condition).
+    """
+
+    condition = None
+
+
+# RFC 6120 section 4.9.3.1: bad-format is "XML that cannot be processed".
+# Character data directly inside <stream:stream> is well-formed XML, so
+# not-well-formed (section 4.9.3.13: a violation of XML's well-formedness
+# rules) would be wrong; it breaks only XMPP's rule that the stream's
+# children are stanzas, with whitespace between them as keepalives.
+CONDITION_TEXT_BETWEEN_STANZAS = "bad-format"
+
+
+def _between_stanzas(message):
+    error = XMLError(message)
+    error.condition = CONDITION_TEXT_BETWEEN_STANZAS
+    return error
 
 
 def _in_ranges(code, ranges):
@@ -238,6 +296,20 @@ def _reference(ref):
     return chr(code).encode("utf-8")
 
 
+def _reference_start(part):
+    """Raise if part, a reference after its "&" cut short before the ";",
+    cannot become a reference XMPP allows."""
+    if part[:1] == b"#":
+        base = 16 if part[1:2] == b"x" else 10
+        for digit in part[2:] if base == 16 else part[1:]:
+            if not (0x30 <= digit <= 0x39 or (base == 16 and 0x61 <= (digit | 0x20) <= 0x66)):
+                raise XMLError("bad character reference")
+    elif part:
+        match = _NAME_RE.match(part)
+        if match is None or len(match.group(0)) != len(part):
+            raise XMLError("bad entity reference")
+
+
 def _expand(data):
     """Expand every reference in a complete run of bytes (text or attribute value)."""
     amp = data.find(b"&")
@@ -288,7 +360,7 @@ class Parser:
     """Streaming XML parser; see the module docstring for the contract."""
 
     def __init__(self, handler, max_depth=MAX_DEPTH, max_stanza_bytes=MAX_STANZA_BYTES,
-                 max_attrs=MAX_ATTRS, max_name=MAX_NAME):
+                 max_attrs=MAX_ATTRS, max_name=MAX_NAME, max_attr_value=MAX_ATTR_VALUE, stream=True):
         self._start = handler.start
         self._end = handler.end
         self._text = handler.text
@@ -296,8 +368,19 @@ class Parser:
         self.max_stanza_bytes = max_stanza_bytes
         self.max_attrs = max_attrs
         self.max_name = max_name
+        self.max_attr_value = max_attr_value
+        # An XMPP stream (stream=True) holds stanzas and whitespace between
+        # them: character data starts at depth 2. A plain document (one
+        # element parsed alone) may hold text right inside its root.
+        self._text_depth = 2 if stream else 1
+        # Proof of life for a keepalive policy, counted over the parser's
+        # life (reset() keeps them): complete stanzas (depth-1 elements),
+        # and whitespace bytes between stanzas. Nothing else counts.
+        self.stanzas = 0
+        self.whitespace = 0
         self._names = {}  # names known to be valid (kept across reset()), see _known
         self._shapes = {}  # start-tag shapes known to be valid, see _learn_shape
+        self._prefix_shape = b"\x00"  # the shape _known_prefix matched last (none yet: no key starts so)
         self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
         self.reset()
 
@@ -312,6 +395,11 @@ class Parser:
         self._root_done = False
         self._bom = False  # the stream began with a byte order mark
         self._error = None
+        self._error_condition = None
+        self._in_cdata = False  # the buffer starts inside a CDATA section
+        self._open_tag = None  # how far _check_open_tag got in the unfinished tag
+        self._parts = None  # pieces of an unfinished tag after self._buf, see _keep_piece
+        self._held = 0  # bytes held: self._buf and self._parts
         self._streams += 1
 
     @property
@@ -320,16 +408,43 @@ class Parser:
         return len(self._stack)
 
     def feed(self, data):
-        """Parse the next bytes of the stream; raises XMLError on bad input."""
+        """Parse the next bytes of the stream; raises XMLError on bad input.
+
+        data is bytes, bytearray or memoryview. The parser keeps no
+        reference to it after returning: the caller may reuse its buffer.
+        A bytearray or memoryview is copied once (joined to the held bytes
+        of an unfinished token if there are any, else as it is).
+        """
         if self._error is not None:
-            raise XMLError(self._error)  # an error is final until reset()
+            self._raise()  # an error is final until reset()
         if not data:
             return
-        if not isinstance(data, bytes):
-            data = bytes(data)
         try:
+            parts = self._parts
+            if parts is not None:
+                # An unfinished tag, already checked up to its last bytes:
+                # a piece without ">" cannot end it, so it is checked alone
+                # and kept as it is; the tag is joined once, when it can end.
+                if not isinstance(data, bytes):
+                    data = bytes(data)
+                if data.find(b">") < 0:
+                    self._keep_piece(data)
+                    return
+                parts.append(data)
+                parts.insert(0, self._buf)
+                data = b"".join(parts)  # the one copy of the whole tag
+                parts = self._parts = None  # the pieces may go while it is parsed
+                self._buf = b""
+            elif not isinstance(data, bytes):
+                pending = self._buf
+                if pending:
+                    self._buf = b""
+                    data = pending + data  # one copy, which _feed then takes as its buffer
+                else:
+                    data = bytes(data)
             self._feed(data)
         except XMLError as exc:
+            self._error_condition = exc.condition
             self._fail(exc.args[0] if exc.args else "error")
         except UnicodeError:
             # Tokens are decoded with str(raw, "utf-8") right where they are
@@ -338,7 +453,12 @@ class Parser:
 
     def _fail(self, reason):
         self._error = "{} (near byte {})".format(reason, self._offset)
-        raise XMLError(self._error)
+        self._raise()
+
+    def _raise(self):
+        error = XMLError(self._error)
+        error.condition = self._error_condition
+        raise error
 
     # Machine code from MicroPython's native emitter: the same semantics as
     # bytecode, with no bytecode to dispatch. This loop runs per token, and
@@ -365,6 +485,10 @@ class Parser:
             self._bom = True
         pos = 0
         end = len(buf)
+        if self._in_cdata:
+            pos = self._cdata_resume(buf, end, plain)
+            if pos < 0:
+                return
         # Locals: on MicroPython an attribute or global lookup per token costs
         # more than the rest of a short token's handling.
         stack = self._stack
@@ -376,6 +500,8 @@ class Parser:
         stream = self._streams
         max_depth = self.max_depth
         cap = self.max_stanza_bytes
+        max_value = self.max_attr_value
+        text_depth = self._text_depth
         decode = str  # builtins too: a global lookup misses the module first
         length = len
         # A token that ends past this index of buf needs _stanza_limit: in a
@@ -396,7 +522,7 @@ class Parser:
                 break
             if buf[pos] != _LT:
                 stop = buf.find(b"<", pos)
-                if stop < 0 or not stack:
+                if stop < 0 or length(stack) < text_depth:
                     nxt = self._text_run(buf, pos, end)
                 else:
                     raw = buf[pos:stop]
@@ -431,6 +557,7 @@ class Parser:
                             if nxt > limit:
                                 raise XMLError("stanza larger than {} bytes".format(cap))
                             self._stanza_at = -1
+                            self.stanzas += 1
                             limit = nxt + cap
                             raw_stack.pop()
                             on_end(stack.pop())
@@ -442,12 +569,15 @@ class Parser:
                     limit = -1
             elif buf[pos + 1] == _BANG:
                 nxt = self._cdata(buf, pos, end)
+                if self._in_cdata:  # it goes on in the next chunk
+                    pos = nxt
+                    break
             elif buf[pos + 1] == _QUEST:
                 nxt = self._xml_decl(buf, pos, end)
             else:
                 gt = buf.find(b">", pos)
                 if gt < 0:
-                    break  # cheap wait: the tag cannot be complete yet
+                    break  # the tag cannot be complete yet: checked so far after the loop
                 empty = buf[gt - 1] == _SLASH
                 raw = buf[pos + 1:gt - 1] if empty else buf[pos + 1:gt]
                 # Fast path for the common tag: one quote style, no
@@ -483,6 +613,8 @@ class Parser:
                     i = 1
                     for attr in names:
                         value = parts[i]
+                        if length(value) > max_value:
+                            raise XMLError("attribute value longer than {} bytes".format(max_value))
                         text = decode(value, "utf-8")
                         if length(text) != length(value):
                             text = _utf8(value)
@@ -514,6 +646,7 @@ class Parser:
                             if nxt > limit:
                                 raise XMLError("stanza larger than {} bytes".format(cap))
                             self._stanza_at = -1
+                            self.stanzas += 1
                             limit = nxt + cap
                             raw_stack.pop()
                             on_end(stack.pop())
@@ -532,20 +665,82 @@ class Parser:
                 return
             if pos > limit:
                 limit = self._stanza_limit(buf, token_at, pos)
-        self._buf = buf[pos:] if pos < end else b""
+        self._hold(buf, pos, end, plain)
+
+    def _hold(self, buf, pos, end, plain):
+        """Keep buf[pos:] (an unfinished token) for the next feed, within the cap."""
+        if pos + 1 < end and buf[pos] == _LT and not self._in_cdata and not self._known_prefix(buf, pos, end, plain):
+            # An unfinished tag: what has come of it is checked now, as
+            # expat does, not when (and if) its ">" arrives.
+            self._check_open_tag(buf, pos, end)
+        self._buf = buf if pos == 0 else buf[pos:] if pos < end else b""
         self._plain = plain
         self._offset += pos
         held = end - pos
+        self._held = held
+        self._parts = None
         if held:
             start = self._stanza_at if self._stanza_at >= 0 else self._offset
             if self._offset + held - start > self.max_stanza_bytes:
                 raise XMLError("token or stanza larger than {} bytes".format(self.max_stanza_bytes))
+            state = self._open_tag
+            if held > 1 and buf[pos] == _LT and (
+                    buf[pos + 1] == _QUEST or state is not None and state[0] == self._offset):
+                self._parts = []  # see feed and _keep_piece
+
+    def _keep_piece(self, data):
+        """Check and keep a piece of the unfinished tag held, which it cannot end."""
+        plain = _check_controls(data)
+        held = self._held + len(data)
+        start = self._stanza_at if self._stanza_at >= 0 else self._offset
+        if self._offset + held - start > self.max_stanza_bytes:
+            raise XMLError("token or stanza larger than {} bytes".format(self.max_stanza_bytes))
+        state = self._open_tag
+        if state is not None and state[0] == self._offset:
+            # Only the bytes the last check did not pass (a name or a
+            # reference cut short) are looked at again, with the new ones.
+            resume = state[1]
+            tail = self._held_tail(self._offset + self._held - resume) + data
+            if state[2] == _TAG_END:
+                if tail.strip(_WS):
+                    raise XMLError("junk in an end tag")
+                self._open_tag = state[:1] + (resume + len(tail),) + state[2:]
+            else:
+                self._check_open_tag(tail, 0, len(tail), resume, state[0])
+        # Small pieces are put together: a tag that comes a byte at a time
+        # must not cost an object per byte.
+        parts = self._parts
+        if parts and len(parts[-1]) + len(data) <= _PIECE:
+            parts[-1] += data
+        elif not parts and len(self._buf) + len(data) <= _PIECE:
+            self._buf += data
+        else:
+            parts.append(data)
+        self._held = held
+        self._plain = self._plain and plain
+
+    def _held_tail(self, count):
+        """The last count bytes held."""
+        pieces = []
+        parts = self._parts
+        i = len(parts)
+        while count > 0:
+            i -= 1
+            piece = parts[i] if i >= 0 else self._buf
+            take = piece if len(piece) <= count else piece[len(piece) - count:]
+            pieces.append(take)
+            count -= len(take)
+        pieces.reverse()
+        return b"".join(pieces)
 
     # -- character data ---------------------------------------------------
 
     def _text_run(self, buf, pos, end):
         """Handle text from pos up to the next "<"; return where it stopped."""
         stop = buf.find(b"<", pos)
+        depth = len(self._stack)
+        if depth < self._text_depth:
+            return self._text_outside_stanzas(buf, pos, end if stop < 0 else stop, depth)
         if stop < 0:
             # The run goes on in a later chunk: keep back what may be cut in
             # two (a reference, CRLF, "]]>", a UTF-8 sequence).
@@ -554,6 +749,7 @@ class Parser:
             if amp >= 0 and buf.find(b";", amp) < 0:
                 if end - amp > MAX_REFERENCE:
                     raise XMLError("unterminated or overlong reference")
+                _reference_start(buf[amp + 1:end])
                 stop = amp
             else:
                 for _ in range(2):
@@ -563,13 +759,26 @@ class Parser:
             if stop == pos:
                 return pos
         raw = buf[pos:stop]
-        if not self._stack:
-            if raw.strip(_WS):
-                raise XMLError("text outside the root element")
-            return stop
         if raw.find(b"]]>") >= 0:
             raise XMLError("']]>' in text")
         self._text(_utf8(_expand(_normalise_newlines(raw))))
+        return stop
+
+    def _text_outside_stanzas(self, buf, pos, stop, depth):
+        """Whitespace only, checked as it arrives: around the root (depth 0)
+        or between stanzas (depth 1), where it is passed on and counted."""
+        raw = buf[pos:stop]
+        if raw.strip(_WS):
+            if depth:
+                raise _between_stanzas("text between stanzas")
+            raise XMLError("text outside the root element")
+        if depth:
+            if buf[stop - 1] == _CR and stop == len(buf):
+                stop -= 1  # a CRLF may be cut in two: one line end either way
+                raw = raw[:-1]
+            if raw:
+                self.whitespace += len(raw)
+                self._text(str(_normalise_newlines(raw), "utf-8"))
         return stop
 
     # -- markup -------------------------------------------------------------
@@ -607,10 +816,11 @@ class Parser:
             if pos > limit:
                 raise XMLError("stanza larger than {} bytes".format(cap))
             return limit
-        if pos - token_at > cap and buf[token_at] == _LT:
+        if pos - token_at > cap and buf[token_at] == _LT and buf[token_at + 1] != _BANG:
             # Markup outside stanzas (the stream header, a declaration)
             # obeys the same cap whether it came whole or in pieces; text
-            # there is passed on as it comes and is not a token.
+            # there (CDATA sections too) is passed on as it comes and is
+            # not a token.
             raise XMLError("token larger than {} bytes".format(cap))
         return pos + cap
 
@@ -733,6 +943,8 @@ class Parser:
             close = buf.find(b'"' if quote == _QUOT else b"'", k + 1)
             if close < 0:
                 return -1
+            if close - k - 1 > self.max_attr_value:
+                raise XMLError("attribute value longer than {} bytes".format(self.max_attr_value))
             if raw_attr in seen:
                 raise XMLError("duplicate attribute")
             if len(seen) >= self.max_attrs:
@@ -745,6 +957,151 @@ class Parser:
         if empty and self._stack and self._stack[-1] is name:
             self._close(i)
         return i
+
+    def _known_prefix(self, buf, pos, end, plain):
+        """True if the unfinished start tag buf[pos:end] is, but for its
+        values, the start of a tag shape seen before (see _feed), with
+        plain values within their cap: then nothing in it is wrong so far.
+
+        Much cheaper than _check_open_tag, which a cut tag in most chunks
+        would otherwise cost. The pieces around the values are those of a
+        valid shape, quote-free, so the split at the quotes is the tag's.
+        """
+        if end - pos > self.max_attr_value:
+            return False  # a value may be past its cap
+        raw = buf[pos + 1:end]
+        if b"&" in raw or b"<" in raw or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw):
+            return False
+        quote = b"'" if b"'" in raw else b'"' if b'"' in raw else None
+        key = quote.join(raw.split(quote)[0::2]) if quote is not None else raw
+        if not key:
+            return False  # a quote first: no name, and every shape "starts" with b""
+        # Shapes come in runs (a burst of presences, of messages): the one
+        # that matched last time first.
+        known = self._prefix_shape
+        if not known.startswith(key):
+            for known in self._shapes:
+                if known.startswith(key):
+                    self._prefix_shape = known
+                    break
+            else:
+                return False
+        # The values' UTF-8 is checked when the tag is complete.
+        return True
+
+    def _check_open_tag(self, buf, pos, end, base=-1, at=-1):
+        """Raise now what is already wrong with the unfinished tag buf[pos:end].
+
+        A bad name, junk, a "<" in a value, and the caps on names, values
+        and attributes show before the tag's ">" arrives, as in expat. How
+        far the check got is kept in self._open_tag, so that a tag coming in
+        many pieces is checked once, not again with every piece: only an
+        unfinished name (within the name cap) is looked at twice. base and
+        at, when given, are the stream offsets of buf[0] and of the tag, for
+        a check that goes on in a piece of the tag (see _keep_piece).
+        """
+        if base < 0:
+            base = self._offset  # the stream offset of buf[0]
+            at = base + pos  # the tag's place in the stream
+            kind = buf[pos + 1]
+            if kind == _BANG or kind == _QUEST or kind == _SLASH:
+                return  # _cdata, _xml_decl and _end_tag check as they go
+        state = self._open_tag
+        if state is not None and state[0] == at:
+            _, i, phase, spaced, count, quote, value_at = state
+            i -= base
+            value_at -= base
+        else:
+            got = self._name(buf, pos + 1, end)
+            if got is None:
+                self._name_part(buf, pos + 1, end)
+                return
+            self._decode_name(got[0])
+            i = got[1]
+            phase = _TAG_GAP
+            spaced = False
+            count = quote = value_at = 0
+        while i < end:
+            if phase == _TAG_VALUE:
+                close = buf.find(b'"' if quote == _QUOT else b"'", i)
+                stop = end if close < 0 else close
+                if buf.find(b"<", i, stop) >= 0:
+                    raise XMLError("'<' in an attribute value")
+                if stop - value_at > self.max_attr_value:
+                    raise XMLError("attribute value longer than {} bytes".format(self.max_attr_value))
+                if close < 0:
+                    i = self._check_value_part(buf, i, end)
+                    break
+                self._check_value_part(buf, i, close + 1)
+                i = close + 1
+                phase = _TAG_GAP
+                spaced = False
+                continue
+            j = self._skip_ws(buf, i, end)
+            if j > i:
+                spaced = True
+                i = j
+                continue
+            c = buf[i]
+            if phase == _TAG_GAP:
+                if c == _GT:
+                    break  # cannot be: the tag would have ended
+                if c == _SLASH:
+                    if i + 1 < end and buf[i + 1] != _GT:
+                        raise XMLError("'/' in a tag not followed by '>'")
+                    break
+                if not spaced:
+                    raise XMLError("attributes must be separated by white space")
+                if count >= self.max_attrs:  # one more is starting
+                    raise XMLError("more than {} attributes".format(self.max_attrs))
+                got = self._name(buf, i, end)
+                if got is None:
+                    self._name_part(buf, i, end)
+                    break  # an attribute name cut short: looked at again next time
+                self._decode_name(got[0])
+                count += 1
+                i = got[1]
+                phase = _TAG_ATTR
+            elif phase == _TAG_ATTR:
+                if c != _EQ:
+                    raise XMLError("attribute without '='")
+                i += 1
+                phase = _TAG_EQ
+            else:  # _TAG_EQ
+                if c != _QUOT and c != _APOS:
+                    raise XMLError("attribute value not quoted")
+                quote = c
+                i += 1
+                value_at = i
+                phase = _TAG_VALUE
+        self._open_tag = (at, base + i, phase, spaced, count, quote, base + value_at)
+
+    def _check_value_part(self, buf, pos, stop):
+        """Check the references and UTF-8 of buf[pos:stop], part of an
+        attribute value (its closing quote included when it has come);
+        return where the check stopped: before a reference or a character
+        cut short, which the next check looks at again."""
+        amp = buf.find(b"&", pos, stop)
+        while amp >= 0:
+            semi = buf.find(b";", amp, stop)
+            if semi < 0 or semi - amp + 1 > MAX_REFERENCE:
+                if semi >= 0 or stop - amp >= MAX_REFERENCE:
+                    raise XMLError("unterminated or overlong reference")
+                _reference_start(buf[amp + 1:stop])
+                stop = amp
+                break
+            _reference(buf[amp + 1:semi])
+            amp = buf.find(b"&", semi, stop)
+        stop -= _utf8_tail(buf, pos, stop)
+        if stop > pos:
+            _utf8(buf[pos:stop])
+        return stop
+
+    def _name_part(self, buf, pos, end):
+        """Check the start of a name cut short at end (its complete characters)."""
+        stop = end - _utf8_tail(buf, pos, end)
+        if stop > pos:
+            self._decode_name(buf[pos:stop])
 
     def _decode_name(self, raw):
         name = _utf8(raw)
@@ -784,19 +1141,30 @@ class Parser:
             if self._offset + after - self._stanza_at > self.max_stanza_bytes:
                 raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
             self._stanza_at = -1
+            self.stanzas += 1
         elif not stack:
             self._root_done = True
         self._end(name)
 
     def _end_tag(self, buf, pos, end):
-        gt = buf.find(b">", pos + 2)
-        if gt < 0:
+        # The name and what follows it are checked as they arrive; white
+        # space after the name is looked at once, however it is cut.
+        at = self._offset + pos
+        state = self._open_tag
+        if state is not None and state[0] == at:
+            i = state[1] - self._offset
+            raw_name = buf[pos + 2:state[6] - self._offset]
+        else:
+            got = self._name(buf, pos + 2, end)
+            if got is None:
+                self._name_part(buf, pos + 2, end)
+                return -1
+            raw_name, i = got
+        gt = self._skip_ws(buf, i, end)
+        if gt >= end:
+            self._open_tag = (at, self._offset + gt, _TAG_END, False, 0, 0, at + 2 + len(raw_name))
             return -1
-        got = self._name(buf, pos + 2, end)
-        if got is None:  # cannot happen while '>' follows, kept for clarity
-            return -1
-        raw_name, i = got
-        if self._skip_ws(buf, i, gt) != gt:
+        if buf[gt] != _GT:
             raise XMLError("junk in an end tag")
         if not self._stack:
             raise XMLError("end tag outside the root element")
@@ -813,14 +1181,47 @@ class Parser:
             raise XMLError("DTDs and declarations are not allowed in XMPP")
         if not self._stack:
             raise XMLError("CDATA section outside the root element")
+        if len(self._stack) < self._text_depth:
+            raise _between_stanzas("CDATA section between stanzas")
         if len(have) < len(_CDATA_OPEN):
             return -1
-        close = buf.find(b"]]>", pos + len(_CDATA_OPEN))
+        return self._cdata_body(buf, pos + len(_CDATA_OPEN), end)
+
+    def _cdata_resume(self, buf, end, plain):
+        """Go on with the CDATA section the last chunk ended in; return
+        where the rest of buf starts, or -1 if the section goes on still."""
+        pos = self._cdata_body(buf, 0, end)
+        if self._stanza_at >= 0 and self._offset + pos - self._stanza_at > self.max_stanza_bytes:
+            raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+        if self._in_cdata:
+            self._hold(buf, pos, end, plain)
+            return -1
+        return pos
+
+    def _cdata_body(self, buf, pos, end):
+        """Pass on a CDATA section's text from pos; return where it stopped.
+
+        Its text is passed on as it arrives, as a text run's is, so that a
+        long section is never held: self._in_cdata says it goes on.
+        """
+        close = buf.find(b"]]>", pos)
+        stop = end if close < 0 else close
         if close < 0:
-            return -1  # bounded by the stanza cap, checked by the caller
-        raw = buf[pos + len(_CDATA_OPEN):close]
-        if raw:
-            self._text(_utf8(_normalise_newlines(raw)))
+            # Keep back what may be cut in two: "]]>", CRLF, a UTF-8 sequence.
+            for _ in range(2):
+                if stop > pos and (buf[stop - 1] == _RBRACKET or buf[stop - 1] == _CR):
+                    stop -= 1
+            stop -= _utf8_tail(buf, pos, stop)
+        if stop > pos:
+            self._text(_utf8(_normalise_newlines(buf[pos:stop])))
+        if close < 0:
+            self._in_cdata = True
+            # What was passed on counts towards the stanza (the rest is
+            # held, which _hold counts).
+            if self._stanza_at >= 0 and self._offset + stop - self._stanza_at > self.max_stanza_bytes:
+                raise XMLError("stanza larger than {} bytes".format(self.max_stanza_bytes))
+            return stop
+        self._in_cdata = False
         return close + 3
 
     def _xml_decl(self, buf, pos, end):

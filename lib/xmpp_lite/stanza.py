@@ -50,6 +50,7 @@ _NON_ASCII_RE = re.compile("[^\x01-\x7f]")
 _ILLEGAL_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]|\xed[\xa0-\xbf]")
 
 _PREFIX_DECL_LEN = const(6)  # len("xmlns:")
+_TEXT_PIECE = const(512)  # pieces of text are put together up to this length, see Builder.text
 
 
 def escape_text(s):
@@ -359,6 +360,7 @@ class Builder:
         self._root_scope = (None, _XML_PREFIXES)
         self._stack = []  # (element, child default, child prefixes) of the current stanza
         self._count = 0  # elements in the current stanza
+        self._texts = []  # text since the last tag, joined once at the next one (see text)
 
     def _open_root(self, name, attrs):
         _, _, default, prefixes = _scope(name, attrs, None, None, _XML_PREFIXES)
@@ -366,6 +368,8 @@ class Builder:
         self._open = True
 
     def start(self, name, attrs):
+        if self._texts:
+            self._flush_text()
         if not self._open:
             self._open_root(name, attrs)
             if self.on_stream_start is not None:
@@ -388,6 +392,8 @@ class Builder:
         stack.append((elem, default, prefixes))
 
     def end(self, name):
+        if self._texts:
+            self._flush_text()
         stack = self._stack
         if stack:
             elem = stack.pop()[0]
@@ -399,10 +405,24 @@ class Builder:
             self.on_stream_end()
 
     def text(self, data):
-        stack = self._stack
-        if not stack:
+        if not self._stack:
             return  # between stanzas
-        elem = stack[-1][0]
+        # The parser passes a long text on in pieces as they arrive: adding
+        # each to the text so far would copy it all again every time. The
+        # pieces are joined once, at the next tag; small ones are put
+        # together at once, so that text that comes a byte at a time does
+        # not cost an object per byte.
+        texts = self._texts
+        if texts and len(texts[-1]) < _TEXT_PIECE:
+            texts[-1] += data
+        else:
+            texts.append(data)
+
+    def _flush_text(self):
+        texts = self._texts
+        data = texts[0] if len(texts) == 1 else "".join(texts)
+        self._texts = []
+        elem = self._stack[-1][0]
         if elem.children:
             elem = elem.children[-1]
             elem.tail = elem.tail + data if elem.tail else data
@@ -417,7 +437,7 @@ def parse(data):
     builder._open_root("", {})  # the element stands where a stanza would
     if isinstance(data, str):
         data = data.encode("utf-8")
-    Parser(builder).feed(data)
+    Parser(builder, stream=False).feed(data)  # one element alone: text may stand in it
     if len(found) != 1 or builder._stack:
         raise XMLError("expected one complete element")
     return found[0]

@@ -161,6 +161,8 @@ def read_stream_error(elem):
 
 def xml_error_condition(error):
     """The stream error condition for an XMLError from the parser."""
+    if getattr(error, "condition", None):
+        return error.condition  # the parser named it (text between stanzas: bad-format)
     message = str(error)
     for fragment, condition in _XML_ERROR_CONDITIONS:
         if message.find(fragment) >= 0:

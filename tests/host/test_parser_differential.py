@@ -43,6 +43,7 @@ from host_tools.tools import find_tool
 from xmpp_lite.parser import (
     MAX_ATTRS,
     MAX_DEPTH,
+    MAX_ATTR_VALUE,
     MAX_NAME,
     MAX_REFERENCE,
     MAX_STANZA_BYTES,
@@ -55,7 +56,8 @@ WS = b" \t\r\n"
 
 # Caps so large that no mutated document reaches them: mutations are compared
 # on well-formedness alone; the caps have their own tests.
-LOOSE_CAPS = {"max_depth": 1 << 20, "max_stanza_bytes": 1 << 30, "max_attrs": 1 << 20, "max_name": 1 << 20}
+LOOSE_CAPS = {"max_depth": 1 << 20, "max_stanza_bytes": 1 << 30, "max_attrs": 1 << 20, "max_name": 1 << 20,
+              "max_attr_value": 1 << 30}
 
 # Non-ASCII characters that both XML 1.0 editions' tables accept as name start
 # characters (and so anywhere in a name). U+00B7 is a name character, not a start.
@@ -159,6 +161,7 @@ def run_ours(data, sizes=None, complete=True, parser=None, recorder=None, **caps
     """Feed data to our parser; complete=True also requires a finished document."""
     if parser is None:
         recorder = Recorder()
+        caps.setdefault("stream", False)  # a plain document, as expat sees it; see test_stream_rules_*
         parser = Parser(recorder, **caps)
     else:
         parser.reset()
@@ -682,7 +685,7 @@ def test_generated_streams_match_expat_long():
 def test_reset_parser_gives_the_same_events_as_a_new_one():
     rng = random.Random(7)
     recorder = Recorder()
-    reused = Parser(recorder)
+    reused = Parser(recorder, stream=False)
     for _ in range(40):
         doc = gen_stream(rng)
         fresh = run_ours(doc, random_sizes(rng))
@@ -698,7 +701,7 @@ def test_reset_parser_gives_the_same_events_as_a_new_one():
 def check_mutants(seed, count, byte_by_byte_every, stats, genuine):
     rng = random.Random(seed)
     recorder = Recorder()
-    parser = Parser(recorder, **LOOSE_CAPS)
+    parser = Parser(recorder, stream=False, **LOOSE_CAPS)
     for index in range(count):
         base = gen_stream(rng, closed=rng.random() < 0.8) if rng.random() < 0.5 else gen_small_doc(rng)
         doc, edits = mutate(rng, base)
@@ -914,14 +917,14 @@ def test_names_expat_accepts_are_names_for_us_too_whole_bmp():
 # -- tests: caps ------------------------------------------------------------------
 
 
-def check_cap(within, beyond, raised_caps):
+def check_cap(within, beyond, raised_caps, **caps):
     """within: same as expat under the default caps; beyond: rejected, yet same as expat with raised caps."""
     rng = random.Random(len(beyond))
-    assert_same_as_expat(within, rng)
+    assert_same_as_expat(within, rng, **caps)
     assert run_expat(beyond).accepted
     for sizes in (None, 1, random_sizes(rng)):
-        assert not run_ours(beyond, sizes).accepted, "chunking {!r}: {!r}".format(sizes, beyond[:200])
-    assert_same_as_expat(beyond, rng, **raised_caps)
+        assert not run_ours(beyond, sizes, **caps).accepted, "chunking {!r}: {!r}".format(sizes, beyond[:200])
+    assert_same_as_expat(beyond, rng, **dict(caps, **raised_caps))
 
 
 def nested(depth, leaf=b"x"):
@@ -954,10 +957,21 @@ def stanza_of(size, shape):
     return b"<stream:stream>\n" + stanza + b"\n</stream:stream>"
 
 
+@pytest.mark.parametrize("quote", [b"'", b'"'])
+def test_attribute_value_cap(quote):
+    def doc(size):
+        value = b"&amp;" + b"v" * (size - 5)  # the cap counts the value as written
+        return b"<stream:stream><m a=" + quote + value + quote + b"/></stream:stream>"
+
+    check_cap(doc(MAX_ATTR_VALUE), doc(MAX_ATTR_VALUE + 1), {"max_attr_value": MAX_ATTR_VALUE + 1})
+
+
 @pytest.mark.parametrize("shape", ["text", "attribute", "cdata", "text of 3-byte characters"])
 def test_stanza_bytes_cap(shape):
+    # An attribute value that big is past its own cap: raised here, tested on its own below.
+    caps = {"max_attr_value": 1 << 30} if shape == "attribute" else {}
     check_cap(stanza_of(MAX_STANZA_BYTES, shape), stanza_of(MAX_STANZA_BYTES + 1, shape),
-              {"max_stanza_bytes": MAX_STANZA_BYTES + 1})
+              {"max_stanza_bytes": MAX_STANZA_BYTES + 1}, **caps)
 
 
 def test_stanza_bytes_cap_counts_each_stanza_alone():
@@ -1026,7 +1040,6 @@ def test_raised_caps_agree_with_expat_on_big_documents():
 OVERSIZED_TOKENS = {
     "stream header": b"<stream:stream from='" + b"x" * MAX_STANZA_BYTES + b"'><m/></stream:stream>",
     "XML declaration": b"<?xml version='1.0'" + b" " * MAX_STANZA_BYTES + b"?><s/>",
-    "CDATA section in the root": b"<s><![CDATA[" + b"x" * MAX_STANZA_BYTES + b"]]></s>",
 }
 
 
@@ -1042,6 +1055,7 @@ def test_oversized_token_outside_stanzas_rejected_in_any_chunking(what):
 def test_long_text_in_the_root_is_no_token():
     # Text runs are passed on as they arrive; only what is held back counts.
     for doc in (b"<s>" + b"x" * (3 * MAX_STANZA_BYTES) + b"</s>",
+                b"<s><![CDATA[" + b"x" * (3 * MAX_STANZA_BYTES) + b"]]></s>",
                 b"<stream:stream>" + b" \n" * MAX_STANZA_BYTES + b"<m/></stream:stream>"):
         assert_same_as_expat(doc)
 
@@ -1081,7 +1095,8 @@ class Handler:
 def parse(doc, step):
     handler = Handler()
     big = 1 << 20
-    parser = Parser(handler, max_depth=big, max_stanza_bytes=big, max_attrs=big, max_name=big)
+    parser = Parser(handler, max_depth=big, max_stanza_bytes=big, max_attrs=big, max_name=big,
+                    max_attr_value=big, stream=False)
     try:
         pos = 0
         while pos < len(doc):
@@ -1144,3 +1159,90 @@ def test_end_tag_named_lt_with_no_open_element_is_an_xml_error(doc):
     assert not run_expat(doc).accepted
     for sizes in (None, 1, 2):
         assert not run_ours(doc, sizes).accepted
+
+
+# -- errors raised with the byte that makes them, as expat does --------------------
+
+# Documents that go wrong inside a tag before its ">" (or without one); the
+# byte where each parser fails, fed byte by byte, must be the same.
+ERRORS_INSIDE_TAGS = (
+    b"<doc a1=\"v1'></doc>",  # "<" in a value that never closes
+    b"<doc></'x>",  # an end tag's name starts with a character no name starts with
+    b"<doc></1>",
+    b"<d'oc/>",  # a bad character in a name
+    b"<doc a'b='1'/>",
+    b"<doc><\xff/></doc>",  # a byte that is no UTF-8
+    b"<doc a='\xff'/>",
+    b"<doc a='\x01'/>",
+    b"<doc></do\xc3\xa9>",  # a mismatched end tag, cut inside a character
+    b"<doc a='1'b='2'/>",  # no white space between attributes
+    b"<doc a b='1'/>",  # an attribute without "="
+    b"<doc a=1/>",  # an unquoted value
+    b"<doc ='1'/>",
+    b"<doc a=='1'/>",
+    b"<doc a='1'\"/>",
+    b"<doc></doc x>",  # junk in an end tag
+    b"<doc><a></a b></doc>",
+    b"<doc a='1'/x>",  # "/" not followed by ">"
+    b"<doc/ >",
+    b"<doc a='x<y'/>",
+    b"<doc a='&#xZ;'/>",  # a character reference that cannot go on
+    b"<doc a='& '/>",
+    b"<doc>&#1x;</doc>",
+    b"<doc><a b='1' 2='3'/></doc>",
+)
+
+
+def first_error_at(feed, doc, errors):
+    for i in range(len(doc)):
+        try:
+            feed(doc[i:i + 1])
+        except errors:
+            return i
+    return None
+
+
+@pytest.mark.parametrize("doc", ERRORS_INSIDE_TAGS)
+def test_errors_inside_tags_at_the_same_byte_as_expat(doc):
+    expat = pyexpat.ParserCreate()
+    theirs = first_error_at(lambda piece: expat.Parse(piece, False), doc, pyexpat.ExpatError)
+    ours = first_error_at(Parser(Recorder(), stream=False).feed, doc, XMLError)
+    assert theirs is not None
+    assert ours == theirs, "{!r}: expat fails at byte {}, we at {}".format(doc, theirs, ours)
+
+
+def test_stream_rules_on_generated_streams():
+    # Generated streams hold only whitespace between stanzas: as an XMPP
+    # stream (the default) they give the same events as a plain document.
+    rng = random.Random(13)
+    for _ in range(150):
+        doc = gen_stream(rng)
+        plain = run_ours(doc, complete=False)
+        assert plain.accepted
+        for sizes in (None, 1, random_sizes(rng)):
+            recorder = Recorder()
+            parser = Parser(recorder)
+            for piece in chunks(doc, sizes):
+                parser.feed(piece)
+            assert recorder.events == plain.events
+
+
+def test_text_between_stanzas_expat_accepts_is_refused_in_a_stream():
+    for junk in (b"x", b"&amp;", b"<![CDATA[ ]]>", b"\xc3\xa9"):
+        doc = b"<stream:stream><m/>" + junk + b"<m/>"
+        assert run_expat(doc, final=False).accepted
+        assert run_ours(doc, complete=False).accepted
+        for sizes in (None, 1):
+            parser = Parser(Recorder())
+            with pytest.raises(XMLError) as caught:
+                for piece in chunks(doc, sizes):
+                    parser.feed(piece)
+            assert caught.value.condition == "bad-format"
+
+
+def test_the_xml_limits_page_examples_run():
+    page = Path(__file__).resolve().parents[2] / "docs" / "xml-limits.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {})
