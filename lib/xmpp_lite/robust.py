@@ -30,10 +30,11 @@ was unacked. It never stops the client; a board's firmware decides when
 too many in a row call for a reset.
 
 Fatal errors stop it and surface, never a retry loop: an AuthError (bad
-credentials: one attempt per ``connect()``; "temporary-auth-failure" is
-retried) and the stream errors in FATAL_STREAM_ERRORS ("conflict": another
-board logged in with this JID and resource; two boards must not take turns
-kicking each other off). Everything else (network errors, a dead link,
+credentials: one attempt per ``connect()``; "temporary-auth-failure" and a
+server's broken SCRAM answers, RETRY_AUTH_CONDITIONS, are retried) and the
+stream errors in FATAL_STREAM_ERRORS ("conflict": another board logged in
+with this JID and resource; two boards must not take turns kicking each
+other off). Everything else (network errors, a dead link,
 "system-shutdown", a broken stream) is retried.
 
 Receivers. A resumed stream delivers each stanza exactly once. When a
@@ -65,8 +66,11 @@ STATE_STOPPED = "stopped"  # not started, closed, or stopped by a fatal error (s
 
 # Stream errors that a reconnection would only repeat.
 FATAL_STREAM_ERRORS = ("conflict", "not-authorized", "host-unknown", "invalid-from")
-# The one SASL failure that says "try again later" (RFC 6120 6.5.12).
-RETRY_AUTH_CONDITIONS = ("temporary-auth-failure",)
+# SASL failures that a later attempt may not repeat: "try again later" (RFC 6120 6.5.12), and what this
+# client finds wrong in the server's side of SCRAM (a broken or impostor server: it must not stop a device
+# for good).
+RETRY_AUTH_CONDITIONS = ("temporary-auth-failure", "malformed-challenge", "nonce-mismatch",
+                         "bad-iteration-count", "server-signature-mismatch", "incorrect-encoding")
 # close() waits at most this long for the server to ack what is unacked.
 CLOSE_ACK_TIMEOUT_MS = 2000
 

@@ -39,6 +39,7 @@ def test_fatal_and_retryable_errors():
     assert is_fatal(AuthError("not-authorized"))
     assert is_fatal(AuthError("account-disabled"))
     assert not is_fatal(AuthError("temporary-auth-failure"))
+    assert not is_fatal(AuthError("server-signature-mismatch"))  # an impostor must not stop a device for good
     assert is_fatal(StreamError("conflict"))
     assert not is_fatal(StreamError("system-shutdown"))
     assert not is_fatal(StreamError("connection-timeout"))
