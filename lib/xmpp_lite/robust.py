@@ -261,6 +261,7 @@ class RobustClient:
 
     def _attempt(self):
         self.stats["attempts"] += 1
+        gc.collect()  # a login (TLS above all) needs the most contiguous heap: give it what the last link left
         try:
             # The last presence is the initial one of a fresh stream: it goes out with the login.
             announce = make_presence(**self._presence) if self._presence is not None else None

@@ -359,6 +359,23 @@ class Builder:
         self._root_scope = (None, _XML_PREFIXES)
         self._stack = []  # (element, child default, child prefixes) of the current stanza
         self._count = 0  # elements in the current stanza
+        # Text of one run (between two tags) as it arrives in pieces, joined once at the next tag: growing a
+        # str piece by piece would allocate ever larger strings, and fragment a small heap.
+        self._run = []
+        self._run_owner = None  # the element whose text, or tail, the run is
+        self._run_is_tail = False
+
+    def _flush_text(self):
+        run = self._run
+        if not run:
+            return
+        text = run[0] if len(run) == 1 else "".join(run)
+        self._run = []
+        if self._run_is_tail:
+            self._run_owner.tail = text
+        else:
+            self._run_owner.text = text
+        self._run_owner = None
 
     def _open_root(self, name, attrs):
         _, _, default, prefixes = _scope(name, attrs, None, None, _XML_PREFIXES)
@@ -366,6 +383,8 @@ class Builder:
         self._open = True
 
     def start(self, name, attrs):
+        if self._run:
+            self._flush_text()
         if not self._open:
             self._open_root(name, attrs)
             if self.on_stream_start is not None:
@@ -388,6 +407,8 @@ class Builder:
         stack.append((elem, default, prefixes))
 
     def end(self, name):
+        if self._run:
+            self._flush_text()
         stack = self._stack
         if stack:
             elem = stack.pop()[0]
@@ -403,11 +424,11 @@ class Builder:
         if not stack:
             return  # between stanzas
         elem = stack[-1][0]
-        if elem.children:
-            elem = elem.children[-1]
-            elem.tail = elem.tail + data if elem.tail else data
-        else:
-            elem.text = elem.text + data if elem.text else data
+        if not self._run:
+            # A run starts after a tag: an element's text, or the tail of its last child.
+            self._run_is_tail = bool(elem.children)
+            self._run_owner = elem.children[-1] if elem.children else elem
+        self._run.append(data)
 
 
 def parse(data):
