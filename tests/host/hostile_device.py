@@ -1,6 +1,6 @@
 """A device on xmpp_lite.robust facing a hostile server, driven by tests/host/test_hostile.py.
 
-    micropython -X heapsize=160k tests/host/hostile_device.py CONFIG.json
+    micropython -X heapsize=180k tests/host/hostile_device.py CONFIG.json
     python -u tests/host/hostile_device.py CONFIG.json
 
 It stays up through whatever the server does, printing one line per change:

@@ -1,4 +1,4 @@
-"""A hostile server against the real library, on CPython and on the MicroPython VM (library as .mpy, 160k heap).
+"""A hostile server against the real library, on CPython and on the MicroPython VM (library as .mpy, VM_HEAP).
 
 One scripted server (TLS from a throw-away test CA) plays every case to one device, a RobustClient
 (tests/host/hostile_device.py) run once per runtime. Each case takes one connection: the attack, at login
@@ -492,3 +492,81 @@ def test_hostile_peer(hostile, case):
     if case in hostile["after"]:  # the clean login's end: the server's, not a MemoryError
         assert hostile["after"][case][0] == "OSError", "%s: then %s" % (case, " ".join(hostile["after"][case]))
     assert "Traceback" not in output, output
+
+
+# -- the output path: one write per poll, bounded output under a flood (CPython, in-process) ------------------------
+
+
+def online_client(certificates, script):
+    """A Client logged in to a one-connection server that then runs ``script(link)`` in its thread."""
+    from xmpp_lite.client import Client
+
+    tls, ca_der = certificates
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    ready = threading.Event()
+    state = {}
+
+    def serve():
+        sock, _ = listener.accept()
+        link = Link(sock)
+        try:
+            login(link, tls)
+            ready.wait(WAIT)
+            script(link)
+            state["received"] = link.read_to_end()
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            state["error"] = repr(error)
+        finally:
+            link.close()
+            listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = Client(JID, PASSWORD, host="127.0.0.1", port=listener.getsockname()[1], ca=ca_der, resource="hostile")
+    client.connect(int(WAIT * 1000))
+    writes = []
+    client.trace = lambda direction, data: direction == "send" and writes.append(bytes(data))
+    ready.set()
+    return client, writes, thread, state
+
+
+def test_what_one_poll_has_to_send_goes_out_in_one_write(certificates):
+    from xmpp_lite.client import SEND_BUFFER_SIZE
+
+    burst = b"".join(unknown_iq_get(n) for n in range(6))
+    client, writes, thread, state = online_client(certificates, lambda link: link.send(burst))
+    try:
+        deadline = time.monotonic() + WAIT
+        while sum(data.count(b"<service-unavailable") for data in writes) < 6 and time.monotonic() < deadline:
+            client.poll(50)
+        replies = b"".join(writes)
+        assert replies.count(b"<service-unavailable") == 6
+        assert len(replies) <= SEND_BUFFER_SIZE and len(writes) == 1, [len(data) for data in writes]
+    finally:
+        client.close()
+        thread.join(WAIT)
+
+
+def test_a_flood_is_answered_in_full_with_bounded_output(certificates):
+    from xmpp_lite.client import SEND_BUFFER_SIZE
+    from xmpp_lite.session import MAX_REPLY_BACKLOG, OUTPUT_PAUSE_BYTES
+
+    count = 2000
+    flood_bytes = b"".join(unknown_iq_get(n) for n in range(count))
+    client, writes, thread, state = online_client(certificates, lambda link: send_in_background(link, [flood_bytes]))
+    most_pending = 0
+    try:
+        deadline = time.monotonic() + WAIT
+        answered = 0
+        while answered < count and time.monotonic() < deadline:
+            client.poll(20)
+            most_pending = max(most_pending, client.session.output_pending)
+            answered = b"".join(writes).count(b"<service-unavailable")
+        assert answered == count and client.session.refused_iqs == 0
+        # Backpressure: input waits while OUTPUT_PAUSE_BYTES are queued, so the queue never nears the refusal line.
+        assert most_pending < MAX_REPLY_BACKLOG and most_pending < OUTPUT_PAUSE_BYTES + 2048, most_pending
+        assert max(len(data) for data in writes) <= SEND_BUFFER_SIZE
+    finally:
+        client.close()
+        thread.join(WAIT)
