@@ -6,8 +6,8 @@
 It stays up through whatever the server does, printing one line per change:
 "STATE online fresh", "STATE offline <error class> <error>", and the heap
 ("HEAP idle N" once online for the first time, after a collection; "HEAP
-peak N": the most ever in use at the end of a poll, garbage included) on the
-VM. A chat body "quit" ends the run: "DONE <json counters>".
+peak N": the most in use at the end of a poll: live data only when
+``live_heap`` is set, which collects after every poll) on the VM. A chat body "quit" ends the run: "DONE <json counters>".
 """
 
 import gc
@@ -78,6 +78,8 @@ while not done and polls < config["max_polls"]:
     device.poll(20)
     polls += 1
     if HAS_HEAP:
+        if config["live_heap"]:
+            gc.collect()
         used = gc.mem_alloc()
         if used > heap["peak"]:
             heap["peak"] = used

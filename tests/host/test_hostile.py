@@ -129,8 +129,11 @@ def _issue(directory, name, ca_key, ca_name, dns_names, not_before, not_after):
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
+    return make_certificates(str(tmp_path_factory.mktemp("hostile-pki")))
+
+
+def make_certificates(directory):
     """Server contexts by name: good, expired, wrong-name, self-signed, wrong-ca; and the trusted CA (DER)."""
-    directory = str(tmp_path_factory.mktemp("hostile-pki"))
     pki = testca.create(directory, DOMAIN)
     other = testca.create(os.path.join(directory, "other"), DOMAIN)
     with open(pki.ca_key, "rb") as f:
@@ -416,27 +419,28 @@ class HostileServer:
             self.listener.close()
 
 
-def run_device(runtime, lib, port, ca_der, folder):
+def run_device(runtime, lib, port, ca_der, folder, heap=VM_HEAP, live_heap=False):
     config = folder / ("hostile-%s.json" % runtime)
     config.write_text(json.dumps({
         "lib": lib, "jid": JID, "password": PASSWORD, "host": "127.0.0.1", "port": port, "ca": ca_der,
         "connect_timeout_ms": int(WAIT * 1000), "backoff_ms": BACKOFF_MS, "max_polls": 200000,
+        "live_heap": live_heap,
     }))
     if runtime == "micropython":
         micropython = find_tool("micropython")
         if micropython is None:
             pytest.fail("no micropython binary; run `make bootstrap`", pytrace=False)
-        command = [micropython, "-X", "heapsize=" + VM_HEAP, DEVICE_SCRIPT, str(config)]
+        command = [micropython, "-X", "heapsize=" + heap, DEVICE_SCRIPT, str(config)]
     else:
         command = [sys.executable, "-u", DEVICE_SCRIPT, str(config)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def hostile_run(runtime, lib, certificates, folder, names):
+def hostile_run(runtime, lib, certificates, folder, names, heap=VM_HEAP, live_heap=False):
     """Every case in ``names`` against one device; returns {"seen", "offline" (case -> (class, text)), "output"}."""
     tls, ca_der = certificates
     server = HostileServer(tls, names)
-    process = run_device(runtime, lib, server.port, ca_der, folder)
+    process = run_device(runtime, lib, server.port, ca_der, folder, heap, live_heap)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in process.stdout], daemon=True).start()
     try:
