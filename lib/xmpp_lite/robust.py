@@ -256,6 +256,7 @@ class RobustClient:
         self.client.abort()
         self._out_of_memory(error)
         self._notify(self.state, error)
+        self._free_connection(error)
 
     # -- connecting -----------------------------------------------------------------------------------
 
@@ -274,6 +275,7 @@ class RobustClient:
             self._out_of_memory(error)
             self.error = error
             self._schedule(error)
+            self._free_connection(error)
             return False
         self._went_online()
         return True
@@ -313,24 +315,29 @@ class RobustClient:
         self._notify(STATE_OFFLINE, error)
 
     def _out_of_memory(self, error):
-        """After a MemoryError: count it, free what the dead connection held, resume nothing."""
-        if not isinstance(error, MemoryError):
-            return
-        self.stats["memory_errors"] += 1
-        self.memory_errors_in_row += 1
-        self.sm.forget()  # the session may have stopped half way: its counts are not trusted
-        self.client.session = None  # the parser, the stanza under way, the output queue
-        gc.collect()
+        """After a MemoryError: count it (before on_state hears of it), resume nothing."""
+        if isinstance(error, MemoryError):
+            self.stats["memory_errors"] += 1
+            self.memory_errors_in_row += 1
+            self.sm.forget()  # the session may have stopped half way: its counts are not trusted
+
+    def _free_connection(self, error):
+        """After a MemoryError, once on_state has seen it: free what the dead connection held."""
+        if isinstance(error, MemoryError):
+            self.client.session = None  # the parser, the stanza under way, the output queue
+            gc.collect()
 
     def _lost(self, error):
         """The link is gone (the stream stays resumable): close the socket, retry after a delay."""
         self.client.abort()
         self._out_of_memory(error)
         if self.state != STATE_ONLINE:
+            self._free_connection(error)
             return
         self.stats["lost"] += 1
         self.error = error
         self._schedule(error)
+        self._free_connection(error)
 
     def _stop(self, error):
         self.state = STATE_STOPPED

@@ -4,7 +4,8 @@
     python -u tests/host/hostile_device.py CONFIG.json
 
 It stays up through whatever the server does, printing one line per change:
-"STATE online fresh", "STATE offline <error class> <error>", and the heap
+"STATE online fresh", "STATE offline <server's stream id> <error class>
+<error>", and the heap
 ("HEAP idle N" once online for the first time, after a collection; "HEAP
 peak N": the most in use at the end of a poll: live data only when
 ``live_heap`` is set, which collects after every poll) on the VM. A chat body "quit" ends the run: "DONE <json counters>".
@@ -45,7 +46,9 @@ def error_class(error):
 def on_state(state, detail):
     if isinstance(detail, Exception):
         text = str(detail).replace("\n", " ")[:160]
-        print("STATE %s %s %s" % (state, error_class(detail), text))
+        session = device.client.session  # None after a MemoryError
+        stream_id = session.stream_id if session is not None and session.stream_id else "-"
+        print("STATE %s %s %s %s" % (state, stream_id, error_class(detail), text))
     else:
         print("STATE %s %s" % (state, detail))
     if state == "online" and HAS_HEAP and heap["idle"] is None:

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -63,6 +64,7 @@ class Link:
         self.sock.settimeout(WAIT)
         self.received = b""
         self.pos = 0
+        self.header = HEADER  # the server's stream header; its id names the case (see HostileServer)
 
     def send(self, data):
         self.sock.sendall(data)
@@ -164,18 +166,18 @@ def make_certificates(directory):
 def login(link, tls):
     """A clean STARTTLS + PLAIN + bind login; the device is online when this returns."""
     link.expect(rb"<starttls")
-    link.send(HEADER + FEATURES_TLS)
+    link.send(link.header + FEATURES_TLS)
     link.send(PROCEED)
     link.starttls(tls["good"])
     link.expect(rb"<stream:stream")
-    link.send(HEADER + features(b"PLAIN"))
+    link.send(link.header + features(b"PLAIN"))
     auth = link.expect(rb"<auth [^>]*>([^<]*)</auth>")
     if b64decode(auth.group(1)) != b"\0device1\0" + PASSWORD.encode():
         raise AssertionError("PLAIN with wrong credentials: %r" % auth.group(1))
     link.send(SUCCESS)
     link.expect(rb"<stream:stream")
     bind = link.expect(rb"<iq [^>]*id=[\"']([^\"']+)[^>]*>.*?</iq>")
-    link.send(HEADER + FEATURES_BIND + b"<iq type='result' id='" + bind.group(1) + b"'><bind xmlns='urn:ietf:params"
+    link.send(link.header + FEATURES_BIND + b"<iq type='result' id='" + bind.group(1) + b"'><bind xmlns='urn:ietf:params"
               b":xml:ns:xmpp-bind'><jid>" + FULL_JID.encode() + b"</jid></bind></iq>")
 
 
@@ -186,18 +188,43 @@ def ping(link, stanza_id):
     return True
 
 
-def send_in_background(link, chunks):
-    """Send ``chunks`` (an iterable of bytes) from a thread: the device's answers are read meanwhile."""
-    def run():
-        try:
-            for chunk in chunks:
-                link.sock.sendall(chunk)
-        except OSError:
-            pass  # the device hung up on the attack: what the test wants
+_BLOCKED = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+
+def exchange(link, chunks, enough=lambda: False, timeout=4 * WAIT):
+    """Send ``chunks`` (an iterable of bytes) while reading the device's output, in this one thread (an SSL
+    socket must not be used by two); until all is sent and ``enough()``, or the device hangs up."""
+    sock = link.sock
+    sock.setblocking(False)
+    pending, chunks = b"", iter(chunks)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not pending:
+                pending = next(chunks, None)
+                if pending is None:
+                    pending = b""
+                    if enough():
+                        return
+            readable, writable, _ = select.select([sock], [sock] if pending else [], [], 0.2)
+            if readable or getattr(sock, "pending", lambda: 0)():
+                try:
+                    chunk = sock.recv(65536)
+                except _BLOCKED:
+                    chunk = None
+                if chunk == b"":
+                    return  # the device hung up
+                if chunk:
+                    link.received += chunk
+            if writable and pending:
+                try:
+                    pending = pending[sock.send(pending[:16384]):]
+                except _BLOCKED:
+                    pass
+    except OSError:
+        pass  # reset by the device: it hung up on the attack
+    finally:
+        sock.settimeout(WAIT)
 
 
 # -- the cases ------------------------------------------------------------------------------------------------------
@@ -206,14 +233,14 @@ def send_in_background(link, chunks):
 
 def downgrade(link, tls, seen):
     link.expect(rb"<starttls")
-    link.send(HEADER + features(b"PLAIN"))  # STARTTLS stripped
+    link.send(link.header + features(b"PLAIN"))  # STARTTLS stripped
     seen["sent"] = link.read_to_end()
 
 
 def bad_certificate(name):
     def case(link, tls, seen):
         link.expect(rb"<starttls")
-        link.send(HEADER + FEATURES_TLS + PROCEED)
+        link.send(link.header + FEATURES_TLS + PROCEED)
         try:
             link.starttls(tls[name])
             seen["sent"] = link.read_to_end()
@@ -225,19 +252,19 @@ def bad_certificate(name):
 
 def plaintext_after_proceed(link, tls, seen):
     link.expect(rb"<starttls")
-    link.send(HEADER + FEATURES_TLS + PROCEED)
+    link.send(link.header + FEATURES_TLS + PROCEED)
     time.sleep(0.3)  # the device is in its handshake by now: this is not read as part of <proceed/>'s chunk
-    link.send(HEADER + features(b"PLAIN"))
+    link.send(link.header + features(b"PLAIN"))
     seen["sent"] = link.read_to_end()
 
 
 def scram(kind):
     def case(link, tls, seen):
         link.expect(rb"<starttls")
-        link.send(HEADER + FEATURES_TLS + PROCEED)
+        link.send(link.header + FEATURES_TLS + PROCEED)
         link.starttls(tls["good"])
         link.expect(rb"<stream:stream")
-        link.send(HEADER + features(b"SCRAM-SHA-1"))
+        link.send(link.header + features(b"SCRAM-SHA-1"))
         first = link.expect(rb"<auth [^>]*>([^<]*)</auth>")
         client_nonce = re.search(rb"r=([^,]+)", b64decode(first.group(1))).group(1)
         nonce = b"someone-else" if kind == "nonce" else client_nonce + b"server"
@@ -255,7 +282,7 @@ def scram(kind):
 def xml_attack(chunks):
     def case(link, tls, seen):
         login(link, tls)
-        send_in_background(link, chunks())
+        exchange(link, chunks(), timeout=WAIT)
         seen["sent"] = link.read_to_end()
     return case
 
@@ -288,19 +315,15 @@ def flood(make, count=FLOOD, answered=False):
         batch = 200
         chunks = (b"".join(make(n) for n in range(start, min(start + batch, count)))
                   for start in range(0, count, batch))
-        sender = send_in_background(link, chunks)
-        link.sock.settimeout(0.5)
-        deadline = time.monotonic() + 4 * WAIT
-        answers = 0
-        while (sender.is_alive() or answered and answers < count) and time.monotonic() < deadline:
-            try:
-                link.read_some()
-            except socket.timeout:
-                pass
-            if answered:
-                answers = link.received.count(b"<service-unavailable ")
-        link.sock.settimeout(WAIT)
-        seen["answers"] = answers
+        answers = [0]
+
+        def enough():
+            answers[0] = link.received.count(b"<service-unavailable ")
+            return not answered or answers[0] >= count
+
+        exchange(link, chunks, enough)
+        enough()
+        seen["answers"] = answers[0]
         seen["online_after"] = ping(link, b"after-flood")
         link.send(STREAM_END)
         seen["sent"] = link.read_to_end()
@@ -390,6 +413,7 @@ class HostileServer:
                 except OSError as error:
                     seen["error"] = "the device did not connect: %r" % error
                     return
+                link.header = HEADER.replace(b"id='h1'", b"id='" + name.encode() + b"-attack'")
                 try:
                     CASES[name][0](link, self.tls, seen)
                 except Exception as error:  # noqa: BLE001 - kept for the case's test to report
@@ -403,6 +427,7 @@ class HostileServer:
                     seen["recovery_error"] = "the device did not come back: %r" % error
                     return
                 seen["back_after_s"] = time.monotonic() - attack_over
+                link.header = HEADER.replace(b"id='h1'", b"id='" + name.encode() + b"-back'")
                 try:
                     login(link, self.tls)
                     seen["recovered"] = ping(link, b"back")
@@ -456,10 +481,13 @@ def hostile_run(runtime, lib, certificates, folder, names, heap=VM_HEAP, live_he
     output = []
     while not lines.empty():
         output.append(lines.get())
-    offline = [line.split(" ", 3)[2:] for line in output if line.startswith("STATE offline ")]
-    # Connections alternate: attack, clean login (which the server ends), attack, ...
-    by_case = {name: offline[2 * index] for index, name in enumerate(names) if 2 * index < len(offline)}
-    after = {name: offline[2 * index + 1] for index, name in enumerate(names) if 2 * index + 1 < len(offline)}
+    # "STATE offline <stream id> <error class> <text>": the server's stream id names the case and the connection.
+    by_case, after = {}, {}
+    for line in output:
+        if line.startswith("STATE offline "):
+            stream_id, error_class, text = (line.split(" ", 4) + [""])[2:5]
+            name, _, connection = stream_id.rpartition("-")
+            (by_case if connection == "attack" else after).setdefault(name, (error_class, text))
     return {"seen": server.seen, "offline": by_case, "after": after, "output": output}
 
 
@@ -558,7 +586,8 @@ def test_a_flood_is_answered_in_full_with_bounded_output(certificates):
 
     count = 2000
     flood_bytes = b"".join(unknown_iq_get(n) for n in range(count))
-    client, writes, thread, state = online_client(certificates, lambda link: send_in_background(link, [flood_bytes]))
+    client, writes, thread, state = online_client(
+        certificates, lambda link: exchange(link, [flood_bytes], lambda: link.received.count(b"<service-") >= count))
     most_pending = 0
     try:
         deadline = time.monotonic() + WAIT
