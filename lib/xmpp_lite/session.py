@@ -9,6 +9,11 @@ sockets, no clocks: a driver (``xmpp_lite.client``) moves the bytes.
     loop: send session.data_to_send(); session.receive_data(socket bytes)
           while (event := session.next_event()) is not None: handle it
 
+A driver with little memory copies the output into a buffer of its own
+(``write_into(buf)``), feeds input in small pieces (a memoryview serves),
+and stops feeding while ``accepting_input`` is False: see
+OUTPUT_PAUSE_BYTES and MAX_REPLY_BACKLOG below.
+
 Events are ``(kind, value)`` tuples:
 
     EVENT_STARTTLS        None: the server said <proceed/>. Upgrade the

@@ -28,7 +28,7 @@ HAS_HEAP = hasattr(gc, "mem_alloc")  # MicroPython
 device = RobustClient(config["jid"], config["password"], host=config["host"], port=config["port"],
                       ca=config["ca"], resource="hostile", connect_timeout_ms=config["connect_timeout_ms"],
                       backoff=Backoff(initial_ms=config["backoff_ms"], max_ms=config["backoff_ms"], jitter=0),
-                      heartbeat=Heartbeat(60000, 60000, 10000))
+                      heartbeat=Heartbeat(60000, 10000, 5000))
 counts = {"messages": 0, "presences": 0, "iq_results": 0}
 done = []
 heap = {"idle": None, "peak": 0}
