@@ -17,7 +17,10 @@ Problems are printed on the REPL as one line starting with "xmpp_lite:" and
 shown by the status LED: on while online, a slow blink while offline; a
 repeating burst of short blinks names an error that needs a person
 (2: configuration, 3: network, 4: credentials or another board with the
-same JID, 5: the firmware crashed, then it resets after ERROR_SHOW_MS).
+same JID, 5: the firmware crashed, then it resets after ERROR_SHOW_MS,
+6: out of memory: the link is torn down and comes back after its backoff;
+after MAX_MEMORY_ERRORS_IN_ROW in a row the board resets). The ``status``
+command tells the free heap and how many MemoryErrors there were.
 """
 
 import gc
@@ -34,11 +37,15 @@ POLL_MS = 100
 ERROR_SHOW_MS = 30000  # a crash is shown this long before the board resets
 NETWORK_RETRY_MS = 10000
 DEEP_SLEEP_ACK_MS = 10000  # how long a duty cycle waits for the server's ack
+# MemoryErrors without the link staying up (the backoff's stable_ms) in between, before the board resets:
+# by then the heap is too fragmented to recover without a reset.
+MAX_MEMORY_ERRORS_IN_ROW = 5
 
 BLINKS_CONFIG = 2
 BLINKS_NETWORK = 3
 BLINKS_AUTH = 4
 BLINKS_CRASH = 5
+BLINKS_MEMORY = 6
 
 
 def say(text):
@@ -131,7 +138,7 @@ def make_device(config, board):
 
     def status_extra():
         gc.collect()  # what is free for real, not what garbage happens to hold
-        return "heap free %d" % gc.mem_free()
+        return "heap free %d, memory errors %d" % (gc.mem_free(), link.stats["memory_errors"])
 
     return link, make_node(config, board, link, on_reboot=machine.reset, status_extra=status_extra)
 
@@ -202,6 +209,8 @@ def run(led, board):
 
     def on_state(state, detail):
         say("%s (%s)" % (state, detail))
+        if isinstance(detail, MemoryError):
+            out_of_memory()
         if state == STATE_ONLINE:
             states["offline_since"] = None
             led.set(True)
@@ -210,6 +219,15 @@ def run(led, board):
                 set_clock(config)
         elif states["offline_since"] is None:
             states["offline_since"] = ticks_ms()
+
+    def out_of_memory():
+        # The link is already torn down and its memory collected (xmpp_lite.robust).
+        say("out of memory: %d in a row, %d in all; heap free %d"
+            % (device.memory_errors_in_row, device.stats["memory_errors"], gc.mem_free()))
+        if device.memory_errors_in_row >= MAX_MEMORY_ERRORS_IN_ROW:
+            stop_with(led, BLINKS_MEMORY, "out of memory %d times in a row; resetting in %d s"
+                      % (device.memory_errors_in_row, ERROR_SHOW_MS // 1000), forever=False)
+        led.burst(BLINKS_MEMORY)
 
     device.on_state = on_state
     if device_config["driver"] == "asyncio":
@@ -225,7 +243,10 @@ def run(led, board):
                   % (config["xmpp"]["jid"], error))
     except StreamError as error:
         stop_with(led, BLINKS_AUTH, "the server ended the stream: %s" % error)
-    node.start(ticks_ms())
+    try:
+        node.start(ticks_ms())
+    except MemoryError as error:
+        device.drop_for_memory(error)
 
     if sleeping:
         start = ticks_ms()
@@ -246,7 +267,10 @@ def run(led, board):
             stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
                       % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
         now = ticks_ms()
-        node.tick(now)
+        try:
+            node.tick(now)
+        except MemoryError as error:  # in the node's own work (readings, reports): the same cure
+            device.drop_for_memory(error)
         offline_since = states["offline_since"]
         if offline_since is None:
             feed()

@@ -72,6 +72,7 @@ from xmpp_lite.session import (
     TLS_DIRECT,
     TLS_NONE,
     TLS_REQUIRED,
+    ProtocolError,
     Session,
     StreamError,
     split_jid,
@@ -86,7 +87,9 @@ from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT, MAX_SERVERS, f
 # CONNECT_TIMEOUT_MS: DNS not included, getaddrinfo blocks as long as it takes.
 SERVER_CONNECT_TIMEOUT_MS = 10000  # for one server's TCP handshake, so that the next server gets its turn
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
-READ_SIZE = 1024  # bytes per read; the session's events are handled after each read
+READ_SIZE = 1024  # bytes per read, into one buffer allocated with the Client
+FEED_SIZE = 512  # bytes handed to the session at once; its events are handled after each: bounds them
+SEND_BUFFER_SIZE = 1536  # output is copied into this buffer and written from it: one write per poll if it fits
 MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
@@ -170,11 +173,19 @@ class Client:
         self._ca = ca
         self._cadata = None
         self._handlers = {}
+        # Both buffers live as long as the Client, across reconnections: no
+        # allocation per read or write that a fragmented heap could refuse.
         self._rx = bytearray(READ_SIZE)
         self._rx_view = memoryview(self._rx)
+        self._rx_fed = 0  # self._rx[_rx_fed:_rx_end] is read but not yet given to the session
+        self._rx_end = 0
+        self._tx = bytearray(SEND_BUFFER_SIZE)
+        self._tx_view = memoryview(self._tx)
+        self._tx_start = 0  # self._tx[_tx_start:_tx_end] is taken from the session, not yet by the socket
+        self._tx_end = 0
+        self._refused_seen = 0  # session.refused_iqs already logged
         self._poller = None
         self._mask = 0
-        self._unsent = b""
         self._more = False  # the last read stopped at MAX_READS_PER_POLL: input may be waiting
         self._tls_pending = False  # TLS set up, handshake not known to be done (MicroPython: done in I/O)
         self._deadline = None  # (start ticks, timeout) while connecting
@@ -346,8 +357,8 @@ class Client:
     def _attempt(self, host, port, tls, registration):
         self._reached = None
         self._closing = False
-        self._unsent = b""
         self._more = False
+        self._refused_seen = 0
         self.session = None
         self.jid = None
         self.host = host
@@ -455,7 +466,8 @@ class Client:
         sock = self.sock
         self.sock = None
         self._poller = None
-        self._unsent = b""
+        self._rx_fed = self._rx_end = 0
+        self._tx_start = self._tx_end = 0
         self._tls_pending = False
         if sock is not None:
             try:
@@ -464,8 +476,9 @@ class Client:
                 pass
 
     def _failed(self, error):
+        tls_pending = self._tls_pending  # read before _drop() clears it
         self._drop()
-        if self._tls_pending or isinstance(error, TLS_ERRORS) and not isinstance(error, OSError):
+        if tls_pending or isinstance(error, TLS_ERRORS) and not isinstance(error, OSError):
             raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
         if isinstance(error, OSError):
             raise error
@@ -476,7 +489,8 @@ class Client:
         self._write()
         if self.sock is None:
             return
-        mask = select.POLLIN | select.POLLOUT if self._unsent else select.POLLIN
+        unsent = self._tx_start < self._tx_end
+        mask = select.POLLIN | select.POLLOUT if unsent else select.POLLIN
         if mask != self._mask:
             self._poller.modify(self.sock, mask)
             self._mask = mask
@@ -486,51 +500,87 @@ class Client:
             self._write()
 
     def _write(self):
-        if self.sock is None or self.session is None:
+        """Copy the session's output into the send buffer and write it, until the socket or the session stops.
+
+        All the session has to send goes out in one write when it fits the
+        buffer (one TLS record).
+        """
+        session = self.session
+        if self.sock is None or session is None:
             return
-        data = self.session.data_to_send()
-        if data:
-            self._unsent = self._unsent + data if self._unsent else data
-            if len(self._unsent) > MAX_UNSENT_BYTES:
-                self._drop()
-                raise OSError(errno.ENOBUFS, "more than %d bytes unsent: the link is stalled" % MAX_UNSENT_BYTES)
-        while self._unsent:
+        while True:
+            if self._tx_start >= self._tx_end:
+                count = session.write_into(self._tx)
+                if not count:
+                    return
+                self._tx_start = 0
+                self._tx_end = count
+            start = self._tx_start
             try:
-                sent = sock_send(self.sock, self._unsent)
+                sent = sock_send(self.sock, self._tx_view[start:self._tx_end])
             except _IO_ERRORS as error:
                 self._failed(error)
             if not sent:
+                if session.output_pending + self._tx_end - start > MAX_UNSENT_BYTES:
+                    self._drop()
+                    raise OSError(errno.ENOBUFS, "more than %d bytes unsent: the link is stalled"
+                                  % MAX_UNSENT_BYTES)
                 return
             self._tls_pending = False
             if self.trace is not None:
-                self.trace("send", self._unsent[:sent])
-            self._unsent = self._unsent[sent:]
+                self.trace("send", bytes(self._tx_view[start:start + sent]))
+            self._tx_start = start + sent
             self.last_sent_ms = ticks_ms()
 
     def _read(self):
+        """Read into the receive buffer and feed the session, while it takes input (backpressure)."""
         self._more = False
+        if not self._feed():
+            return  # the session is over, or its output must drain first: POLLOUT brings us back
         for _ in range(MAX_READS_PER_POLL):
-            if self.sock is None:
-                return
             try:
                 count = sock_recv_into(self.sock, self._rx)
             except _IO_ERRORS as error:
                 self._failed(error)
             if count is None:
                 return
-            # One buffer for every read, and a copy of just what arrived: a
-            # fresh READ_SIZE object per read fragments a small heap.
-            data = bytes(self._rx_view[:count])
             if self.trace is not None:
-                self.trace("recv", data)
-            if data:
-                self._tls_pending = False
-                self.last_received_ms = ticks_ms()
-            self.session.receive_data(data)
-            self._handle_events()
-            if not data:
+                self.trace("recv", bytes(self._rx_view[:count]))
+            if not count:
+                self.session.receive_data(b"")
+                self._handle_events()
+                return
+            self._tls_pending = False
+            self._rx_fed = 0
+            self._rx_end = count
+            if not self._feed():
                 return
         self._more = True
+
+    def _feed(self):
+        """Give the session what was read, FEED_SIZE bytes at a time; False if input must wait."""
+        session = self.session
+        while self._rx_fed < self._rx_end:
+            if self.sock is None or session is None:
+                return False
+            if not session.accepting_input:
+                self._write()  # drain what we can; the rest waits for POLLOUT, the input with it
+                if self.sock is None or not session.accepting_input:
+                    return False
+            start = self._rx_fed
+            end = min(start + FEED_SIZE, self._rx_end)
+            self._rx_fed = end
+            signs = session.alive_signs
+            session.receive_data(self._rx_view[start:end])
+            if session.alive_signs != signs:
+                # Liveness: complete stanzas and whitespace, not any byte.
+                self.last_received_ms = ticks_ms()
+            if session.refused_iqs != self._refused_seen:
+                print("xmpp_lite: %d iq requests refused so far: the output backlog was full"
+                      % session.refused_iqs)
+                self._refused_seen = session.refused_iqs
+            self._handle_events()
+        return self.sock is not None
 
     def _flush_quietly(self):
         try:
@@ -558,6 +608,10 @@ class Client:
                 if self.on_iq is not None:
                     self.on_iq(value)
             elif kind == EVENT_STARTTLS:
+                if self._rx_fed < self._rx_end:
+                    # Plaintext behind <proceed/> would be read as if it came over TLS.
+                    self._drop()
+                    raise ProtocolError("the server sent data after <proceed/>, before TLS")
                 self._write()
                 self._start_tls()
             elif kind == EVENT_ONLINE or kind == EVENT_RESUMED:

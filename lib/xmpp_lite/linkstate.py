@@ -21,10 +21,14 @@ CLOSE_ACK_TIMEOUT_MS = 2000
 
 # Stream errors that a reconnection would only repeat.
 FATAL_STREAM_ERRORS = ("conflict", "not-authorized", "host-unknown", "invalid-from")
-# The one SASL failure that says "try again later" (RFC 6120 6.5.12).
-RETRY_AUTH_CONDITIONS = ("temporary-auth-failure",)
+# SASL failures that a later attempt may not repeat: "try again later" (RFC 6120 6.5.12), and what this
+# client finds wrong in the server's side of SCRAM (a broken or impostor server: it must not stop a device
+# for good).
+RETRY_AUTH_CONDITIONS = ("temporary-auth-failure", "malformed-challenge", "nonce-mismatch",
+                         "bad-iteration-count", "server-signature-mismatch", "incorrect-encoding")
 
-RETRYABLE = (OSError, StreamError, ProtocolError, XMLError)
+# MemoryError too: a connection failure (drop, collect, back off, reconnect), never a permanent stop.
+RETRYABLE = (OSError, StreamError, ProtocolError, XMLError, MemoryError)
 
 
 def is_fatal(error):

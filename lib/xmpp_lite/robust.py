@@ -20,11 +20,21 @@ What it does, each piece in its own module:
     wait in the same bounded queue (``QueueFull`` when it is full: nothing
     is dropped silently).
 
+Out of memory. A MemoryError while connecting, in I/O or in the session
+tears the connection down like a network error: the socket is closed, the
+heap collected (gc.collect()), the error counted (``stats["memory_errors"]``,
+``memory_errors_in_row``) and the link comes back after the backoff delay.
+The stream is not resumed after one (the session may have stopped half way
+through a stanza, so its counts are not trusted): a fresh stream gets what
+was unacked. It never stops the client; a board's firmware decides when
+too many in a row call for a reset.
+
 Fatal errors stop it and surface, never a retry loop: an AuthError (bad
-credentials: one attempt per ``connect()``; "temporary-auth-failure" is
-retried) and the stream errors in FATAL_STREAM_ERRORS ("conflict": another
-board logged in with this JID and resource; two boards must not take turns
-kicking each other off). Everything else (network errors, a dead link,
+credentials: one attempt per ``connect()``; "temporary-auth-failure" and a
+server's broken SCRAM answers, RETRY_AUTH_CONDITIONS, are retried) and the
+stream errors in FATAL_STREAM_ERRORS ("conflict": another board logged in
+with this JID and resource; two boards must not take turns kicking each
+other off). Everything else (network errors, a dead link,
 "system-shutdown", a broken stream) is retried.
 
 Receivers. A resumed stream delivers each stanza exactly once. When a
@@ -35,6 +45,7 @@ per RobustClient and survive reconnections).
 """
 
 import errno
+import gc
 
 from xmpp_lite._compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
 from xmpp_lite.backoff import Backoff
@@ -97,7 +108,10 @@ class RobustClient:
             "dead_links": 0,  # ... of which found dead by a probe
             "probes": 0,
             "whitespace": 0,
+            "memory_errors": 0,  # MemoryErrors that tore a connection (or an attempt) down
         }
+        self.memory_errors_in_row = 0  # ... since the link last stayed up for the backoff's stable_ms
+        self._online_at = None
         self._retry_at = None  # (ticks, delay) of the next attempt while offline
         self._presence = None  # the last broadcast presence (kwargs), re-announced on a fresh stream
         self._presence_due = False
@@ -221,10 +235,25 @@ class RobustClient:
         self._stop(None)
         return left
 
+    def drop_for_memory(self, error):
+        """After a MemoryError outside the client (e.g. in application code): as if it came from the link.
+
+        The connection is torn down and its memory freed; the link comes
+        back after the backoff delay. ``on_state`` hears of it.
+        """
+        if self.state == STATE_ONLINE:
+            self._lost(error)
+            return
+        self.client.abort()
+        self._out_of_memory(error)
+        self._notify(self.state, error)
+        self._free_connection(error)
+
     # -- connecting -----------------------------------------------------------------------------------
 
     def _attempt(self):
         self.stats["attempts"] += 1
+        gc.collect()  # a login (TLS above all) needs the most contiguous heap: give it what the last link left
         try:
             # The last presence is the initial one of a fresh stream: it goes out with the login.
             announce = make_presence(**self._presence) if self._presence is not None else None
@@ -234,8 +263,10 @@ class RobustClient:
             if is_fatal(error):
                 self._stop(error)
                 raise
+            self._out_of_memory(error)
             self.error = error
             self._schedule(error)
+            self._free_connection(error)
             return False
         self._went_online()
         return True
@@ -254,6 +285,7 @@ class RobustClient:
         self._beat_ms = None
         self._ack_since = None
         self._ride_until = None
+        self._online_at = now
         self.heartbeat.reset(now)
         self.backoff.online(now)
         self._notify(STATE_ONLINE, "resumed" if resumed else "fresh")
@@ -275,14 +307,30 @@ class RobustClient:
         self._retry_at = (ticks_ms(), self.backoff.next_delay())
         self._notify(STATE_OFFLINE, error)
 
+    def _out_of_memory(self, error):
+        """After a MemoryError: count it (before on_state hears of it), resume nothing."""
+        if isinstance(error, MemoryError):
+            self.stats["memory_errors"] += 1
+            self.memory_errors_in_row += 1
+            self.sm.forget()  # the session may have stopped half way: its counts are not trusted
+
+    def _free_connection(self, error):
+        """After a MemoryError, once on_state has seen it: free what the dead connection held."""
+        if isinstance(error, MemoryError):
+            self.client.session = None  # the parser, the stanza under way, the output queue
+            gc.collect()
+
     def _lost(self, error):
         """The link is gone (the stream stays resumable): close the socket, retry after a delay."""
         self.client.abort()
+        self._out_of_memory(error)
         if self.state != STATE_ONLINE:
+            self._free_connection(error)
             return
         self.stats["lost"] += 1
         self.error = error
         self._schedule(error)
+        self._free_connection(error)
 
     def _stop(self, error):
         self.state = STATE_STOPPED
@@ -316,7 +364,10 @@ class RobustClient:
                 raise  # a callback's own exception: the link is fine, the application decides
             self._lost(error)
             return 0
-        self.backoff.check_stable(ticks_ms())
+        now = ticks_ms()
+        self.backoff.check_stable(now)
+        if self.memory_errors_in_row and ticks_diff(now, self._online_at) >= self.backoff.stable_ms:
+            self.memory_errors_in_row = 0
         return count
 
     def _last_sent(self):

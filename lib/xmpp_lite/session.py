@@ -9,6 +9,11 @@ sockets, no clocks: a driver (``xmpp_lite.client``) moves the bytes.
     loop: send session.data_to_send(); session.receive_data(socket bytes)
           while (event := session.next_event()) is not None: handle it
 
+A driver with little memory copies the output into a buffer of its own
+(``write_into(buf)``), feeds input in small pieces (a memoryview serves),
+and stops feeding while ``accepting_input`` is False: see
+OUTPUT_PAUSE_BYTES and MAX_REPLY_BACKLOG below.
+
 Events are ``(kind, value)`` tuples:
 
     EVENT_STARTTLS        None: the server said <proceed/>. Upgrade the
@@ -120,7 +125,15 @@ EVENT_RESUMED = const(11)
 # Events not yet taken with next_event(). A driver takes them after each
 # receive_data(); more than this means it does not, or a flood.
 MAX_PENDING_EVENTS = 64
-# Bytes not yet taken with data_to_send().
+# Output waiting for the driver, in bytes. From OUTPUT_PAUSE_BYTES on,
+# ``accepting_input`` is False: a driver stops feeding input until the output
+# drains (backpressure: the server's TCP window then throttles the peer).
+# From MAX_REPLY_BACKLOG on, an iq get/set is refused: no reply is built, the
+# request is counted in ``refused_iqs`` (it happens only to a driver that
+# feeds input regardless). Past MAX_PENDING_OUTPUT the session fails: the
+# driver does not take its output at all.
+OUTPUT_PAUSE_BYTES = 1024
+MAX_REPLY_BACKLOG = 4096
 MAX_PENDING_OUTPUT = 16384
 
 # States.
@@ -235,6 +248,15 @@ class _Stop(Exception):
     """Raised from a parser callback to stop parsing once the session is over."""
 
 
+class _Receiver:
+    """The parser's handler: the Builder's, but text between stanzas goes to the session."""
+
+    def __init__(self, builder, on_text):
+        self.start = builder.start
+        self.end = builder.end
+        self.text = on_text
+
+
 class Session:
     """One client-to-server stream; see the module docstring.
 
@@ -295,8 +317,11 @@ class Session:
         self._mech = None
         self._state = _IDLE
         self._events = []
-        self._out = []
+        self._out = []  # bytes objects to send, in order; the first one from _out_offset on
+        self._out_offset = 0
         self._out_bytes = 0
+        self.refused_iqs = 0  # iq get/set not answered: the output backlog was full (see MAX_REPLY_BACKLOG)
+        self.alive_signs = 0  # complete stanzas and whitespace keepalives received: what proves the link alive
         self._input_since_output = True
         self._restart = False  # reset the parser after this chunk (after <proceed/>, <success/>)
         self._sent_close = False
@@ -313,7 +338,7 @@ class Session:
         self._after_auth = _BIND  # the state a SASL2 <success/> leads to: what went out behind our last message
         self._ids = IdSource()
         self._builder = Builder(self._on_stanza, self._on_stream_start, self._on_stream_end)
-        self._parser = Parser(self._builder)
+        self._parser = Parser(_Receiver(self._builder, self._on_text))
 
     # -- state ------------------------------------------------------------------------------
 
@@ -402,17 +427,55 @@ class Session:
             self._builder.reset()
             self._features_seen = False
 
-    def data_to_send(self):
-        """Bytes for the server (b"" if none)."""
-        if not self._out:
+    @property
+    def output_pending(self):
+        """Bytes waiting to be taken with write_into() or data_to_send()."""
+        return self._out_bytes
+
+    @property
+    def accepting_input(self):
+        """False while OUTPUT_PAUSE_BYTES or more wait to be sent: feed no input until they drain."""
+        return self._out_bytes < OUTPUT_PAUSE_BYTES
+
+    def write_into(self, buf):
+        """Copy waiting output into ``buf`` (a bytearray); returns how many bytes.
+
+        What does not fit stays for the next call, in order. A driver copies
+        into one preallocated buffer and writes that: no joined copy.
+        """
+        out = self._out
+        size = len(buf)
+        done = 0
+        while out and done < size:
+            chunk = out[0]
+            start = self._out_offset
+            count = min(len(chunk) - start, size - done)
+            if start == 0 and count == len(chunk):
+                buf[done:done + count] = chunk
+                out.pop(0)
+            else:
+                buf[done:done + count] = memoryview(chunk)[start:start + count]
+                if start + count == len(chunk):
+                    out.pop(0)
+                    self._out_offset = 0
+                else:
+                    self._out_offset = start + count
+            done += count
+        if done:
+            self._out_bytes -= done
+            if self._input_since_output:
+                self.flights += 1
+                self._input_since_output = False
+        return done
+
+    def data_to_send(self, max_bytes=None):
+        """Bytes for the server (b"" if none): all that waits, or at most ``max_bytes``."""
+        count = self._out_bytes if max_bytes is None else min(max_bytes, self._out_bytes)
+        if not count:
             return b""
-        data = b"".join(self._out)
-        self._out = []
-        self._out_bytes = 0
-        if self._input_since_output:
-            self.flights += 1
-            self._input_since_output = False
-        return data
+        buf = bytearray(count)
+        self.write_into(buf)
+        return bytes(buf)
 
     def next_event(self):
         """The next (kind, value) event, or None."""
@@ -423,6 +486,13 @@ class Session:
     def new_id(self):
         """A stanza id unique in this session."""
         return self._ids.next()
+
+    def _on_text(self, text):
+        builder = self._builder
+        if builder._stack:
+            builder.text(text)
+        elif not text.strip():
+            self.alive_signs += 1  # a whitespace keepalive between stanzas
 
     def _queue(self, data):
         self._out.append(data)
@@ -463,13 +533,16 @@ class Session:
         if not self._sent_close and self._state != _IDLE:
             self._sent_close = True
             self._out.append(xs.STREAM_END)
+            self._out_bytes += len(xs.STREAM_END)
 
     def _fail(self, error, condition=None):
         """End the session: optional stream error, our stream end, EVENT_ERROR."""
         if self._state >= _CLOSED:
             return
         if condition is not None and not self._sent_close:
-            self._out.append(xs.stream_error(condition))
+            error_bytes = xs.stream_error(condition)
+            self._out.append(error_bytes)
+            self._out_bytes += len(error_bytes)
         self._send_close()
         self._state = _ERROR
         self._end_sm(False)  # a stream error ends the server's XEP-0198 session too
@@ -506,6 +579,7 @@ class Session:
         raise _Stop()
 
     def _on_stanza(self, elem):
+        self.alive_signs += 1
         state = self._state
         if state == _CLOSING:
             return  # our stream is closed: nothing more is delivered or answered
@@ -940,11 +1014,17 @@ class Session:
             else:
                 self._event(EVENT_IQ, iq)  # never answered (RFC 6120 8.2.3)
         elif kind == "get" or kind == "set":
+            if self._out_bytes >= MAX_REPLY_BACKLOG:
+                self.refused_iqs += 1  # no reply is built that cannot be sent (see MAX_REPLY_BACKLOG)
+                return
             reply, error = self.responder.answer(iq)
             self._queue_element(reply)
             if error is not None:
                 self._event(EVENT_HANDLER_ERROR, (iq, error))
         elif kind is not None and iq.get("id") is not None:
+            if self._out_bytes >= MAX_REPLY_BACKLOG:
+                self.refused_iqs += 1
+                return
             self._queue_element(error_reply(iq, "modify", "bad-request"))
 
     def register_iq_handler(self, xmlns, fn):

@@ -39,12 +39,14 @@ def test_fatal_and_retryable_errors():
     assert is_fatal(AuthError("not-authorized"))
     assert is_fatal(AuthError("account-disabled"))
     assert not is_fatal(AuthError("temporary-auth-failure"))
+    assert not is_fatal(AuthError("server-signature-mismatch"))  # an impostor must not stop a device for good
     assert is_fatal(StreamError("conflict"))
     assert not is_fatal(StreamError("system-shutdown"))
     assert not is_fatal(StreamError("connection-timeout"))
     assert not is_fatal(OSError(errno.ECONNRESET, "reset"))
     assert not is_fatal(ProtocolError("no STARTTLS"))
     assert not is_fatal(XMLError("not well-formed"))
+    assert not is_fatal(MemoryError("memory allocation failed"))
     assert is_fatal(ValueError("a bug or bad config"))
 
 
@@ -92,3 +94,21 @@ def test_ids_are_unique_across_clients():
     first, _ = offline_device()
     second, _ = offline_device()
     assert first.new_id() != second.new_id()
+
+
+def test_a_memory_error_is_counted_freed_and_retried_never_fatal():
+    device, states = offline_device()
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("memory allocation failed, allocating 1025 bytes")
+
+    device.client.connect = out_of_memory
+    assert device.connect() is False  # an attempt: retried after the backoff, not raised
+    assert device.state == STATE_OFFLINE and isinstance(device.error, MemoryError)
+    assert device.stats["memory_errors"] == 1 and device.memory_errors_in_row == 1
+    assert device.client.session is None
+    # One in the application's own work counts the same, and on_state hears of it.
+    device.drop_for_memory(MemoryError("in a callback"))
+    assert device.stats["memory_errors"] == 2 and device.memory_errors_in_row == 2
+    assert states[-1][0] == STATE_OFFLINE and isinstance(states[-1][1], MemoryError)
+    assert device.state == STATE_OFFLINE

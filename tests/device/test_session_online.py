@@ -32,6 +32,8 @@ from xmpp_lite.session import (
     EVENT_PRESENCE,
     EVENT_REGISTERED,
     MAX_PENDING_EVENTS,
+    MAX_REPLY_BACKLOG,
+    OUTPUT_PAUSE_BYTES,
     ProtocolError,
     Session,
 )
@@ -209,6 +211,65 @@ def test_event_queue_is_capped():
         kinds.append(event[0])
     assert kinds[-1] == EVENT_ERROR and len(kinds) == MAX_PENDING_EVENTS + 1
     assert session.data_to_send().find(b"<resource-constraint") >= 0
+
+
+# -- output: a buffer at a time, backpressure, refusals ------------------------------------------------
+
+
+def unknown_iqs(count, start=0):
+    return b"".join(iq_get("<x xmlns='urn:example:unknown'/>", "f%d" % n) for n in range(start, start + count))
+
+
+def test_write_into_copies_in_order_and_keeps_the_rest():
+    session, peer = online_session()
+    session.receive_data(unknown_iqs(3))
+    expected = session.output_pending
+    buf = bytearray(50)
+    pieces = []
+    while True:
+        count = session.write_into(buf)
+        if not count:
+            break
+        assert count <= len(buf)
+        pieces.append(bytes(buf[:count]))
+    data = b"".join(pieces)
+    assert len(data) == expected and session.output_pending == 0
+    assert data.count(b"<service-unavailable") == 3 and 0 < data.find(b'id="f0"') < data.find(b'id="f2"')
+    assert session.data_to_send() == b""
+    session.receive_data(unknown_iqs(1))
+    first = session.data_to_send(10)
+    assert len(first) == 10 and first.startswith(b"<iq ") and session.output_pending > 0
+    rest = session.data_to_send()
+    assert rest.endswith(b"</iq>") and session.output_pending == 0
+
+
+def test_a_flood_pauses_input_then_refuses_what_cannot_be_sent():
+    session, peer = online_session()
+    session.receive_data(unknown_iqs(4))
+    assert session.accepting_input and 0 < session.output_pending < OUTPUT_PAUSE_BYTES
+    session.receive_data(unknown_iqs(10, 4))
+    assert not session.accepting_input  # a driver feeds nothing more until the output drains
+    # A driver that feeds regardless: no reply past MAX_REPLY_BACKLOG is built; each refusal is counted.
+    for start in range(14, 214, 20):
+        session.receive_data(unknown_iqs(20, start))
+    assert session.online and session.refused_iqs > 0
+    assert session.output_pending < MAX_REPLY_BACKLOG + 512
+    answered = session.data_to_send().count(b"<service-unavailable")
+    assert answered + session.refused_iqs == 214
+    assert session.accepting_input
+    session.receive_data(unknown_iqs(1, 214))
+    assert session.data_to_send().count(b'id="f214"') == 1  # answered again once drained
+
+
+def test_alive_signs_count_stanzas_and_whitespace_not_bytes():
+    session, peer = online_session()
+    before = session.alive_signs
+    session.receive_data(b"  ")
+    assert session.alive_signs == before + 1
+    session.receive_data(b"<message from='a@example.net/x'><body>half")
+    assert session.alive_signs == before + 1  # a stanza trickled in is not a sign yet
+    session.receive_data(b" way</body></message>")
+    assert session.alive_signs == before + 2 and session.next_event()[0] == EVENT_MESSAGE
 
 
 # -- closing -------------------------------------------------------------------------------------------

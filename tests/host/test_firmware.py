@@ -133,7 +133,7 @@ def test_board_reports_and_answers_commands(prosody, stranger, mpy_lib, running,
     assert ask(controller, device, "set pump on", "no output.*") == "no output 'pump' (outputs: relay)"
     status = ask(controller, device, "status", "reports.*")
     assert re.fullmatch(r"reports 1, interval 30 s, online 1 times, 0 resumed, unacked \d+, relay=on, "
-                        r"heap free \d+", status), status
+                        r"heap free \d+, memory errors 0", status), status
     assert re.fullmatch(r"temp=50C light=\d+ button=1", ask(controller, device, "read", r"temp=.*"))
 
     # A program asks by iq.
@@ -248,3 +248,17 @@ def test_deep_sleep_duty_cycle(prosody, mpy_lib, running, tmp_path):
     board.wait_for("fake: deepsleep 300000 ms")
     assert board.finish() == 0
     body_from(controller, prosody.jid("device1") + "/c3", r"temp=50C light=\d+ button=1")
+
+
+def test_memory_errors_reconnect_then_reset_the_board(prosody, mpy_lib, running, tmp_path):
+    """A MemoryError (here: in every reading) tears the link down and it comes back; 5 in a row reset the board."""
+    folder = make_board(tmp_path, prosody, "esp32-devkitc", resource="oom", report={"interval_s": 1})
+    board = boot(folder, mpy_lib, FAKE_TEMP_MEMORY_ERROR="1")
+    running.append(board)
+    board.wait_for("xmpp_lite: online (fresh)")
+    board.wait_for("xmpp_lite: out of memory: 1 in a row")
+    board.wait_for("xmpp_lite: online (fresh)")  # back after the backoff: a MemoryError is not fatal
+    board.wait_for("xmpp_lite: out of memory: 2 in a row")
+    board.wait_for("xmpp_lite: out of memory 5 times in a row; resetting in 30 s", timeout=60)
+    output = board.output()
+    assert "Traceback" not in output and "crashed" not in output, output
