@@ -42,6 +42,7 @@ class Clock:
 class _Session:
     resumed = False
     presence_sent = False
+    ack_owed = False  # the server asked for no ack
 
 
 class QuietLink:
