@@ -172,7 +172,11 @@ def test_missing_prosody_says_how_to_install(tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--engine", "ejabberd", "start"], ["unknown engine 'ejabberd'", "prosody"]),
+    (["--engine", "openfire", "start"], ["unknown engine 'openfire'", "prosody", "ejabberd"]),
+    (["start", "--nodes", "2"], ["Prosody runs one node", "--engine ejabberd"]),
+    (["start", "--nodes", "0"], ["number of nodes"]),
+    (["start", "--listen", "example.net"], ["not an IPv4 address"]),
+    (["status", "--nodes", "2"], ["--nodes only applies to start"]),
     (["restart"], ["invalid choice", "start"]),
     (["start", "--port", "0"], ["port number"]),
     (["start", "--domain", "not a domain"], ["not a valid XMPP domain"]),
