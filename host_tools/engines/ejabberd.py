@@ -140,12 +140,14 @@ class EjabberdNode:
             "# ejabberd's default is 600 s between two registrations from one IP address.",
             "registration_timeout: infinity",
             "acl:",
-            "  trusted_network:",
+            "  trusted_networks:",
             "    ip:",
         ] + ["      - %s" % q(network) for network in server.trusted_networks] + [
             "access_rules:",
             "  register:",
             "    allow: all",
+            "  register_from:",
+            "    allow: trusted_networks",
             "api_permissions:",
             "  \"console commands\":",
             "    from:",
@@ -167,7 +169,7 @@ class EjabberdNode:
         if server.allow_registration:
             lines += ["  mod_register:",
                       "    access: register",
-                      "    ip_access: trusted_network"]
+                      "    ip_access: register_from"]
         return "\n".join(lines) + "\n"
 
     def render_ctl_config(self):
