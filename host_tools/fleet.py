@@ -1,4 +1,5 @@
-"""A fleet of simulated devices against one XMPP server, through one link emulator, and the controller that watches it.
+"""A fleet of simulated devices against an XMPP server (one node or several), through link emulators, and the
+controller that watches it.
 
 Each device is the real device code with the configuration a board would have (xmpp_lite.config):
 
@@ -7,9 +8,13 @@ Each device is the real device code with the configuration a board would have (x
 - runtime "cpython": xmpp_lite.device's link and node in this process (for fleets too large for one VM
   each), polled by a few worker threads.
 
-Every device connects through one LinkEmulator (host_tools.linkemu) with the chosen profile. The
-Observer is the controller account on xmpp_lite's Client: it counts each device's reports, keeps its last
-reading and presence, and sends commands.
+Every device connects through a LinkEmulator (host_tools.linkemu) with the chosen profile: one per
+server address, the devices spread over them in turn (device 1 to the first address, device 2 to the
+second, ...), so that a fleet is split over the nodes of a cluster. The server is anything with
+``domain``, ``addresses()`` ([(host, port)]), ``ca_path``, ``ca_der_path`` and ``jid(user)``: a local
+engine (host_tools.engines) or a RemoteServer. The Observer is the controller account on xmpp_lite's
+Client, logged in at the first address: it counts each device's reports, keeps its last reading and
+presence, and sends commands.
 
     fleet = Fleet(server, accounts, runtime="cpython", profile="gprs", work_dir=tmp)
     fleet.start()
@@ -48,6 +53,26 @@ NS_SENSOR = "urn:xmpp-lite:sensor:0"
 
 class FleetError(Exception):
     """The fleet could not be set up; one line for the user."""
+
+
+class RemoteServer:
+    """A server the fleet did not start: its domain, its c2s addresses, and the CA that signs its certificate."""
+
+    def __init__(self, domain, addresses, ca_path, ca_der_path=None):
+        self.domain = domain
+        self._addresses = [tuple(address) for address in addresses]
+        self.ca_path = ca_path
+        self.ca_der_path = ca_der_path or ca_path  # xmpp_lite reads PEM and DER alike
+        self.accounts = {}
+
+    def jid(self, user):
+        return "%s@%s" % (user, self.domain)
+
+    def addresses(self):
+        return list(self._addresses)
+
+    def __repr__(self):
+        return "RemoteServer(%r, %r)" % (self.domain, self._addresses)
 
 
 # adafruit-blinka's board without hardware: analog pins that give a sine or random values, through the
@@ -317,20 +342,33 @@ class Fleet:
         self.work_dir = work_dir
         self.heap = heap
         self.seed = seed
-        self.link = None
+        self.addresses = server.addresses()
+        if not self.addresses:
+            raise FleetError("the server has no address to connect to")
+        self.links = []
         self.observer = None
         self.devices = []
         self.started_at = None
 
+    @property
+    def link(self):
+        """The link emulator of the first address."""
+        return self.links[0] if self.links else None
+
+    def link_of(self, index):
+        """The link emulator device ``index`` (0-based) goes through: the addresses take turns."""
+        return self.links[index % len(self.links)]
+
     def start(self):
         with open(self.server.ca_der_path, "rb"):
             pass  # fail early and clearly if the server has no CA (a server started without TLS)
-        self.link = LinkEmulator(target=("127.0.0.1", self.server.c2s_port), profile=PROFILES[self.profile],
-                                 seed=self.seed).start()
+        for number, address in enumerate(self.addresses):
+            self.links.append(LinkEmulator(target=address, profile=PROFILES[self.profile],
+                                           seed=self.seed + number).start())
         name = self.controller[0]
         controller_jid = name if "@" in name else self.server.jid(name)
-        self.observer = Observer(controller_jid, self.controller[1], host="127.0.0.1",
-                                 port=self.server.c2s_port, ca=self.server.ca_path)
+        host, port = self.addresses[0]
+        self.observer = Observer(controller_jid, self.controller[1], host=host, port=port, ca=self.server.ca_path)
         self.observer.start()
         self.started_at = time.time()
         if self.runtime == "micropython":
@@ -347,7 +385,8 @@ class Fleet:
             raise FleetError("no mpy-cross; run `make bootstrap`")
         mpy_lib = compile_library(mpy_cross, os.path.join(self.work_dir, "mpy"))
         for index, (user, password) in enumerate(self.accounts):
-            config = device_config(self.server, user, password, self.link.port, controller_jid, self.interval_s, index)
+            config = device_config(self.server, user, password, self.link_of(index).port, controller_jid,
+                                   self.interval_s, index)
             self.devices.append(VmDevice(user, os.path.join(self.work_dir, "flash", user), config,
                                          self.server.ca_der_path, mpy_lib, self.heap))
             time.sleep(CONNECT_SPREAD_S)
@@ -358,8 +397,8 @@ class Fleet:
         for name, value in BLINKA_ENV.items():
             os.environ.setdefault(name, value)  # before blinka's first import
         for index, (user, password) in enumerate(self.accounts):
-            config = device_config(self.server, user, password, self.link.port, controller_jid, self.interval_s, index,
-                                   runtime="cpython")
+            config = device_config(self.server, user, password, self.link_of(index).port, controller_jid,
+                                   self.interval_s, index, runtime="cpython")
             self.devices.append(InProcessDevice(user, config, ca_pem))
         previous = threading.stack_size(THREAD_STACK_BYTES)
         try:
@@ -387,8 +426,21 @@ class Fleet:
             "messages": self.observer.messages if self.observer else 0,
             "reporting": sum(1 for entry in view.values() if entry["reports"]),
             "errors": self._errors(),
-            "link_stats": self.link.stats if self.link else {},
+            "link_stats": self._link_stats(),
+            "servers": ["%s:%d" % address for address in self.addresses],
+            "online_per_server": [sum(1 for index, device in enumerate(self.devices)
+                                      if index % len(self.addresses) == number and device.state == "online")
+                                  for number in range(len(self.addresses))],
         }
+
+    def _link_stats(self):
+        """The link emulators' counters, summed."""
+        total = {}
+        for link in self.links:
+            for key, value in link.stats.items():
+                if isinstance(value, (int, float)):
+                    total[key] = total.get(key, 0) + value
+        return total
 
     def _errors(self):
         """{message: how many devices} of the errors that stopped devices."""
@@ -412,24 +464,28 @@ class Fleet:
                 self.observer.stop()
             except Exception:  # noqa: BLE001 - stopping anyway
                 pass
-        if self.link is not None:
-            self.link.stop()
+        for link in self.links:
+            link.stop()
 
 
 def create_accounts(server, users, threads=8):
-    """Register ``users`` on ``server`` by in-band registration, several at a time; [(user, password)]."""
+    """Register ``users`` on ``server`` by in-band registration, several at a time, at its addresses in
+    turn; [(user, password)]."""
     import secrets
     from concurrent.futures import ThreadPoolExecutor
 
     from xmpp_lite.client import Client
 
-    def register(user):
+    addresses = server.addresses()
+
+    def register(index, user):
         password = secrets.token_urlsafe(12)
-        Client(server.jid(user), password, host="127.0.0.1", port=server.c2s_port, ca=server.ca_path).register()
+        host, port = addresses[index % len(addresses)]
+        Client(server.jid(user), password, host=host, port=port, ca=server.ca_path).register()
         return user, password
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(register, user) for user in users]
+        futures = [pool.submit(register, index, user) for index, user in enumerate(users)]
         accounts = []
         for future in futures:
             try:
