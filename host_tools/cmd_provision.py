@@ -7,15 +7,22 @@ For each device NAME (``PREFIX1`` ... ``PREFIXN``) the account ``NAME@DOMAIN`` i
 ``OUT/NAME/config.json`` written (mode 0600: it holds the password), with ``ca.der`` beside it when the CA
 is known. Every config passes ``xmpp_lite.config.check``.
 
-Where. Without ``--server``, or with a ``--server`` that names it (its domain, or a loopback address),
-the target is the local server recorded in the state directory (``--state``, ``$XMPP_LITE_STATE``,
-``.state/server``): domain, port, TLS and CA come from there, and its ``prosodyctl`` can create accounts.
+Where. Without ``--server``, or with a ``--server`` that names it (its domain, its listen address or a
+loopback address), the target is the local server recorded in the state directory (``--state``,
+``$XMPP_LITE_STATE``, ``.state/server``), Prosody or ejabberd (``--engine`` checks which): domain,
+address, port, TLS and CA come from there, and its admin command (prosodyctl, or ejabberdctl with the
+server's own node and config) can create accounts. A config that points at a loopback address is for
+a board on this host only (the VM, a simboard): provision warns, and ``server start --listen ADDR``
+makes a server that boards on the network reach.
 
 How (``--method``). ``ibr``: in-band registration (XEP-0077) by xmpp_lite's own client. ``prosodyctl``:
-the local server's admin tool (works with the server stopped too). ``ejabberdctl``: ``ejabberdctl
-register USER HOST PASSWORD`` on the ejabberd host (the password is on its command line: local users can
-see it in the process list while it runs). ``auto`` (default): in-band registration, and the admin tool
-once the server says it does not offer it (or the local server is stopped).
+the local Prosody's admin tool (works with the server stopped too). ``ejabberdctl``: ``ejabberdctl
+register USER HOST PASSWORD``: the local ejabberd's, or, for a server elsewhere, the one on this host
+with ``--ejabberd-node`` and ``--ejabberd-config`` (without them: ejabberdctl's defaults, the system
+node); the password is on its command line, where local users can see it in the process list while it
+runs. ``auto`` (default): in-band registration, and the admin command once the server says it does not
+offer it or refuses it for now (``resource-constraint``: ejabberd's ``registration_timeout``, by default
+one registration per IP address every 600 s), or when the local server is stopped.
 
 Safety. Nothing is overwritten without ``--force``, and that is checked before any account is created.
 An account that exists already is an error; with ``--force`` its password is reset by the admin tool
@@ -29,10 +36,12 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 
 from host_tools.cli import CommandError, port_number
-from host_tools.cmd_server import INSTALL_HINT, default_state_dir
-from host_tools.server import LOOPBACK, PROSODYCTL, STATE_FILE, AccountExists, ProsodyServer, ServerError
+from host_tools.cmd_server import INSTALL_HINTS, default_state_dir, engine_argument
+from host_tools.cmd_server import load as load_server
+from host_tools.engines.base import AccountExists, ServerError
 
 DESCRIPTION = "Create device accounts and write one board config.json per device."
 
@@ -53,6 +62,8 @@ ADMIN_TIMEOUT = 30.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # In-band registration answers that mean "not here": auto then uses the admin tool.
 NOT_OFFERED = ("service-unavailable", "not-allowed", "forbidden", "feature-not-implemented")
+# "Not now": ejabberd's registration_timeout (one registration per IP address every 600 s by default).
+RATE_LIMITED = "resource-constraint"
 # A JID local part that needs no escaping, and a safe folder name.
 _BAD_LOCAL_CHARS = set(" \t\r\n@/\\\"&'<>:")
 
@@ -105,6 +116,7 @@ def add_arguments(parser):
     parser.add_argument("--state", metavar="DIR",
                         help="state directory of the local server from 'xmpp-lite server start' "
                              "(default: $XMPP_LITE_STATE, else .state/server, used when it exists)")
+    engine_argument(parser, "; checks that the local server is that one")
     parser.add_argument("--port", type=port_number, metavar="P",
                         help="c2s port (default: --server's, the local server's, else 5222; 5223 with "
                              "--tls direct)")
@@ -116,7 +128,17 @@ def add_arguments(parser):
                              "each device as ca.der (default: the local server's test CA)")
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="how accounts are created: ibr (in-band registration), prosodyctl (the "
-                             "local server's), ejabberdctl, or auto (default: in-band, else the admin tool)")
+                             "local Prosody's), ejabberdctl (the local ejabberd's, or with --ejabberd-node), "
+                             "or auto (default: in-band, else the admin command)")
+    parser.add_argument("--ejabberd-node", metavar="NODE",
+                        help="for an ejabberd elsewhere run from this host: its Erlang node name for "
+                             "ejabberdctl --node (e.g. ejabberd@localhost)")
+    parser.add_argument("--ejabberd-config", metavar="FILE",
+                        help="its ejabberd.yml, for ejabberdctl --config")
+    parser.add_argument("--network-profile", metavar="FILE",
+                        help="the boards' network settings as JSON, the \"network\" object of config.json "
+                             "(e.g. {\"kind\": \"wifi\", \"ssid\": \"home\", \"password\": \"...\"}), "
+                             "instead of --wifi-ssid or --apn")
     parser.add_argument("--wifi-ssid", metavar="SSID",
                         help="Wi-Fi network for the boards (network kind wifi)")
     parser.add_argument("--wifi-password", metavar="PASSWORD", help="the Wi-Fi password (with --wifi-ssid)")
@@ -138,7 +160,7 @@ class Target:
         self.tls = tls
         self.ca_der = ca_der  # bytes, or None when unknown
         self.ca_source = ca_source
-        self.local = local  # ProsodyServer of the state directory, or None
+        self.local = local  # the local server (an engine of host_tools.engines), or None
 
 
 def parse_server(text):
@@ -192,26 +214,25 @@ def _read_ca(path, what):
 
 
 def _load_local(state_dir, explicit):
-    if not os.path.exists(os.path.join(state_dir, STATE_FILE)):
-        if explicit:
-            raise CommandError("no local server in %s (start one with 'xmpp-lite server start --state %s')"
-                               % (state_dir, state_dir))
-        return None
-    try:
-        return ProsodyServer.load(state_dir)
-    except (ServerError, KeyError, TypeError) as error:
-        raise CommandError("%s: unreadable server state: %s" % (os.path.join(state_dir, STATE_FILE), error))
+    local = load_server(state_dir)
+    if local is None and explicit:
+        raise CommandError("no local server in %s (start one with 'xmpp-lite server start --state %s')"
+                           % (state_dir, state_dir))
+    return local
 
 
 def _names_local(local, host, port):
-    """Does --server HOST[:PORT] mean the local server? Its domain or a loopback name, and one of its ports."""
-    return (host == local.domain or host in LOOPBACK_HOSTS) and (
-        port is None or port in (local.c2s_port, local.direct_tls_port))
+    """Does --server HOST[:PORT] mean the local server? Its domain, its address or a loopback name, and one of
+    its ports."""
+    ports = [node["c2s_port"] for node in local.nodes()] + [node["direct_tls_port"] for node in local.nodes()]
+    return (host in (local.domain, local.listen) or host in LOOPBACK_HOSTS) and (port is None or port in ports)
 
 
 def resolve_target(args):
     state_dir = args.state or default_state_dir()
-    local = _load_local(state_dir, explicit=args.state is not None)
+    local = _load_local(state_dir, explicit=args.state is not None or args.engine is not None)
+    if local is not None and args.engine is not None and local.engine != args.engine:
+        raise CommandError("--engine %s: the local server in %s is %s" % (args.engine, state_dir, local.engine))
     host = port = None
     if args.server is not None:
         host, port = parse_server(args.server)
@@ -224,7 +245,7 @@ def resolve_target(args):
                            "HOST[:PORT], or start one with 'xmpp-lite server start'" % state_dir)
     if args.state is not None:
         raise CommandError("--server %s is not the local server in %s (%s on %s:%d)" % (
-            args.server, state_dir, local.domain, LOOPBACK, local.c2s_port))
+            args.server, state_dir, local.domain, local.listen, local.c2s_port))
     if args.method == "prosodyctl":
         raise CommandError("--method prosodyctl works with the local server of 'xmpp-lite server start' "
                            "only (its --state directory)")
@@ -257,43 +278,46 @@ def _local_target(local, args, port):
         ca_der, ca_source = _read_ca(args.ca, "--ca"), args.ca
     elif tls != "none":
         ca_der, ca_source = _read_ca(local.ca_der_path, "the local server's CA"), local.ca_der_path
-    return Target(local.domain, LOOPBACK, port, tls, ca_der, ca_source, local)
+    # Where the boards connect: the address the server listens on (loopback unless started with --listen).
+    return Target(local.domain, local.listen, port, tls, ca_der, ca_source, local)
 
 
 # -- how: creating accounts ---------------------------------------------------------------------
 
 
-class ProsodyAdmin:
-    """prosodyctl of the local server's state directory."""
-
-    name = "prosodyctl"
+class LocalAdmin:
+    """The local server's admin command (prosodyctl, or ejabberdctl with its node and config)."""
 
     def __init__(self, server):
         self.server = server
+        self.name = server.admin_tool
 
     def create(self, user, password, replace):
-        if shutil.which(PROSODYCTL) is None:
-            raise CommandError("%s not found on PATH: %s" % (PROSODYCTL, INSTALL_HINT))
+        if shutil.which(self.name) is None:
+            raise CommandError("%s not found on PATH: %s" % (self.name, INSTALL_HINTS[self.server.engine]))
         try:
             # The credentials go to config.json; the server's own state need not keep them.
             self.server.register(user, password, replace=replace, remember=False)
         except AccountExists:
             raise _Exists() from None
         except ServerError as error:
-            raise CommandError("%s: prosodyctl failed: %s" % (self.server.jid(user), _one_line(error)))
+            raise CommandError("%s: %s failed: %s" % (self.server.jid(user), self.name,
+                                                     _one_line(str(error).replace(password, "********"))))
 
 
 class EjabberdAdmin:
-    """ejabberdctl on the ejabberd host: ``register USER HOST PASSWORD``, ``change_password`` for --force."""
+    """ejabberdctl on the ejabberd host: ``register USER HOST PASSWORD``, ``change_password`` for --force
+    (mod_admin_extra); ``--node`` and ``--config`` when given."""
 
     name = "ejabberdctl"
 
-    def __init__(self, domain):
+    def __init__(self, domain, node=None, config=None):
         self.domain = domain
+        self.options = (["--node", node] if node else []) + (["--config", config] if config else [])
 
     def _run(self, *args):
         try:
-            result = subprocess.run([EJABBERDCTL] + list(args), capture_output=True, text=True,
+            result = subprocess.run([EJABBERDCTL] + self.options + list(args), capture_output=True, text=True,
                                     stdin=subprocess.DEVNULL, timeout=ADMIN_TIMEOUT)
         except FileNotFoundError:
             raise CommandError("%s not found on PATH (run provision on the ejabberd host, or use "
@@ -325,7 +349,8 @@ def _one_line(text, default="no output"):
 class Accounts:
     """Creates accounts by the chosen method; ``create`` returns what it did, in words."""
 
-    def __init__(self, target, method, force, say):
+    def __init__(self, target, method, force, say, args):
+        self.args = args
         self.target = target
         self.method = method
         self.force = force
@@ -339,12 +364,15 @@ class Accounts:
                                "'xmpp-lite server start')" % method)
 
     def _admin(self):
-        if self.method == "ejabberdctl":
-            return EjabberdAdmin(self.target.domain)
-        if self.target.local is not None:
-            return ProsodyAdmin(self.target.local)
-        if self.method == "auto" and shutil.which(EJABBERDCTL):
-            return EjabberdAdmin(self.target.domain)
+        local = self.target.local
+        if local is not None:
+            if self.method in ("prosodyctl", "ejabberdctl") and self.method != local.admin_tool:
+                raise CommandError("--method %s: the local server in %s is %s (its admin command is %s)"
+                                   % (self.method, local.state_dir, local.engine, local.admin_tool))
+            return LocalAdmin(local)
+        node, config = self.args.ejabberd_node, self.args.ejabberd_config
+        if self.method == "ejabberdctl" or (self.method == "auto" and (node or config)):
+            return EjabberdAdmin(self.target.domain, node, config)
         return None
 
     def describe(self):
@@ -361,10 +389,14 @@ class Accounts:
                 self._in_band(jid, password)
                 return "created (in-band)"
             except _NotOffered as error:
+                limited = error.condition == RATE_LIMITED
                 if self.method == "ibr" or self.admin is None:
-                    raise CommandError("%s: %s; create the accounts with the server's admin tool "
-                                       "(--method prosodyctl or ejabberdctl)" % (jid, error))
-                self.say("  in-band registration not offered (%s); using %s" % (error.condition, self.admin.name))
+                    hint = (" (ejabberd's registration_timeout: one registration per IP address every 600 s "
+                            "by default)" if limited else "")
+                    raise CommandError("%s: %s%s; create the accounts with the server's admin tool "
+                                       "(--method prosodyctl or ejabberdctl)" % (jid, error, hint))
+                self.say("  in-band registration %s (%s); using %s" % (
+                    "refused for now" if limited else "not offered", error.condition, self.admin.name))
                 self.in_band = False
             except _Exists:
                 return self._exists(jid, user, password)
@@ -399,7 +431,7 @@ class Accounts:
         except RegistrationError as error:
             if error.condition == "conflict":
                 raise _Exists() from None
-            if error.condition in NOT_OFFERED:
+            if error.condition in NOT_OFFERED or error.condition == RATE_LIMITED:
                 raise _NotOffered(error) from None
             raise CommandError("%s: in-band registration failed: %s" % (jid, error)) from None
         except (ConditionError, ProtocolError, OSError, ValueError) as error:  # auth, stream, TLS, network
@@ -414,6 +446,18 @@ class Accounts:
 
 
 def _network(args):
+    if args.network_profile:
+        if args.wifi_ssid or args.apn:
+            raise CommandError("--network-profile and --wifi-ssid or --apn: give the network one way")
+        try:
+            with open(args.network_profile) as f:
+                network = json.load(f)
+        except (OSError, ValueError) as error:
+            raise CommandError("--network-profile %s: not a readable JSON file (%s)" % (args.network_profile, error))
+        if not isinstance(network, dict) or "kind" not in network:
+            raise CommandError("--network-profile %s: need a JSON object with \"kind\" (wifi, modem or none)"
+                               % args.network_profile)
+        return network
     if args.wifi_ssid and args.apn:
         raise CommandError("--wifi-ssid and --apn: a board uses one network; give one of them")
     if args.wifi_password is not None and not args.wifi_ssid:
@@ -480,6 +524,15 @@ def _to_json(value):
     return json.dumps(value, indent=2) + "\n"
 
 
+def _is_loopback(host):
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_name(prefix):
     if not prefix or any(c in _BAD_LOCAL_CHARS for c in prefix) or prefix.startswith("."):
         raise CommandError("--prefix %r: use letters, digits, '-', '_' or '.' (it becomes the JID's local part "
@@ -527,7 +580,7 @@ def _provision(args, secrets_used):
         parent = os.path.dirname(path)
         if os.path.exists(parent) and not os.path.isdir(parent):
             raise CommandError("%s exists and is not a folder" % parent)
-    accounts = Accounts(target, args.method, args.force, print)
+    accounts = Accounts(target, args.method, args.force, print, args)
 
     security = {"required": "STARTTLS", "direct": "direct TLS", "none": "no TLS"}[target.tls]
     if target.ca_source:
@@ -565,7 +618,11 @@ def _provision(args, secrets_used):
               "(DER), or run again with --ca FILE --force" % (target.domain, CA_FILE))
     if network["kind"] == "none":
         print("note: network kind 'none' (the board is already online, e.g. the MicroPython VM); give "
-              "--wifi-ssid or --apn for a real board")
+              "--wifi-ssid, --apn or --network-profile for a real board")
+    if _is_loopback(target.host):
+        print("warning: the configs point at %s: only a board on this host (the VM, a simboard) reaches it; "
+              "for a board on the network, start the server with 'xmpp-lite server start --listen ADDR' "
+              "or give --server with an address the board can reach" % target.host, file=sys.stderr)
     print("%d device%s provisioned in %s: copy each folder's files to its board (see README, "
           "\"Flashing a board\")" % (len(done), "" if len(done) == 1 else "s", out))
 

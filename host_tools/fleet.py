@@ -30,7 +30,7 @@ import subprocess
 import threading
 import time
 
-from host_tools.linkemu import PROFILES, LinkEmulator
+from host_tools.linkemu import PROFILES, LinkEmulator, loopback_address
 from host_tools.tools import compile_library, find_tool
 from xmpp_lite.node import bare
 
@@ -80,7 +80,8 @@ class RemoteServer:
 BLINKA_ENV = {"BLINKA_OS_AGNOSTIC": "1", "BLINKA_FORCEBOARD": "OS_AGNOSTIC_BOARD", "BLINKA_FORCECHIP": "OS_AGNOSTIC"}
 
 
-def device_config(server, user, password, port, controller, interval_s, index, runtime="micropython"):
+def device_config(server, user, password, port, controller, interval_s, index, runtime="micropython",
+                  host="127.0.0.1"):
     """The config.json a simulated board gets (checked by xmpp_lite.config).
 
     The light sensor is an ADC pin of the fake machine module on the VM, a blinka analog pin on CPython.
@@ -91,7 +92,7 @@ def device_config(server, user, password, port, controller, interval_s, index, r
         light = {"name": "light", "kind": "blinka_analog", "pin": "Ax_INPUT_WAVE_SINE"}
     return {
         "network": {"kind": "none"},
-        "xmpp": {"jid": server.jid(user), "password": password, "server": "127.0.0.1", "port": port,
+        "xmpp": {"jid": server.jid(user), "password": password, "server": host, "port": port,
                  "ca": "ca.der", "resource": RESOURCE},
         "controller": controller,
         "report": {"interval_s": interval_s},
@@ -356,13 +357,26 @@ class Fleet:
         return self.links[0] if self.links else None
 
     def link_of(self, index):
-        """The link emulator device ``index`` (0-based) goes through: the addresses take turns."""
+        """The link emulator device ``index`` (0-based) goes through (None: direct): the addresses take turns."""
         return self.links[index % len(self.links)]
+
+    def endpoint_of(self, index):
+        """(host, port) device ``index`` connects to: its link emulator, or its server address directly."""
+        link = self.link_of(index)
+        if link is None:
+            return self.addresses[index % len(self.addresses)]
+        return "127.0.0.1", link.port
 
     def start(self):
         with open(self.server.ca_der_path, "rb"):
             pass  # fail early and clearly if the server has no CA (a server started without TLS)
         for number, address in enumerate(self.addresses):
+            try:
+                loopback_address(*address)
+            except ValueError:
+                # The emulator forwards to loopback only: devices reach a server elsewhere directly.
+                self.links.append(None)
+                continue
             self.links.append(LinkEmulator(target=address, profile=PROFILES[self.profile],
                                            seed=self.seed + number).start())
         name = self.controller[0]
@@ -385,8 +399,9 @@ class Fleet:
             raise FleetError("no mpy-cross; run `make bootstrap`")
         mpy_lib = compile_library(mpy_cross, os.path.join(self.work_dir, "mpy"))
         for index, (user, password) in enumerate(self.accounts):
-            config = device_config(self.server, user, password, self.link_of(index).port, controller_jid,
-                                   self.interval_s, index)
+            host, port = self.endpoint_of(index)
+            config = device_config(self.server, user, password, port, controller_jid, self.interval_s, index,
+                                   host=host)
             self.devices.append(VmDevice(user, os.path.join(self.work_dir, "flash", user), config,
                                          self.server.ca_der_path, mpy_lib, self.heap))
             time.sleep(CONNECT_SPREAD_S)
@@ -397,8 +412,9 @@ class Fleet:
         for name, value in BLINKA_ENV.items():
             os.environ.setdefault(name, value)  # before blinka's first import
         for index, (user, password) in enumerate(self.accounts):
-            config = device_config(self.server, user, password, self.link_of(index).port, controller_jid,
-                                   self.interval_s, index, runtime="cpython")
+            host, port = self.endpoint_of(index)
+            config = device_config(self.server, user, password, port, controller_jid, self.interval_s, index,
+                                   runtime="cpython", host=host)
             self.devices.append(InProcessDevice(user, config, ca_pem))
         previous = threading.stack_size(THREAD_STACK_BYTES)
         try:
@@ -436,7 +452,7 @@ class Fleet:
     def _link_stats(self):
         """The link emulators' counters, summed."""
         total = {}
-        for link in self.links:
+        for link in filter(None, self.links):
             for key, value in link.stats.items():
                 if isinstance(value, (int, float)):
                     total[key] = total.get(key, 0) + value
@@ -464,7 +480,7 @@ class Fleet:
                 self.observer.stop()
             except Exception:  # noqa: BLE001 - stopping anyway
                 pass
-        for link in self.links:
+        for link in filter(None, self.links):
             link.stop()
 
 
@@ -493,3 +509,57 @@ def create_accounts(server, users, threads=8):
             except Exception as error:  # noqa: BLE001 - one line for the user
                 raise FleetError("cannot create the simulated accounts: %s" % error)
     return accounts
+
+
+def remove_accounts(server, accounts, threads=8):
+    """Delete ``accounts`` ([(user, password)]): each logs in and cancels its registration (XEP-0077
+    <remove/>), several at a time. Returns how many are gone; failures are counted, not raised (this
+    runs while a run is being stopped)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    addresses = server.addresses()
+
+    def remove(index, user, password):
+        host, port = addresses[index % len(addresses)]
+        try:
+            cancel_registration(server.jid(user), password, host, port, server.ca_path)
+            return True
+        except Exception:  # noqa: BLE001 - counted by the caller
+            return False
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        done = pool.map(lambda item: remove(item[0], *item[1]), enumerate(accounts))
+        return sum(1 for ok in done if ok)
+
+
+REMOVE_TIMEOUT_S = 10.0
+
+
+def cancel_registration(jid, password, host, port, ca):
+    """Log in as ``jid`` and remove the account (XEP-0077 section 3.2); raises if the server says no."""
+    from xmpp_lite.client import Client
+    from xmpp_lite.stanza import Element
+
+    client = Client(jid, password, host=host, port=port, ca=ca, resource="remove")
+    answers = []
+    client.on_iq = answers.append
+    client.connect(int(REMOVE_TIMEOUT_S * 1000))
+    try:
+        stanza_id = client.send_iq("set", Element("query", xmlns="jabber:iq:register",
+                                                  children=[Element("remove")]))
+        deadline = time.monotonic() + REMOVE_TIMEOUT_S
+        while not any(iq.get("id") == stanza_id for iq in answers) and time.monotonic() < deadline:
+            try:
+                client.poll(50)
+            except Exception:  # noqa: BLE001 - the server may close the stream of a removed account
+                break
+        answer = next((iq for iq in answers if iq.get("id") == stanza_id), None)
+        if answer is None:
+            raise FleetError("%s: no answer to the removal" % jid)
+        if answer.get("type") != "result":
+            raise FleetError("%s: the server refused the removal" % jid)
+    finally:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - the stream may be gone already
+            pass
