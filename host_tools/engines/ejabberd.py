@@ -138,7 +138,8 @@ class EjabberdNode:
             "# Passwords as given, so that every SCRAM variant (and PLAIN) can be offered; a test server.",
             "auth_password_format: plain",
             "# ejabberd's default is 600 s between two registrations from one IP address.",
-            "registration_timeout: infinity",
+            "registration_timeout: %s" % ("infinity" if server.registration_timeout_s is None
+                                          else server.registration_timeout_s),
             "acl:",
             "  trusted_networks:",
             "    ip:",
@@ -190,13 +191,15 @@ class EjabberdServer(ServerEngine):
 
     ``ports``: [(c2s, direct TLS)] per node, None to pick free ones at start. ``listen``: the address
     every node listens on. ``trusted_networks``: where in-band registration is open (CIDR).
+    ``registration_timeout_s``: seconds between two in-band registrations from one address (None: no
+    limit; ejabberd's own default is 600).
     """
 
     engine = "ejabberd"
     admin_tool = EJABBERDCTL
 
     def __init__(self, state_dir, domain="localhost", nodes=1, ports=None, tls=True, allow_registration=True,
-                 listen=LOOPBACK, trusted_networks=DEFAULT_TRUSTED_NETWORKS):
+                 listen=LOOPBACK, trusted_networks=DEFAULT_TRUSTED_NETWORKS, registration_timeout_s=None):
         if not DOMAIN_RE.match(domain):
             raise ServerError("not a valid XMPP domain: %r" % domain)
         if not 1 <= nodes <= MAX_NODES:
@@ -208,6 +211,7 @@ class EjabberdServer(ServerEngine):
         self.allow_registration = bool(allow_registration)
         self.listen = listen
         self.trusted_networks = list(trusted_networks)
+        self.registration_timeout_s = registration_timeout_s  # None: no limit (ejabberd's default is 600)
         self.accounts = {}
         self.epmd_pid = None
         self._epmd_process = None
@@ -519,6 +523,7 @@ class EjabberdServer(ServerEngine):
             "tls": self.tls,
             "allow_registration": self.allow_registration,
             "trusted_networks": self.trusted_networks,
+            "registration_timeout_s": self.registration_timeout_s,
             "nodes": [{"name": n.name, "pid": n.pid if n.is_running() else None, "c2s_port": n.c2s_port,
                        "direct_tls_port": n.direct_tls_port} for n in self.node_list],
             "epmd_pid": self.epmd_pid,
@@ -550,7 +555,8 @@ class EjabberdServer(ServerEngine):
         server = cls(state_dir, domain=state["domain"], nodes=len(nodes),
                      ports=[(n["c2s_port"], n["direct_tls_port"]) for n in nodes], tls=state["tls"],
                      allow_registration=state["allow_registration"], listen=state.get("listen") or LOOPBACK,
-                     trusted_networks=state.get("trusted_networks") or DEFAULT_TRUSTED_NETWORKS)
+                     trusted_networks=state.get("trusted_networks") or DEFAULT_TRUSTED_NETWORKS,
+                     registration_timeout_s=state.get("registration_timeout_s"))
         for node, recorded in zip(server.node_list, nodes):
             node.pid = recorded.get("pid")
             if not node.is_running():

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from clirun import cli, one_line_error
+from host_tools import testca
 from host_tools.engines.ejabberd import EjabberdServer
 from xmpp_lite.client import Client
 from xmpp_lite.config import check
@@ -145,3 +147,53 @@ def test_provision_on_the_local_ejabberd_uses_its_own_admin_command(cluster, tmp
     error = one_line_error(cli("provision", "--state", server.state_dir, "--engine", "prosody", "--count", "1",
                                "--prefix", "x-", "--out", tmp_path / "other"))
     assert "is ejabberd" in error
+
+
+def test_provision_auto_falls_back_to_ejabberdctl_on_the_registration_limit(tmp_path):
+    # ejabberd's default limit: one in-band registration per IP address every 600 s.
+    server = EjabberdServer(tmp_path / "limited", registration_timeout_s=600)
+    try:
+        server.start()
+        out = tmp_path / "out"
+        result = cli("provision", "--state", server.state_dir, "--count", "3", "--prefix", "lim-", "--out", out)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("created (in-band)") == 1 and result.stdout.count("created (ejabberdctl)") == 2
+        assert "in-band registration refused for now (resource-constraint); using ejabberdctl" in result.stdout
+        error = one_line_error(cli("provision", "--state", server.state_dir, "--count", "1", "--prefix", "ibr-",
+                                   "--method", "ibr", "--out", tmp_path / "other"))
+        assert "resource-constraint" in error and "registration_timeout" in error and "600 s" in error
+    finally:
+        server.stop()
+
+
+def test_listen_on_a_second_loopback_address(tmp_path):
+    state = tmp_path / "state"
+    try:
+        started = cli("server", "start", "--state", state, "--listen", "127.0.0.2")
+        assert started.returncode == 0, started.stderr
+        assert re.search(r"^  c2s port +127\.0\.0\.2:\d+ ", started.stdout, re.MULTILINE)
+        names = testca.certificate_names(str(state / "pki" / "server.pem"))
+        assert "127.0.0.2" in names and socket.gethostname() in names and "localhost" in names
+        out = tmp_path / "out"
+        result = cli("provision", "--state", state, "--count", "1", "--prefix", "lan-", "--out", out,
+                     "--network-profile", write_json(tmp_path / "wifi.json",
+                                                     {"kind": "wifi", "ssid": "lab", "password": "pw-123456"}))
+        assert result.returncode == 0, result.stderr
+        assert "warning: the configs point at 127.0.0.2" in result.stderr  # loopback still: a board elsewhere cannot
+        with open(out / "lan-1" / "config.json") as f:
+            config = check(json.load(f))
+        assert config["xmpp"]["server"] == "127.0.0.2" and config["network"]["ssid"] == "lab"
+        xmpp = config["xmpp"]
+        client = Client(xmpp["jid"], xmpp["password"], host=xmpp["server"], port=xmpp["port"],
+                        ca=str(out / "lan-1" / "ca.der"))
+        assert client.connect(TIMEOUT_MS).startswith("lan-1@localhost/")
+        client.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", xmpp["port"]), timeout=2).close()
+    finally:
+        cli("server", "stop", "--state", state)
+
+
+def write_json(path, value):
+    path.write_text(json.dumps(value))
+    return str(path)
