@@ -43,6 +43,12 @@ RUNTIMES = ("micropython", "cpython")
 VM_HEAP = "256k"  # per VM: the 64-bit VM's objects are about twice an ESP32's
 # In-process devices get a thread each: a login over GPRS takes seconds and blocks, like on a board.
 DEVICE_POLL_MS = 1000  # the longest a device's thread waits for input; heartbeats and reports wake it sooner
+# Beyond this many devices, a thread each starves the process (the GIL, thousands of threads: about 2900
+# devices was the most one process started on a 2-core machine). Larger fleets share DEVICE_GROUPS threads,
+# each logging in its devices one after the other and then polling them in turn, GROUP_ROUND_MS apart.
+THREAD_PER_DEVICE_MAX = 500
+DEVICE_GROUPS = 32
+GROUP_ROUND_MS = 200
 THREAD_STACK_BYTES = 256 * 1024  # a thousand device threads with the default 8 MB stacks is a lot of address space
 CONNECT_SPREAD_S = 0.005  # pause between two devices' starts, so that the server is not stormed
 STOP_THREADS = 32  # devices closed at once when the fleet stops (each waits for its last acks)
@@ -324,12 +330,59 @@ class InProcessDevice:
             pass
 
 
+class DeviceGroup:
+    """One thread for many InProcessDevices: each logs in (blocking, as on a board), and every round the
+    thread polls every device without waiting (``poll(0)``) and ticks its node; rounds are GROUP_ROUND_MS
+    apart. A login blocks the group's other devices meanwhile, as a reconnection does."""
+
+    def __init__(self, devices, name):
+        self.devices = devices
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        for device in devices:
+            device._stop = self.stop_event
+            device._thread = self.thread
+
+    def start(self, spread_s):
+        self._spread_s = spread_s
+        self.thread.start()
+
+    def _run(self):
+        from xmpp_lite._compat import ticks_ms
+
+        online = []
+        waiting = list(self.devices)
+        next_login = time.monotonic()
+        while not self.stop_event.is_set():
+            started = time.monotonic()
+            if waiting and started >= next_login:
+                device = waiting.pop(0)
+                try:
+                    device.link.connect()
+                    device.started = True
+                    device.node.start(ticks_ms())
+                    online.append(device)
+                except Exception as error:  # noqa: BLE001 - a fatal error stops this device, not the group
+                    device.error = error
+                next_login = started + self._spread_s
+            for device in online:
+                if device.error is not None:
+                    continue
+                try:
+                    device.link.poll(0)
+                    device.node.tick(ticks_ms())
+                except Exception as error:  # noqa: BLE001
+                    device.error = error
+            if not waiting:
+                self.stop_event.wait(max(GROUP_ROUND_MS / 1000 - (time.monotonic() - started), 0))
+
+
 class Fleet:
     """``accounts``: [(user, password)] of the devices; ``controller``: (user or JID, password) of the observer,
     the account the devices report to."""
 
     def __init__(self, server, accounts, controller, runtime="cpython", profile="wifi", interval_s=10,
-                 work_dir=None, heap=VM_HEAP, seed=1):
+                 work_dir=None, heap=VM_HEAP, seed=1, connect_spread_s=CONNECT_SPREAD_S):
         if runtime not in RUNTIMES:
             raise FleetError("runtime must be one of %s, not %r" % (", ".join(RUNTIMES), runtime))
         if profile not in PROFILES:
@@ -343,10 +396,12 @@ class Fleet:
         self.work_dir = work_dir
         self.heap = heap
         self.seed = seed
+        self.connect_spread_s = connect_spread_s  # pause between two devices' starts
         self.addresses = server.addresses()
         if not self.addresses:
             raise FleetError("the server has no address to connect to")
         self.links = []
+        self.groups = []
         self.observer = None
         self.devices = []
         self.started_at = None
@@ -404,7 +459,7 @@ class Fleet:
                                    host=host)
             self.devices.append(VmDevice(user, os.path.join(self.work_dir, "flash", user), config,
                                          self.server.ca_der_path, mpy_lib, self.heap))
-            time.sleep(CONNECT_SPREAD_S)
+            time.sleep(self.connect_spread_s)
 
     def _start_in_process(self, controller_jid):
         with open(self.server.ca_path, "rb") as f:
@@ -418,9 +473,17 @@ class Fleet:
             self.devices.append(InProcessDevice(user, config, ca_pem))
         previous = threading.stack_size(THREAD_STACK_BYTES)
         try:
-            for device in self.devices:
-                device.start()
-                time.sleep(CONNECT_SPREAD_S)
+            if len(self.devices) <= THREAD_PER_DEVICE_MAX:
+                for device in self.devices:
+                    device.start()
+                    time.sleep(self.connect_spread_s)
+            else:
+                # Device i in group i % DEVICE_GROUPS: each group's logins come connect_spread_s * groups apart.
+                self.groups = [DeviceGroup(self.devices[number::DEVICE_GROUPS], "devices-%d" % number)
+                               for number in range(DEVICE_GROUPS)]
+                for group in self.groups:
+                    group.start(self.connect_spread_s * DEVICE_GROUPS)
+                    time.sleep(self.connect_spread_s)
         finally:
             threading.stack_size(previous)
 

@@ -197,3 +197,54 @@ def test_listen_on_a_second_loopback_address(tmp_path):
 def write_json(path, value):
     path.write_text(json.dumps(value))
     return str(path)
+
+
+def test_simulate_with_accounts_from_a_file_keeps_them(cluster, tmp_path):
+    server, _ = cluster
+    accounts = {"sim-file-1": "pw-file-1-secret", "sim-file-2": "pw-file-2-secret"}
+    for user, password in accounts.items():
+        server.register(user, password)
+    try:
+        result = simulate("--state", server.state_dir, "--devices", "2", "--duration", "5", "--interval", "2",
+                          "--accounts", write_json(tmp_path / "accounts.json", accounts))
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["online"] == 2 and summary["accounts_removed"] == 1  # the controller made for the run
+        assert {"sim-file-1", "sim-file-2"} <= set(server.registered_users())
+        too_few = one_line_error(simulate("--state", server.state_dir, "--devices", "3", "--accounts",
+                                          str(tmp_path / "accounts.json"), timeout=30))
+        assert "holds 2 accounts" in too_few
+    finally:
+        for user in accounts:
+            server.unregister(user)
+
+
+def test_simulate_on_a_temporary_ejabberd_cluster(tmp_path):
+    env = dict(os.environ, XMPP_LITE_STATE=str(tmp_path / "none"))
+    result = simulate("--engine", "ejabberd", "--nodes", "2", "--devices", "2", "--duration", "4", "--interval", "2",
+                      env=env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["online_per_server"] == [1, 1] and len(summary["servers"]) == 2
+    assert "accounts_removed" not in summary  # they went away with the temporary server
+    assert "a cluster needs --engine ejabberd" in one_line_error(simulate("--nodes", "2", env=env, timeout=30))
+
+
+def test_provision_runs_ejabberdctl_with_the_node_and_config_given(tmp_path):
+    # A stand-in ejabberdctl that records its arguments: the command line is what is tested here.
+    log = tmp_path / "args.log"
+    fake = tmp_path / "bin" / "ejabberdctl"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho \"$@\" >> %s\n" % log)
+    fake.chmod(0o755)
+    ca = tmp_path / "ca.der"
+    testca.create(tmp_path / "pki")
+    ca.write_bytes((tmp_path / "pki" / "ca.der").read_bytes())
+    env = dict(os.environ, PATH="%s:%s" % (fake.parent, os.environ["PATH"]), XMPP_LITE_STATE=str(tmp_path / "none"))
+    result = cli("provision", "--server", "xmpp.example.net", "--ca", ca, "--method", "ejabberdctl",
+                 "--ejabberd-node", "ejabberd@xmpp", "--ejabberd-config", "/etc/ejabberd/ejabberd.yml",
+                 "--count", "1", "--prefix", "far-", "--out", tmp_path / "out", env=env)
+    assert result.returncode == 0, result.stderr
+    line = log.read_text().strip()
+    assert line.startswith("--node ejabberd@xmpp --config /etc/ejabberd/ejabberd.yml register far-1 xmpp.example.net ")
+    assert "warning: the configs point at" not in result.stderr
