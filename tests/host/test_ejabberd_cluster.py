@@ -6,6 +6,9 @@ at node 2; a device whose link to node 1 is cut resumes its XEP-0198 session at 
 cut, as a list of servers in the device would do).
 """
 
+import os
+import re
+import signal
 import time
 import types
 
@@ -107,3 +110,23 @@ def test_device_cut_from_node_1_resumes_on_node_2(runtime, cluster, mpy_lib, run
     assert report["stats"]["resumed"] == 1 and report["stats"]["lost"] == 1
     controller.send(full_jid, "quit")
     assert device.done()["unacked"] == 0
+
+
+def test_status_of_a_cluster_with_a_node_down_and_stop(tmp_path):
+    from clirun import cli
+    from host_tools.engines.base import group_alive
+
+    server = start_ejabberd(tmp_path / "state", nodes=2, accounts=())
+    try:
+        node_2 = server.node_list[1]
+        os.killpg(node_2.pid, signal.SIGTERM)
+        wait_until(lambda: not group_alive(node_2.pid), "node 2 gone")
+        status = cli("server", "status", "--state", server.state_dir)
+        assert status.returncode == 1, status.stdout
+        assert status.stdout.startswith("running: 1 of 2 nodes (node 1 pid %d)" % server.node_list[0].pid)
+        assert re.search(r"^  node 2 +%s, .*, stopped$" % re.escape(node_2.name), status.stdout, re.MULTILINE)
+        stopped = cli("server", "stop", "--state", server.state_dir)
+        assert stopped.returncode == 0 and "stopped ejabberd: 2 nodes (node 1 pid" in stopped.stdout
+        assert not server.is_running() and not group_alive(server.node_list[0].pid)
+    finally:
+        server.stop()
