@@ -28,7 +28,7 @@ def do_demo(args):
         raise CommandError("demo: --duration must be more than 0 seconds")
     try:
         run_demo(duration=args.duration, keep_running=args.keep_running,
-                 interactive=False if args.plain else None)
+                 interactive=False if args.plain else None, engine=args.engine)
     except DemoError as error:
         raise CommandError("demo: %s" % error)
 
@@ -36,8 +36,13 @@ def do_demo(args):
 def demo_parser():
     from host_tools.demo import DURATION_S
 
-    parser = command_parser("demo", "Run a local Prosody, five simulated boards over a GPRS-like link, and the "
-                                    "monitor.")
+    from host_tools.cmd_server import _engine
+    from host_tools.engines import DEFAULT_ENGINE
+
+    parser = command_parser("demo", "Run a local XMPP server, five simulated boards over a GPRS-like link, and "
+                                    "the monitor.")
+    parser.add_argument("--engine", type=_engine, default=DEFAULT_ENGINE,
+                        help="the server: prosody (default) or ejabberd")
     parser.add_argument("--duration", type=float, default=DURATION_S, metavar="S",
                         help="seconds to show the fleet (default %d); on a terminal the live monitor also "
                              "ends with q" % DURATION_S)

@@ -7,15 +7,22 @@ For each device NAME (``PREFIX1`` ... ``PREFIXN``) the account ``NAME@DOMAIN`` i
 ``OUT/NAME/config.json`` written (mode 0600: it holds the password), with ``ca.der`` beside it when the CA
 is known. Every config passes ``xmpp_lite.config.check``.
 
-Where. Without ``--server``, or with a ``--server`` that names it (its domain, or a loopback address),
-the target is the local server recorded in the state directory (``--state``, ``$XMPP_LITE_STATE``,
-``.state/server``): domain, port, TLS and CA come from there, and its ``prosodyctl`` can create accounts.
+Where. Without ``--server``, or with a ``--server`` that names it (its domain, its listen address or a
+loopback address), the target is the local server recorded in the state directory (``--state``,
+``$XMPP_LITE_STATE``, ``.state/server``), Prosody or ejabberd (``--engine`` checks which): domain,
+address, port, TLS and CA come from there, and its admin command (prosodyctl, or ejabberdctl with the
+server's own node and config) can create accounts. A config that points at a loopback address is for
+a board on this host only (the VM, a simboard): provision warns, and ``server start --listen ADDR``
+makes a server that boards on the network reach.
 
 How (``--method``). ``ibr``: in-band registration (XEP-0077) by xmpp_lite's own client. ``prosodyctl``:
-the local server's admin tool (works with the server stopped too). ``ejabberdctl``: ``ejabberdctl
-register USER HOST PASSWORD`` on the ejabberd host (the password is on its command line: local users can
-see it in the process list while it runs). ``auto`` (default): in-band registration, and the admin tool
-once the server says it does not offer it (or the local server is stopped).
+the local Prosody's admin tool (works with the server stopped too). ``ejabberdctl``: ``ejabberdctl
+register USER HOST PASSWORD``: the local ejabberd's, or, for a server elsewhere, the one on this host
+with ``--ejabberd-node`` and ``--ejabberd-config`` (without them: ejabberdctl's defaults, the system
+node); the password is on its command line, where local users can see it in the process list while it
+runs. ``auto`` (default): in-band registration, and the admin command once the server says it does not
+offer it or refuses it for now (``resource-constraint``: ejabberd's ``registration_timeout``, by default
+one registration per IP address every 600 s), or when the local server is stopped.
 
 Safety. Nothing is overwritten without ``--force``, and that is checked before any account is created.
 An account that exists already is an error; with ``--force`` its password is reset by the admin tool
@@ -27,18 +34,17 @@ import ipaddress
 import json
 import os
 import secrets
-import shutil
-import subprocess
+import sys
 
+from host_tools.accounts import Accounts
 from host_tools.cli import CommandError, port_number
-from host_tools.cmd_server import INSTALL_HINT, default_state_dir
-from host_tools.server import LOOPBACK, PROSODYCTL, STATE_FILE, AccountExists, ProsodyServer, ServerError
+from host_tools.cmd_server import default_state_dir, engine_argument
+from host_tools.cmd_server import load as load_server
 
 DESCRIPTION = "Create device accounts and write one board config.json per device."
 
 METHODS = ("auto", "ibr", "prosodyctl", "ejabberdctl")
 TLS_MODES = ("required", "direct", "none")
-EJABBERDCTL = "ejabberdctl"
 DEFAULT_OUT = "provisioned"
 DEFAULT_CONTROLLER = "controller"
 CONFIG_FILE = "config.json"
@@ -48,23 +54,9 @@ DEFAULT_PORTS = {"required": 5222, "none": 5222, "direct": 5223}
 PASSWORD_BYTES = 18  # 24 URL-safe characters, 144 random bits
 MAX_COUNT = 1000
 MAX_FIRST = 10 ** 6
-REGISTER_TIMEOUT_MS = 10000
-ADMIN_TIMEOUT = 30.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-# In-band registration answers that mean "not here": auto then uses the admin tool.
-NOT_OFFERED = ("service-unavailable", "not-allowed", "forbidden", "feature-not-implemented")
 # A JID local part that needs no escaping, and a safe folder name.
 _BAD_LOCAL_CHARS = set(" \t\r\n@/\\\"&'<>:")
-
-
-class _Exists(Exception):
-    pass
-
-
-class _NotOffered(Exception):
-    def __init__(self, error):
-        super().__init__(str(error))
-        self.condition = error.condition
 
 
 def _whole(low, high):
@@ -105,6 +97,7 @@ def add_arguments(parser):
     parser.add_argument("--state", metavar="DIR",
                         help="state directory of the local server from 'xmpp-lite server start' "
                              "(default: $XMPP_LITE_STATE, else .state/server, used when it exists)")
+    engine_argument(parser, "; checks that the local server is that one")
     parser.add_argument("--port", type=port_number, metavar="P",
                         help="c2s port (default: --server's, the local server's, else 5222; 5223 with "
                              "--tls direct)")
@@ -116,7 +109,17 @@ def add_arguments(parser):
                              "each device as ca.der (default: the local server's test CA)")
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="how accounts are created: ibr (in-band registration), prosodyctl (the "
-                             "local server's), ejabberdctl, or auto (default: in-band, else the admin tool)")
+                             "local Prosody's), ejabberdctl (the local ejabberd's, or with --ejabberd-node), "
+                             "or auto (default: in-band, else the admin command)")
+    parser.add_argument("--ejabberd-node", metavar="NODE",
+                        help="for an ejabberd elsewhere run from this host: its Erlang node name for "
+                             "ejabberdctl --node (e.g. ejabberd@localhost)")
+    parser.add_argument("--ejabberd-config", metavar="FILE",
+                        help="its ejabberd.yml, for ejabberdctl --config")
+    parser.add_argument("--network-profile", metavar="FILE",
+                        help="the boards' network settings as JSON, the \"network\" object of config.json "
+                             "(e.g. {\"kind\": \"wifi\", \"ssid\": \"home\", \"password\": \"...\"}), "
+                             "instead of --wifi-ssid or --apn")
     parser.add_argument("--wifi-ssid", metavar="SSID",
                         help="Wi-Fi network for the boards (network kind wifi)")
     parser.add_argument("--wifi-password", metavar="PASSWORD", help="the Wi-Fi password (with --wifi-ssid)")
@@ -138,7 +141,7 @@ class Target:
         self.tls = tls
         self.ca_der = ca_der  # bytes, or None when unknown
         self.ca_source = ca_source
-        self.local = local  # ProsodyServer of the state directory, or None
+        self.local = local  # the local server (an engine of host_tools.engines), or None
 
 
 def parse_server(text):
@@ -192,26 +195,25 @@ def _read_ca(path, what):
 
 
 def _load_local(state_dir, explicit):
-    if not os.path.exists(os.path.join(state_dir, STATE_FILE)):
-        if explicit:
-            raise CommandError("no local server in %s (start one with 'xmpp-lite server start --state %s')"
-                               % (state_dir, state_dir))
-        return None
-    try:
-        return ProsodyServer.load(state_dir)
-    except (ServerError, KeyError, TypeError) as error:
-        raise CommandError("%s: unreadable server state: %s" % (os.path.join(state_dir, STATE_FILE), error))
+    local = load_server(state_dir)
+    if local is None and explicit:
+        raise CommandError("no local server in %s (start one with 'xmpp-lite server start --state %s')"
+                           % (state_dir, state_dir))
+    return local
 
 
 def _names_local(local, host, port):
-    """Does --server HOST[:PORT] mean the local server? Its domain or a loopback name, and one of its ports."""
-    return (host == local.domain or host in LOOPBACK_HOSTS) and (
-        port is None or port in (local.c2s_port, local.direct_tls_port))
+    """Does --server HOST[:PORT] mean the local server? Its domain, its address or a loopback name, and one of
+    its ports."""
+    ports = [node["c2s_port"] for node in local.nodes()] + [node["direct_tls_port"] for node in local.nodes()]
+    return (host in (local.domain, local.listen) or host in LOOPBACK_HOSTS) and (port is None or port in ports)
 
 
 def resolve_target(args):
     state_dir = args.state or default_state_dir()
-    local = _load_local(state_dir, explicit=args.state is not None)
+    local = _load_local(state_dir, explicit=args.state is not None or args.engine is not None)
+    if local is not None and args.engine is not None and local.engine != args.engine:
+        raise CommandError("--engine %s: the local server in %s is %s" % (args.engine, state_dir, local.engine))
     host = port = None
     if args.server is not None:
         host, port = parse_server(args.server)
@@ -224,7 +226,7 @@ def resolve_target(args):
                            "HOST[:PORT], or start one with 'xmpp-lite server start'" % state_dir)
     if args.state is not None:
         raise CommandError("--server %s is not the local server in %s (%s on %s:%d)" % (
-            args.server, state_dir, local.domain, LOOPBACK, local.c2s_port))
+            args.server, state_dir, local.domain, local.listen, local.c2s_port))
     if args.method == "prosodyctl":
         raise CommandError("--method prosodyctl works with the local server of 'xmpp-lite server start' "
                            "only (its --state directory)")
@@ -257,163 +259,26 @@ def _local_target(local, args, port):
         ca_der, ca_source = _read_ca(args.ca, "--ca"), args.ca
     elif tls != "none":
         ca_der, ca_source = _read_ca(local.ca_der_path, "the local server's CA"), local.ca_der_path
-    return Target(local.domain, LOOPBACK, port, tls, ca_der, ca_source, local)
-
-
-# -- how: creating accounts ---------------------------------------------------------------------
-
-
-class ProsodyAdmin:
-    """prosodyctl of the local server's state directory."""
-
-    name = "prosodyctl"
-
-    def __init__(self, server):
-        self.server = server
-
-    def create(self, user, password, replace):
-        if shutil.which(PROSODYCTL) is None:
-            raise CommandError("%s not found on PATH: %s" % (PROSODYCTL, INSTALL_HINT))
-        try:
-            # The credentials go to config.json; the server's own state need not keep them.
-            self.server.register(user, password, replace=replace, remember=False)
-        except AccountExists:
-            raise _Exists() from None
-        except ServerError as error:
-            raise CommandError("%s: prosodyctl failed: %s" % (self.server.jid(user), _one_line(error)))
-
-
-class EjabberdAdmin:
-    """ejabberdctl on the ejabberd host: ``register USER HOST PASSWORD``, ``change_password`` for --force."""
-
-    name = "ejabberdctl"
-
-    def __init__(self, domain):
-        self.domain = domain
-
-    def _run(self, *args):
-        try:
-            result = subprocess.run([EJABBERDCTL] + list(args), capture_output=True, text=True,
-                                    stdin=subprocess.DEVNULL, timeout=ADMIN_TIMEOUT)
-        except FileNotFoundError:
-            raise CommandError("%s not found on PATH (run provision on the ejabberd host, or use "
-                               "--method ibr)" % EJABBERDCTL) from None
-        except subprocess.TimeoutExpired:
-            raise CommandError("%s %s: no answer within %.0f s" % (EJABBERDCTL, args[0], ADMIN_TIMEOUT)) from None
-        return result.returncode, (result.stdout + result.stderr).strip()
-
-    def create(self, user, password, replace):
-        jid = "%s@%s" % (user, self.domain)
-        status, output = self._run("register", user, self.domain, password)
-        if status == 0:
-            return
-        if "already registered" not in output and "conflict" not in output:
-            raise CommandError("%s: ejabberdctl register failed (%d): %s" % (jid, status, _one_line(output)))
-        if not replace:
-            raise _Exists()
-        status, output = self._run("change_password", user, self.domain, password)
-        if status != 0:
-            raise CommandError("%s: ejabberdctl change_password failed (%d): %s"
-                               % (jid, status, _one_line(output)))
-
-
-def _one_line(text, default="no output"):
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return "; ".join(lines[-3:]) if lines else default
-
-
-class Accounts:
-    """Creates accounts by the chosen method; ``create`` returns what it did, in words."""
-
-    def __init__(self, target, method, force, say):
-        self.target = target
-        self.method = method
-        self.force = force
-        self.say = say
-        self.admin = self._admin()
-        self.in_band = method in ("ibr", "auto")
-        if method == "auto" and target.local is not None and not target.local.is_running():
-            self.in_band = False  # nothing answers in-band; prosodyctl works on a stopped server
-        if method in ("prosodyctl", "ejabberdctl") and self.admin is None:
-            raise CommandError("--method %s needs the local server's state (--state DIR, from "
-                               "'xmpp-lite server start')" % method)
-
-    def _admin(self):
-        if self.method == "ejabberdctl":
-            return EjabberdAdmin(self.target.domain)
-        if self.target.local is not None:
-            return ProsodyAdmin(self.target.local)
-        if self.method == "auto" and shutil.which(EJABBERDCTL):
-            return EjabberdAdmin(self.target.domain)
-        return None
-
-    def describe(self):
-        if self.method == "auto":
-            if not self.in_band:
-                return self.admin.name
-            return "in-band registration" + (" (else %s)" % self.admin.name if self.admin else "")
-        return {"ibr": "in-band registration"}.get(self.method, self.method)
-
-    def create(self, user, password):
-        jid = "%s@%s" % (user, self.target.domain)
-        if self.in_band:
-            try:
-                self._in_band(jid, password)
-                return "created (in-band)"
-            except _NotOffered as error:
-                if self.method == "ibr" or self.admin is None:
-                    raise CommandError("%s: %s; create the accounts with the server's admin tool "
-                                       "(--method prosodyctl or ejabberdctl)" % (jid, error))
-                self.say("  in-band registration not offered (%s); using %s" % (error.condition, self.admin.name))
-                self.in_band = False
-            except _Exists:
-                return self._exists(jid, user, password)
-        try:
-            self.admin.create(user, password, replace=False)
-            return "created (%s)" % self.admin.name
-        except _Exists:
-            return self._exists(jid, user, password)
-
-    def _exists(self, jid, user, password):
-        if not self.force:
-            raise CommandError("%s already exists (--force resets its password)" % jid)
-        if self.admin is None:
-            raise CommandError("%s already exists, and in-band registration cannot reset a password: "
-                               "no admin tool for %s (use --state for the local server, or --method "
-                               "ejabberdctl on the ejabberd host)" % (jid, self.target.domain))
-        self.admin.create(user, password, replace=True)
-        return "password reset (%s)" % self.admin.name
-
-    def _in_band(self, jid, password):
-        from xmpp_lite.client import Client
-        from xmpp_lite.errors import ConditionError
-        from xmpp_lite.register import RegistrationError
-        from xmpp_lite.stream import ProtocolError
-
-        target = self.target
-        client = Client(jid, password, host=target.host, port=target.port, tls=target.tls, ca=target.ca_der,
-                        # Without TLS the password goes in the clear: only to the local server, on loopback.
-                        insecure_plain=target.tls == "none" and target.local is not None)
-        try:
-            client.register(timeout_ms=REGISTER_TIMEOUT_MS)
-        except RegistrationError as error:
-            if error.condition == "conflict":
-                raise _Exists() from None
-            if error.condition in NOT_OFFERED:
-                raise _NotOffered(error) from None
-            raise CommandError("%s: in-band registration failed: %s" % (jid, error)) from None
-        except (ConditionError, ProtocolError, OSError, ValueError) as error:  # auth, stream, TLS, network
-            hint = ""
-            if isinstance(error, ConnectionRefusedError):
-                hint = " (is the server running? 'xmpp-lite server status')"
-            raise CommandError("%s: in-band registration at %s:%d failed: %s%s" % (
-                jid, target.host, target.port, _one_line(error, type(error).__name__), hint)) from None
+    # Where the boards connect: the address the server listens on (loopback unless started with --listen).
+    return Target(local.domain, local.listen, port, tls, ca_der, ca_source, local)
 
 
 # -- what: the files ----------------------------------------------------------------------------------
 
 
 def _network(args):
+    if args.network_profile:
+        if args.wifi_ssid or args.apn:
+            raise CommandError("--network-profile and --wifi-ssid or --apn: give the network one way")
+        try:
+            with open(args.network_profile) as f:
+                network = json.load(f)
+        except (OSError, ValueError) as error:
+            raise CommandError("--network-profile %s: not a readable JSON file (%s)" % (args.network_profile, error))
+        if not isinstance(network, dict) or "kind" not in network:
+            raise CommandError("--network-profile %s: need a JSON object with \"kind\" (wifi, modem or none)"
+                               % args.network_profile)
+        return network
     if args.wifi_ssid and args.apn:
         raise CommandError("--wifi-ssid and --apn: a board uses one network; give one of them")
     if args.wifi_password is not None and not args.wifi_ssid:
@@ -480,6 +345,15 @@ def _to_json(value):
     return json.dumps(value, indent=2) + "\n"
 
 
+def _is_loopback(host):
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_name(prefix):
     if not prefix or any(c in _BAD_LOCAL_CHARS for c in prefix) or prefix.startswith("."):
         raise CommandError("--prefix %r: use letters, digits, '-', '_' or '.' (it becomes the JID's local part "
@@ -527,7 +401,7 @@ def _provision(args, secrets_used):
         parent = os.path.dirname(path)
         if os.path.exists(parent) and not os.path.isdir(parent):
             raise CommandError("%s exists and is not a folder" % parent)
-    accounts = Accounts(target, args.method, args.force, print)
+    accounts = Accounts(target, args.method, args.force, print, args)
 
     security = {"required": "STARTTLS", "direct": "direct TLS", "none": "no TLS"}[target.tls]
     if target.ca_source:
@@ -565,7 +439,11 @@ def _provision(args, secrets_used):
               "(DER), or run again with --ca FILE --force" % (target.domain, CA_FILE))
     if network["kind"] == "none":
         print("note: network kind 'none' (the board is already online, e.g. the MicroPython VM); give "
-              "--wifi-ssid or --apn for a real board")
+              "--wifi-ssid, --apn or --network-profile for a real board")
+    if _is_loopback(target.host):
+        print("warning: the configs point at %s: only a board on this host (the VM, a simboard) reaches it; "
+              "for a board on the network, start the server with 'xmpp-lite server start --listen ADDR' "
+              "or give --server with an address the board can reach" % target.host, file=sys.stderr)
     print("%d device%s provisioned in %s: copy each folder's files to its board (see README, "
           "\"Flashing a board\")" % (len(done), "" if len(done) == 1 else "s", out))
 

@@ -1,9 +1,10 @@
-"""`xmpp-lite demo`: a local Prosody, five simulated boards over a GPRS-like link, and the controller's monitor.
+"""`xmpp-lite demo`: a local server, five simulated boards over a GPRS-like link, and the controller's monitor.
 
 In order:
 
-1. start Prosody from a generated config in a temporary state directory, on a free loopback port,
-   STARTTLS required, with a throw-away test CA (host_tools.server);
+1. start the server (Prosody, or ejabberd with ``--engine ejabberd``) from a generated config in a
+   temporary state directory, on a free loopback port, STARTTLS required, with a throw-away test CA
+   (host_tools.engines);
 2. provision five device accounts (sensor-1 ... sensor-5) and the controller's, by in-band registration;
 3. start the five boards: firmware/main.py on the MicroPython VM, each with its config.json and the fake
    ESP32 modules, connected through the link emulator's "gprs" profile (host_tools.fleet);
@@ -23,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from host_tools.server import ProsodyServer, ServerError
+from host_tools.engines import DEFAULT_ENGINE, ServerError, create
 
 DEVICES = 5
 DEVICE_PREFIX = "sensor-"
@@ -34,6 +35,8 @@ DURATION_S = 30  # without a terminal; on one, until q
 REPORTING_TIMEOUT_S = 60  # every board must have reported by then (logins over GPRS take seconds)
 ANSWER_TIMEOUT_S = 20
 VM_HEAPSIZE = "256k"
+ENGINE_NAMES = {"prosody": "Prosody", "ejabberd": "ejabberd"}
+ENGINE_TOOLS = {"prosody": "prosody", "ejabberd": "ejabberdctl"}
 
 
 class DemoError(Exception):
@@ -75,14 +78,15 @@ def _show_answer(observer, jid, since):
     return None
 
 
-def _session(work, duration, interactive, resources):
+def _session(work, duration, interactive, resources, engine=DEFAULT_ENGINE):
     from host_tools.fleet import Fleet, FleetError, create_accounts
     from host_tools.monitor import MonitorScreen, run_plain, table_lines
 
-    server = ProsodyServer(os.path.join(work, "server"))
+    server = create(engine, os.path.join(work, "server"))
+    resources.append(server.stop)  # before start: a half-started server is stopped too
     server.start()
-    resources.append(server.stop)
-    say("demo: local Prosody on 127.0.0.1:%d (STARTTLS required, certificate from a test CA)" % server.c2s_port)
+    say("demo: local %s on 127.0.0.1:%d (STARTTLS required, certificate from a test CA)"
+        % (ENGINE_NAMES[engine], server.c2s_port))
     users = ["%s%d" % (DEVICE_PREFIX, number) for number in range(1, DEVICES + 1)]
     try:
         accounts = create_accounts(server, users + [CONTROLLER_USER])
@@ -121,10 +125,13 @@ def _session(work, duration, interactive, resources):
                                                          snapshot["messages"], snapshot["reconnects"]))
 
 
-def run_demo(duration=DURATION_S, keep_running=False, interactive=None):
+def run_demo(duration=DURATION_S, keep_running=False, interactive=None, engine=DEFAULT_ENGINE):
     """The whole demo; raises DemoError (one line) on failure. ``interactive``: None means "stdout is a TTY"."""
-    if shutil.which("prosody") is None:
-        raise DemoError("prosody is not installed: run `make prosody` (or apt-get install prosody)")
+    if engine not in ENGINE_TOOLS:
+        raise DemoError("unknown engine %r (known engines: %s)" % (engine, ", ".join(ENGINE_TOOLS)))
+    if shutil.which(ENGINE_TOOLS[engine]) is None:
+        raise DemoError("%s is not installed: apt-get install %s"
+                        % (ENGINE_TOOLS[engine], engine))
     if interactive is None:
         interactive = sys.stdout.isatty()
     started = time.monotonic()
@@ -135,11 +142,11 @@ def run_demo(duration=DURATION_S, keep_running=False, interactive=None):
         # A plain `kill` should clean up as Ctrl-C does: no Prosody or VM left behind.
         previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
-        _session(work, 0 if keep_running else duration, interactive, resources)
+        _session(work, 0 if keep_running else duration, interactive, resources, engine)
     except KeyboardInterrupt:
         say("demo: interrupted")
     except ServerError as error:
-        raise DemoError("local Prosody: %s" % first_line(error)) from None
+        raise DemoError("local %s: %s" % (ENGINE_NAMES[engine], first_line(error))) from None
     except DemoError:
         raise
     except Exception as error:  # noqa: BLE001 - anything else still ends in one line

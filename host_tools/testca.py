@@ -5,7 +5,8 @@ One call writes a small PKI into a directory:
 - ``ca.pem`` / ``ca.der`` / ``ca.key``: a test certificate authority. Clients trust ``ca.pem`` (CPython) or
   ``ca.der`` (MicroPython's ``ssl`` takes DER ``cadata`` on some ports).
 - ``server.pem`` / ``server.key``: the server certificate, signed by the CA, for the XMPP domain (plus
-  ``localhost`` and ``127.0.0.1`` unless told otherwise).
+  ``localhost`` and ``127.0.0.1`` unless told otherwise, and any host names and addresses the server
+  listens on).
 - ``wrong.pem`` / ``wrong.key``: an unrelated self-signed certificate for the same names, for negative tests
   (a client that trusts ``wrong.pem`` must reject the real server; a server presenting it must be rejected).
 
@@ -126,12 +127,34 @@ def _cert_pem(cert):
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def create(directory, domain="localhost", include_localhost=True, include_loopback_ip=True):
-    """Generate a fresh CA, server certificate and wrong certificate in ``directory``; return a TestPKI."""
+def _names(domain, include_localhost, include_loopback_ip, extra_names):
+    """(DNS names, IP addresses) for the server certificate's subjectAltName."""
+    names = [domain] + (["localhost"] if include_localhost else [])
+    addresses = ["127.0.0.1"] if include_loopback_ip else []
+    for name in extra_names:
+        if _is_address(name):
+            addresses.append(str(ipaddress.ip_address(name)))
+        else:
+            names.append(name)
+    return _unique(names), _unique(addresses)
+
+
+def _is_address(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def create(directory, domain="localhost", include_localhost=True, include_loopback_ip=True, extra_names=()):
+    """Generate a fresh CA, server certificate and wrong certificate in ``directory``; return a TestPKI.
+
+    ``extra_names``: more host names and IP addresses for the server certificate (a server that listens
+    beyond loopback is reached by its host name or address).
+    """
     os.makedirs(directory, exist_ok=True)
     pki = TestPKI(directory)
-    dns_names = _unique([domain] + (["localhost"] if include_localhost else []))
-    ip_addresses = ["127.0.0.1"] if include_loopback_ip else []
     now = datetime.datetime.now(datetime.timezone.utc)
 
     ca_key = _new_key()
@@ -145,9 +168,20 @@ def create(directory, domain="localhost", include_localhost=True, include_loopba
                    encipher_only=False, decipher_only=False), critical=True)
                .add_extension(ca_ski, critical=False)
                .sign(ca_key, hashes.SHA256()))
+    _write(pki.ca_key, _key_pem(ca_key), private=True)
+    _write(pki.ca_cert, _cert_pem(ca_cert))
+    _write(pki.ca_der, ca_cert.public_bytes(serialization.Encoding.DER))
+    _issue_server(pki, ca_key, ca_cert, domain, _names(domain, include_localhost, include_loopback_ip,
+                                                       extra_names), now)
+    return pki
 
+
+def _issue_server(pki, ca_key, ca_cert, domain, names, now):
+    """Write the server certificate (signed by the CA) and the wrong certificate for ``names``."""
+    dns_names, ip_addresses = names
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     server_key = _new_key()
-    server_cert = (_leaf_extensions(_builder(_name(domain), ca_name, server_key.public_key(), now),
+    server_cert = (_leaf_extensions(_builder(_name(domain), ca_cert.subject, server_key.public_key(), now),
                                     dns_names, ip_addresses)
                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()),
                                   critical=False)
@@ -165,14 +199,10 @@ def create(directory, domain="localhost", include_localhost=True, include_loopba
                   .add_extension(wrong_ski, critical=False)
                   .sign(wrong_key, hashes.SHA256()))
 
-    _write(pki.ca_key, _key_pem(ca_key), private=True)
-    _write(pki.ca_cert, _cert_pem(ca_cert))
-    _write(pki.ca_der, ca_cert.public_bytes(serialization.Encoding.DER))
     _write(pki.server_key, _key_pem(server_key), private=True)
     _write(pki.server_cert, _cert_pem(server_cert))
     _write(pki.wrong_key, _key_pem(wrong_key), private=True)
     _write(pki.wrong_cert, _cert_pem(wrong_cert))
-    return pki
 
 
 def certificate_names(cert_path):
@@ -195,17 +225,27 @@ def _still_valid(cert_path, margin=datetime.timedelta(days=1)):
     return not_after > datetime.datetime.now(datetime.timezone.utc) + margin
 
 
-def ensure(directory, domain="localhost", include_localhost=True, include_loopback_ip=True):
+def ensure(directory, domain="localhost", include_localhost=True, include_loopback_ip=True, extra_names=()):
     """Reuse the PKI in ``directory`` if it is complete, valid and covers ``domain``; else create one.
 
     Reuse matters for a server restarted on the same state directory: boards already given ``ca.der``
-    keep trusting it.
+    keep trusting it. A server certificate that lacks one of ``extra_names`` is issued again by the
+    same CA, so boards keep trusting the server when it listens on another address.
     """
     pki = TestPKI(directory)
     if pki.exists():
         try:
-            if domain in certificate_names(pki.server_cert) and _still_valid(pki.server_cert):
+            names = certificate_names(pki.server_cert)
+            if domain in names and _still_valid(pki.server_cert) and _still_valid(pki.ca_cert):
+                wanted = _names(domain, include_localhost, include_loopback_ip, extra_names)
+                if all(name in names for name in wanted[0] + wanted[1]):
+                    return pki
+                with open(pki.ca_key, "rb") as f:
+                    ca_key = serialization.load_pem_private_key(f.read(), password=None)
+                with open(pki.ca_cert, "rb") as f:
+                    ca_cert = x509.load_pem_x509_certificate(f.read())
+                _issue_server(pki, ca_key, ca_cert, domain, wanted, datetime.datetime.now(datetime.timezone.utc))
                 return pki
-        except ValueError:  # unreadable certificate: start over
+        except ValueError:  # unreadable certificate or key: start over
             pass
-    return create(directory, domain, include_localhost, include_loopback_ip)
+    return create(directory, domain, include_localhost, include_loopback_ip, extra_names)

@@ -1,20 +1,27 @@
-"""Fleet benchmark: how many simulated devices stay online and report every 10 s against one local Prosody.
+"""Fleet benchmark: simulated devices that stay online and report, per server engine and on a 2-node cluster.
 
-Starts its own Prosody (STARTTLS, test CA), creates the accounts by in-band registration, and runs
-host_tools.fleet's devices in this process (runtime "cpython": the real xmpp_lite link and node code, a
-thread each) through the link emulator ("wifi" profile). After every device is online, it watches for
-OBSERVE_S seconds and prints: devices online at the end, devices whose reports reached the controller
-in the last REPORTED_WINDOW_S, reports per second against the expected rate, reconnections, and the CPU
-time this process and Prosody spent. Target: >= 1000 devices.
+1. Each engine side by side (Prosody, ejabberd; one node each, started here with STARTTLS and the test
+   CA): DEVICES in-process CPython devices (host_tools.fleet runtime "cpython": the real xmpp_lite link
+   and node code, a thread each) reporting every REPORT_INTERVAL_S through the link emulator ("wifi"),
+   accounts by in-band registration. Once all are online it watches for OBSERVE_S and prints: devices
+   online, reports/s against the expected rate, reconnects, and CPU % of one core per 1000 devices for
+   the server (all its processes) and for the simulator (this process: devices, link emulators, the
+   controller).
+2. A 2-node ejabberd cluster: CLUSTER_DEVICES devices (target 5000) reporting every CLUSTER_INTERVAL_S,
+   the devices taking turns between the nodes; the same figures, and online devices per node.
+3. Three devices on the MicroPython VM (firmware/main.py, the library as .mpy): each VM's resident memory
+   and its GC heap (the cap, and what the status command says is free once online).
 
-Then three devices on the MicroPython VM (firmware/main.py, the library as .mpy): each VM's resident
-memory and its GC heap (the cap, and what the status command says is free once online).
+Times and CPU shares are measured on a shared machine: noisy. Device counts are not.
 
-Run: make bench   (or .venv/bin/python tests/bench/bench_fleet.py [DEVICES])
+Run: make bench   (or .venv/bin/python tests/bench/bench_fleet.py [--devices N] [--cluster-devices N]
+                   [--engines prosody,ejabberd] [--observe S] [--no-vm])
 """
 
+import argparse
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -25,14 +32,19 @@ for _path in (ROOT, os.path.join(ROOT, "lib")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from host_tools.engines import create  # noqa: E402
 from host_tools.fleet import CONNECT_SPREAD_S, Fleet, create_accounts  # noqa: E402
-from host_tools.server import ProsodyServer  # noqa: E402
 
-TARGET_DEVICES = 1000
+ENGINES = ("prosody", "ejabberd")
+TARGET_DEVICES = 1000  # per engine, one node
 REPORT_INTERVAL_S = 10
-ONLINE_TIMEOUT_S = 300  # for the whole fleet to log in
+CLUSTER_TARGET_DEVICES = 5000  # on 2 ejabberd nodes
+CLUSTER_INTERVAL_S = 60
+CLUSTER_NODES = 2
+# Thousands of logins 5 ms apart overrun one simulator process (TLS and SCRAM for each, a thread each).
+CLUSTER_CONNECT_SPREAD_S = 0.02
+ONLINE_TIMEOUT_S = 600  # for the whole fleet to log in
 OBSERVE_S = 60
-REPORTED_WINDOW_S = 2 * REPORT_INTERVAL_S + 5  # a device counts as reporting if heard from this recently
 VM_DEVICES = 3
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -42,6 +54,23 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def server_cpu_seconds(server):
+    """CPU time of every process of the server: each node runs in a process group (session) of its own."""
+    groups = {node["pid"] for node in server.nodes() if node["pid"]}
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups or int(entry) in groups:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
 
 
 def rss_kb(pid):
@@ -64,43 +93,66 @@ def wait_online(fleet, count, timeout):
     return None
 
 
-def measure_cpython(server, work, devices):
+def measure_cpython(server, work, devices, interval_s, observe_s, prefix, spread_s=CONNECT_SPREAD_S):
+    """Run ``devices`` against ``server``; a dict of figures (None values when the fleet did not get online)."""
     start = time.time()
-    accounts = create_accounts(server, ["bench-%d" % n for n in range(1, devices + 1)] + ["bench-controller"])
+    accounts = create_accounts(server, ["%s-%d" % (prefix, n) for n in range(1, devices + 1)]
+                               + ["%s-controller" % prefix], threads=16)
     print("  %d accounts created in %.1f s" % (devices + 1, time.time() - start))
     fleet = Fleet(server, accounts[:-1], accounts[-1], runtime="cpython", profile="wifi",
-                  interval_s=REPORT_INTERVAL_S, work_dir=work)
+                  interval_s=interval_s, work_dir=work, connect_spread_s=spread_s)
+    result = {"devices": devices, "online": 0, "reports_per_s": None, "expected_per_s": devices / interval_s,
+              "reconnects": None, "server_cpu": None, "simulator_cpu": None, "login_s": None}
     try:
         started = time.time()
         fleet.start()
         took = wait_online(fleet, devices, ONLINE_TIMEOUT_S)
-        took = None if took is None else time.time() - started
         snapshot = fleet.snapshot()
+        result["online"] = snapshot["online"]
         if took is None:
             print("  only %d of %d online after %d s; errors: %s" % (snapshot["online"], devices, ONLINE_TIMEOUT_S,
                                                                    snapshot["errors"]))
-            return snapshot["online"]
+            return result
+        result["login_s"] = time.time() - started
         print("  all %d online %.1f s after the fleet started (logins spread %.0f ms apart)"
-              % (devices, took, 1000 * CONNECT_SPREAD_S))
+              % (devices, result["login_s"], 1000 * spread_s))
         messages_before = fleet.observer.messages
-        cpu_before = (cpu_seconds(os.getpid()), cpu_seconds(server.pid))
-        time.sleep(OBSERVE_S)
-        now = time.time()
+        reconnects_before = snapshot["reconnects"]
+        cpu_before = (cpu_seconds(os.getpid()), server_cpu_seconds(server))
+        time.sleep(observe_s)
         snapshot = fleet.snapshot()
-        view = fleet.observer.view()
-        reporting = sum(1 for entry in view.values()
-                        if entry["last_report"] is not None and now - entry["last_report"] <= REPORTED_WINDOW_S)
-        rate = (fleet.observer.messages - messages_before) / OBSERVE_S
-        cpu_host = cpu_seconds(os.getpid()) - cpu_before[0]
-        cpu_server = cpu_seconds(server.pid) - cpu_before[1]
-        print("  after %d s: %d online, %d reported in the last %d s, %.1f reports/s (expected %.1f), "
-              "%d reconnects, errors %s" % (OBSERVE_S, snapshot["online"], reporting, REPORTED_WINDOW_S, rate,
-                                          devices / REPORT_INTERVAL_S, snapshot["reconnects"], snapshot["errors"]))
-        print("  CPU over those %d s: devices+controller %.0f %%, Prosody %.0f %% of one core"
-              % (OBSERVE_S, 100 * cpu_host / OBSERVE_S, 100 * cpu_server / OBSERVE_S))
-        return min(snapshot["online"], reporting)
+        result.update(
+            online=snapshot["online"],
+            reports_per_s=(fleet.observer.messages - messages_before) / observe_s,
+            reconnects=snapshot["reconnects"],
+            reconnects_while_observed=snapshot["reconnects"] - reconnects_before,
+            online_per_server=snapshot["online_per_server"],
+            simulator_cpu=100 * (cpu_seconds(os.getpid()) - cpu_before[0]) / observe_s,
+            server_cpu=100 * (server_cpu_seconds(server) - cpu_before[1]) / observe_s,
+            errors=snapshot["errors"])
+        print("  after %d s: %d online (per node %s), %.1f reports/s (expected %.1f), %d reconnects, errors %s"
+              % (observe_s, result["online"], result["online_per_server"], result["reports_per_s"],
+                 result["expected_per_s"], result["reconnects"], result["errors"]))
+        print("  CPU over those %d s, %% of one core: simulator %.0f %%, server %.0f %%"
+              % (observe_s, result["simulator_cpu"], result["server_cpu"]))
+        return result
     finally:
         fleet.stop()
+
+
+def per_thousand(value, devices):
+    return "-" if value is None else "%.1f" % (value * 1000 / devices)
+
+
+def print_side_by_side(results):
+    print("Side by side (CPU: % of one core per 1000 devices; reports/s: measured / expected):")
+    print("  %-22s %8s %8s %14s %11s %12s %14s" % ("server", "devices", "online", "reports/s", "reconnects",
+                                                   "server CPU", "simulator CPU"))
+    for name, r in results:
+        rate = "-" if r["reports_per_s"] is None else "%.1f / %.1f" % (r["reports_per_s"], r["expected_per_s"])
+        print("  %-22s %8d %8d %14s %11s %12s %14s" % (
+            name, r["devices"], r["online"], rate, "-" if r["reconnects"] is None else r["reconnects"],
+            per_thousand(r["server_cpu"], r["devices"]), per_thousand(r["simulator_cpu"], r["devices"])))
 
 
 def measure_vm(server, work):
@@ -134,23 +186,57 @@ def measure_vm(server, work):
         fleet.stop()
 
 
-def main():
-    devices = int(sys.argv[1]) if len(sys.argv) > 1 else TARGET_DEVICES
-    work = tempfile.mkdtemp(prefix="xmpp-lite-bench-fleet-")
-    server = ProsodyServer(os.path.join(work, "server"))
+def run_engine(engine, work, devices, interval_s, observe_s, nodes=1, prefix="bench", spread_s=CONNECT_SPREAD_S):
+    options = {"nodes": nodes} if nodes > 1 else {}
+    server = create(engine, os.path.join(work, "%s-%d" % (engine, nodes)), **options)
     server.start()
     try:
-        print("Fleet scale: %d in-process CPython devices reporting every %d s, through the link emulator "
-              "(wifi), one local Prosody, %d cores:" % (devices, REPORT_INTERVAL_S, os.cpu_count()))
-        kept = measure_cpython(server, work, devices)
-        print("  devices online and reporting: %d; target >= %d: %s"
-              % (kept, TARGET_DEVICES, "met" if kept >= TARGET_DEVICES else "NOT met"))
-        print("Memory per device on the MicroPython VM (firmware/main.py, %d devices):" % VM_DEVICES)
-        measure_vm(server, work)
+        return measure_cpython(server, work, devices, interval_s, observe_s, prefix, spread_s)
     finally:
         server.stop()
-        import shutil
 
+
+def main():
+    parser = argparse.ArgumentParser(description="Fleet benchmark per server engine and on a 2-node cluster.")
+    parser.add_argument("devices_positional", nargs="?", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--devices", type=int, default=TARGET_DEVICES, help="devices per engine (one node)")
+    parser.add_argument("--cluster-devices", type=int, default=CLUSTER_TARGET_DEVICES,
+                        help="devices on the 2-node ejabberd cluster (0: skip)")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="engines side by side ('' to skip)")
+    parser.add_argument("--observe", type=float, default=OBSERVE_S, help="seconds watched once all are online")
+    parser.add_argument("--no-vm", action="store_true", help="skip the MicroPython VM memory figures")
+    parser.add_argument("--cluster-spread", type=float, default=CLUSTER_CONNECT_SPREAD_S,
+                        help="seconds between two cluster devices' logins (default %s)" % CLUSTER_CONNECT_SPREAD_S)
+    args = parser.parse_args()
+    devices = args.devices_positional or args.devices
+    work = tempfile.mkdtemp(prefix="xmpp-lite-bench-fleet-")
+    results = []
+    try:
+        for engine in filter(None, args.engines.split(",")):
+            print("Fleet on %s (one node): %d in-process CPython devices reporting every %d s, through the link "
+                  "emulator (wifi), %d cores:" % (engine, devices, REPORT_INTERVAL_S, os.cpu_count()))
+            results.append((engine, run_engine(engine, work, devices, REPORT_INTERVAL_S, args.observe)))
+        if args.cluster_devices:
+            print("Fleet on a %d-node ejabberd cluster: %d devices reporting every %d s, taking turns between "
+                  "the nodes:" % (CLUSTER_NODES, args.cluster_devices, CLUSTER_INTERVAL_S))
+            cluster = run_engine("ejabberd", work, args.cluster_devices, CLUSTER_INTERVAL_S, args.observe,
+                                 nodes=CLUSTER_NODES, prefix="cl", spread_s=args.cluster_spread)
+            results.append(("ejabberd, %d nodes" % CLUSTER_NODES, cluster))
+            met = cluster["online"] == args.cluster_devices and cluster["reconnects"] == 0
+            print("  target: %d devices online with 0 reconnects: %s" % (
+                CLUSTER_TARGET_DEVICES, "met" if met and args.cluster_devices >= CLUSTER_TARGET_DEVICES
+                else "NOT met" if not met else "met for %d devices" % args.cluster_devices))
+        if results:
+            print_side_by_side(results)
+        if not args.no_vm:
+            print("Memory per device on the MicroPython VM (firmware/main.py, %d devices, Prosody):" % VM_DEVICES)
+            server = create("prosody", os.path.join(work, "vm-server"))
+            server.start()
+            try:
+                measure_vm(server, work)
+            finally:
+                server.stop()
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 

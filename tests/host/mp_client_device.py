@@ -46,11 +46,22 @@ def wrong_password():
 
 
 def plain_in_the_clear():
-    device = client(password=config["plain_password"], port=config["plain_port"], tls="none",
-                    insecure_plain=True, mechanisms=("PLAIN",))
+    if config.get("plain_over_tls"):  # a server without a plaintext twin: PLAIN inside STARTTLS
+        device = client(port=config["port"], ca=config["ca_der"], mechanisms=("PLAIN",))
+    else:
+        device = client(password=config["plain_password"], port=config["plain_port"], tls="none",
+                        insecure_plain=True, mechanisms=("PLAIN",))
     jid = device.connect(TIMEOUT_MS)
     print("PLAIN %s %s %d" % (jid, device.session.mechanism, device.session.flights))
     device.close()
+
+
+def each_mechanism():
+    for name in config.get("mechanisms", ()):
+        device = client(port=config["port"], ca=config["ca_der"], mechanisms=(name,))
+        device.connect(TIMEOUT_MS)
+        print("MECHANISM %s %s" % (name, device.session.mechanism))
+        device.close()
 
 
 def register_and_log_in():
@@ -92,5 +103,6 @@ def echo_until_quit():
 wrong_certificate()
 wrong_password()
 plain_in_the_clear()
+each_mechanism()
 register_and_log_in()
 echo_until_quit()

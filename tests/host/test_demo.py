@@ -58,3 +58,14 @@ def test_device_failure_is_one_clear_error(monkeypatch):
     message = str(caught.value)
     assert "\n" not in message and message.startswith("not every board reported within 15 s"), message
     assert "MemoryError" in message, message
+
+
+def test_demo_on_ejabberd():
+    result = run_cli("demo", "--engine", "ejabberd", "--duration", "6")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert re.search(r"demo: local ejabberd on 127\.0\.0\.1:\d+ \(STARTTLS required", out), out
+    assert "demo: all 5 boards report" in out
+    assert re.search(r'demo: sensor-1@localhost answers "temp=\d+(\.\d)?C light=[\d.]+"', out), out
+    assert re.search(r"demo: 5/5 online, \d+ reports, \d+ reconnects", out), out
+    assert out.rstrip().splitlines()[-1].startswith("demo: everything stopped")
