@@ -183,7 +183,7 @@ class Client:
         self._tx_view = memoryview(self._tx)
         self._tx_start = 0  # self._tx[_tx_start:_tx_end] is taken from the session, not yet by the socket
         self._tx_end = 0
-        self._refused_seen = 0  # session.refused_iqs already logged
+        self._refused_seen = 0  # refused stanzas already logged (session.refused_iqs + refused_stanzas)
         self._poller = None
         self._mask = 0
         self._more = False  # the last read stopped at MAX_READS_PER_POLL: input may be waiting
@@ -575,10 +575,12 @@ class Client:
             if session.alive_signs != signs:
                 # Liveness: complete stanzas and whitespace, not any byte.
                 self.last_received_ms = ticks_ms()
-            if session.refused_iqs != self._refused_seen:
-                print("xmpp_lite: %d iq requests refused so far: the output backlog was full"
-                      % session.refused_iqs)
-                self._refused_seen = session.refused_iqs
+            refused = session.refused_iqs + session.refused_stanzas
+            if refused != self._refused_seen:
+                print("xmpp_lite: %d stanzas refused so far (%d iq requests while the output backlog was full, "
+                      "%d with more text than the device keeps)"
+                      % (refused, session.refused_iqs, session.refused_stanzas))
+                self._refused_seen = refused
             self._handle_events()
         return self.sock is not None
 

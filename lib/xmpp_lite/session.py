@@ -321,6 +321,7 @@ class Session:
         self._out_offset = 0
         self._out_bytes = 0
         self.refused_iqs = 0  # iq get/set not answered: the output backlog was full (see MAX_REPLY_BACKLOG)
+        self.refused_stanzas = 0  # stanzas with more text than the device keeps (see _refuse_cut)
         self.alive_signs = 0  # complete stanzas and whitespace keepalives received: what proves the link alive
         self._input_since_output = True
         self._restart = False  # reset the parser after this chunk (after <proceed/>, <success/>)
@@ -584,6 +585,11 @@ class Session:
         if state == _CLOSING:
             return  # our stream is closed: nothing more is delivered or answered
         kind = _KINDS.get((elem.xmlns, elem.local))
+        if self._builder.cut:
+            self._refuse_cut(elem, kind, state)
+            if self._state >= _CLOSED:
+                raise _Stop()
+            return
         if self._restart:
             self._fail(ProtocolError("<%s/> before the stream restart" % elem.name), "policy-violation")
         elif kind == _K_STREAM_ERROR:
@@ -629,6 +635,22 @@ class Session:
             self._fail(sasl.failure(elem))
         if self._state >= _CLOSED:
             raise _Stop()
+
+    def _refuse_cut(self, elem, kind, state):
+        """A stanza with more text than the Builder keeps (stanza.MAX_STANZA_TEXT): refused whole.
+
+        Online, a message, presence or iq is counted as received (XEP-0198: it
+        was handled, by refusing it) and in ``refused_stanzas``, an iq get/set
+        is answered with resource-constraint, and nothing reaches the
+        application. Anything else (a login element) ends the stream.
+        """
+        if state == _ONLINE and kind in (_K_MESSAGE, _K_PRESENCE, _K_IQ):
+            self._count_received()
+            self.refused_stanzas += 1
+            if kind == _K_IQ and elem.get("type") in ("get", "set") and self._out_bytes < MAX_REPLY_BACKLOG:
+                self._queue_element(error_reply(elem, "wait", "resource-constraint"))
+            return
+        self._fail(ProtocolError("<%s/> with more text than the device keeps" % elem.name), "resource-constraint")
 
     def _on_stream_error(self, elem):
         condition, text, host = xs.read_stream_error(elem)

@@ -34,6 +34,13 @@ NS_XML = "http://www.w3.org/XML/1998/namespace"
 # caps a stanza's bytes, but "<a/>" is 4 bytes and an Element costs far more
 # heap than that, so the element count needs its own cap.
 MAX_ELEMENTS = 128
+# Characters of text the Builder keeps for one stanza. The stanza cap lets a
+# peer send one text of nearly 16 KB, which would need a block that large in
+# one piece: on a fragmented board heap, a MemoryError. A stanza with more text
+# is cut short and marked (Builder.cut); the session refuses it whole (see
+# xmpp_lite.session, MAX_STANZA_TEXT there). Commands, reports and the login's
+# elements are far smaller.
+MAX_STANZA_TEXT = 4096
 
 # The one prefix bound without a declaration (Namespaces in XML, section 3).
 # Shared and never changed: scopes copy it before adding a binding.
@@ -344,14 +351,19 @@ class Builder:
     (the root is not kept), ``on_stanza(element)`` for each complete depth-1
     element, which the Builder then forgets, and ``on_stream_end()`` for the
     root's end tag. Text between stanzas (whitespace keepalives) is ignored.
-    A stanza of more than ``max_elements`` elements raises XMLError.
+    A stanza of more than ``max_elements`` elements raises XMLError. Of a
+    stanza's text, at most ``max_text`` characters are kept (None: all);
+    past that, the rest is dropped and ``cut`` is True while ``on_stanza``
+    runs, so that the receiver can refuse the stanza rather than use part of it.
     """
 
-    def __init__(self, on_stanza, on_stream_start=None, on_stream_end=None, max_elements=MAX_ELEMENTS):
+    def __init__(self, on_stanza, on_stream_start=None, on_stream_end=None, max_elements=MAX_ELEMENTS,
+                 max_text=MAX_STANZA_TEXT):
         self.on_stanza = on_stanza
         self.on_stream_start = on_stream_start
         self.on_stream_end = on_stream_end
         self.max_elements = max_elements
+        self.max_text = max_text
         self.reset()
 
     def reset(self):
@@ -361,6 +373,8 @@ class Builder:
         self._stack = []  # (element, child default, child prefixes) of the current stanza
         self._count = 0  # elements in the current stanza
         self._texts = []  # text since the last tag, joined once at the next one (see text)
+        self._text_chars = 0  # text of the current stanza, kept or not
+        self.cut = False  # the current stanza had more than max_text characters of text
 
     def _open_root(self, name, attrs):
         _, _, default, prefixes = _scope(name, attrs, None, None, _XML_PREFIXES)
@@ -385,6 +399,8 @@ class Builder:
             parent = None
             default, prefixes = self._root_scope
             self._count = 1
+            self._text_chars = 0
+            self.cut = False
         elem = Element(name, attrs)
         elem.xmlns, _, default, prefixes = _scope(name, attrs, None, default, prefixes)
         if parent is not None:
@@ -407,6 +423,10 @@ class Builder:
     def text(self, data):
         if not self._stack:
             return  # between stanzas
+        self._text_chars += len(data)
+        if self.max_text is not None and self._text_chars > self.max_text:
+            self.cut = True  # nothing more is kept of this stanza's text
+            return
         # The parser passes a long text on in pieces as they arrive: adding
         # each to the text so far would copy it all again every time. The
         # pieces are joined once, at the next tag; small ones are put
@@ -433,7 +453,7 @@ class Builder:
 def parse(data):
     """Parse one standalone element (bytes or str) into an Element."""
     found = []
-    builder = Builder(found.append)
+    builder = Builder(found.append, max_text=None)
     builder._open_root("", {})  # the element stands where a stanza would
     if isinstance(data, str):
         data = data.encode("utf-8")

@@ -37,7 +37,7 @@ from xmpp_lite.session import (
     ProtocolError,
     Session,
 )
-from xmpp_lite.stanza import NS_STANZAS, Element
+from xmpp_lite.stanza import MAX_STANZA_TEXT, NS_STANZAS, Element
 
 
 # -- online: iq answers, stanzas ---------------------------------------------------------------------
@@ -270,6 +270,41 @@ def test_alive_signs_count_stanzas_and_whitespace_not_bytes():
     assert session.alive_signs == before + 1  # a stanza trickled in is not a sign yet
     session.receive_data(b" way</body></message>")
     assert session.alive_signs == before + 2 and session.next_event()[0] == EVENT_MESSAGE
+
+
+def test_a_stanza_with_more_text_than_the_device_keeps_is_refused_whole():
+    session, peer = online_session()
+    # At the cap: delivered whole, in pieces as the parser passes them on.
+    keep = "k" * MAX_STANZA_TEXT
+    session.receive_data(b"<message from='a@example.net/x'><body>" + keep.encode() + b"</body></message>")
+    kind, msg = session.next_event()
+    assert kind == EVENT_MESSAGE and msg.find_text("body") == keep and session.refused_stanzas == 0
+    # One over, in a body or spread over several elements: nothing reaches the application.
+    over = ("t" * (MAX_STANZA_TEXT // 2)).encode()
+    session.receive_data(b"<message from='a@example.net/x'><body>" + over + b"</body><subject>" + over
+                         + b"x</subject></message>")
+    session.receive_data(b"<presence from='a@example.net/x'><status>" + over + over + b"x</status></presence>")
+    assert session.next_event() is None and session.refused_stanzas == 2
+    # An iq get/set is answered: resource-constraint, type wait. The stream stays up.
+    session.receive_data(b"<iq type='set' id='big' from='a@example.net/x'><q xmlns='urn:example'>" + over + over
+                         + b"x</q></iq>")
+    reply = peer.elements()[-1]
+    assert reply.get("id") == "big" and reply.get("type") == "error"
+    assert reply.find("error").get("type") == "wait" and reply.find("error").children[0].local == "resource-constraint"
+    assert session.online and session.refused_stanzas == 3
+    # The next stanza is whole again.
+    session.receive_data(b"<message from='a@example.net/x'><body>small</body></message>")
+    assert session.next_event()[1].find_text("body") == "small"
+
+
+def test_a_login_element_with_more_text_than_the_device_keeps_ends_the_stream():
+    peer = Peer(Session(JID, PASSWORD, tls="none", insecure_plain=True, sasl2=False))
+    peer.start()
+    events = peer.reply(HEADER + b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                        b"<mechanism>" + b"P" * (MAX_STANZA_TEXT + 1) + b"</mechanism></mechanisms></stream:features>")
+    peer.take()
+    assert [kind for kind, _ in events] == [EVENT_ERROR] and isinstance(events[0][1], ProtocolError)
+    assert peer.session.finished and b"resource-constraint" in peer.sent
 
 
 # -- closing -------------------------------------------------------------------------------------------
