@@ -156,7 +156,8 @@ class AsyncClient:
         self.last_sent_ms = None
         self.last_received_ms = None
         self.stats = {"attempts": 0, "online": 0, "resumed": 0, "lost": 0, "dead_links": 0, "probes": 0,
-                      "whitespace": 0, "handler_errors": 0}
+                      "whitespace": 0, "handler_errors": 0, "memory_errors": 0}
+        self.memory_errors_in_row = 0  # as RobustClient's: the firmware resets the board after too many
         self._jid = jid
         self._password = password
         self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
@@ -181,6 +182,7 @@ class AsyncClient:
         self._tls_due = False
         self._closing = False
         self._stopping = False
+        self._online_at = None  # ticks_ms when the link last went online
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -375,6 +377,7 @@ class AsyncClient:
                 state = self.session.state if self.session is not None else "connecting"
                 error = OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
                                 % (self.host, self.port, state))
+            self._count_memory(error)
             if not _retryable_memory(error) and is_fatal(error):
                 self._stop(error)
                 raise error
@@ -436,6 +439,7 @@ class AsyncClient:
         self.state = STATE_ONLINE
         self.error = None
         self.stats["online"] += 1
+        self._online_at = now
         if session.resumed:
             self.stats["resumed"] += 1
         else:
@@ -496,12 +500,19 @@ class AsyncClient:
         """An error from the link's tasks: stop if it is fatal, else reconnect."""
         if self._stopping:
             return
+        self._count_memory(error)
         if _retryable_memory(error) or not is_fatal(error):
             self._lost(error)
             return
         self._drop()
         self._stop(error)
         self._wake.set()
+
+    def _count_memory(self, error):
+        """Counted before on_state hears of it, as RobustClient does (the firmware reads the counts there)."""
+        if isinstance(error, MemoryError):
+            self.stats["memory_errors"] += 1
+            self.memory_errors_in_row += 1
 
     def _stop(self, error):
         self.state = STATE_STOPPED
@@ -530,6 +541,8 @@ class AsyncClient:
                     if self.state == STATE_ONLINE:
                         now = ticks_ms()
                         self.backoff.check_stable(now)
+                        if self.memory_errors_in_row and ticks_diff(now, self._online_at) >= self.backoff.stable_ms:
+                            self.memory_errors_in_row = 0  # online long enough: the errors were not in a row
                         await self._sleep(self.heartbeat.next_due_ms(now, self._last_sent(), self.last_received_ms))
                     continue
                 await self._sleep(self.backoff.next_delay())

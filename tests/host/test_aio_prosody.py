@@ -342,6 +342,7 @@ def test_memory_error_is_a_reconnection_not_a_stop(prosody):
         stanza_id = link.send_message(prosody.jid("controller"), "after a MemoryError")
         assert await link.acked(stanza_id, 10000)  # the ack request's answer hits the MemoryError first
         assert link.session is not session and link.state == "online"
+        assert link.stats["memory_errors"] == 1 and link.memory_errors_in_row == 1  # counted as RobustClient does
         assert await link.close() == 0
         assert link.state == "stopped" and link.error is None
         with pytest.raises(OSError):
