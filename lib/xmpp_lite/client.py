@@ -183,7 +183,7 @@ class Client:
         self._tx_view = memoryview(self._tx)
         self._tx_start = 0  # self._tx[_tx_start:_tx_end] is taken from the session, not yet by the socket
         self._tx_end = 0
-        self._refused_seen = 0  # refused stanzas already logged (session.refused_iqs + refused_stanzas)
+        self._refused_seen = 0  # refused stanzas (session.refused_iqs + refused_stanzas) when last said
         self._poller = None
         self._mask = 0
         self._more = False  # the last read stopped at MAX_READS_PER_POLL: input may be waiting
@@ -576,7 +576,8 @@ class Client:
                 # Liveness: complete stanzas and whitespace, not any byte.
                 self.last_received_ms = ticks_ms()
             refused = session.refused_iqs + session.refused_stanzas
-            if refused != self._refused_seen:
+            if refused and refused >= self._refused_seen * 10:
+                # Said at the 1st, 10th, 100th, ...: a flood must not become a flood of lines (and of heap).
                 print("xmpp_lite: %d stanzas refused so far (%d iq requests while the output backlog was full, "
                       "%d with more text than the device keeps)"
                       % (refused, session.refused_iqs, session.refused_stanzas))

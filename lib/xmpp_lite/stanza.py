@@ -425,7 +425,9 @@ class Builder:
             return  # between stanzas
         self._text_chars += len(data)
         if self.max_text is not None and self._text_chars > self.max_text:
-            self.cut = True  # nothing more is kept of this stanza's text
+            # The stanza will be refused whole: what was kept of its text goes now, and no more is kept.
+            self.cut = True
+            self._texts = []
             return
         # The parser passes a long text on in pieces as they arrive: adding
         # each to the text so far would copy it all again every time. The
