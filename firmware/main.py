@@ -131,6 +131,18 @@ def bring_up_network(config, board, feed):
     return netup.modem_up(config["network"], board.get("modem"), feed)
 
 
+def network_back(config, board, interface, feed):
+    """While offline: Wi-Fi or PPP itself may be gone, not just the server. Bring it up again (one try)."""
+    if interface.isconnected():
+        return interface
+    say("network lost; bringing it up again")
+    try:
+        return bring_up_network(config, board, feed)
+    except OSError as error:  # netup.NetworkError, or the network stack's own
+        say(str(error))
+        return interface
+
+
 def make_device(config, board):
     from xmpp_lite.device import make_link, make_node
 
@@ -279,12 +291,7 @@ def run(led, board):
         feed_while_trying(offline_since)
         if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
             last_network_check = now
-            if not interface.isconnected():  # Wi-Fi or PPP itself is gone, not just the server
-                say("network lost; bringing it up again")
-                try:
-                    interface = bring_up_network(config, board, lambda: feed_while_trying(offline_since))
-                except OSError as error:  # netup.NetworkError, or the network stack's own
-                    say(str(error))
+            interface = network_back(config, board, interface, lambda: feed_while_trying(offline_since))
 
 
 async def report_timer(node):
@@ -355,12 +362,7 @@ async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_
         feed_while_trying(offline_since)
         if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
             last_network_check = now
-            if not interface.isconnected():
-                say("network lost; bringing it up again")
-                try:
-                    interface = bring_up_network(config, board, lambda: feed_while_trying(offline_since))
-                except OSError as error:
-                    say(str(error))
+            interface = network_back(config, board, interface, lambda: feed_while_trying(offline_since))
 
 
 def main():

@@ -56,6 +56,7 @@ from xmpp_lite.linkstate import (
     STATE_OFFLINE,
     STATE_ONLINE,
     STATE_STOPPED,
+    check_options,
     find_servers,
     is_fatal,
     parse_servers,
@@ -72,12 +73,10 @@ from xmpp_lite.session import (
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
     TLS_DIRECT,
-    TLS_NONE,
     TLS_REQUIRED,
     IdSource,
     Session,
     StreamError,
-    split_jid,
 )
 from xmpp_lite.sm import MAX_UNACKED, QueueFull, StreamManagement
 from xmpp_lite.stanza import NS_CLIENT, Element, serialise
@@ -124,13 +123,7 @@ class AsyncClient:
                  resource=None, insecure_plain=False, sasl_cache=None, mechanisms=None, software=None, sasl2=True,
                  heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS,
                  servers=None, nameserver=None):
-        local, domain, _ = split_jid(jid)
-        if not local or not domain:
-            raise ValueError("the JID needs a local part and a domain: " + jid)
-        if tls not in (TLS_REQUIRED, TLS_DIRECT, TLS_NONE):
-            raise ValueError("tls must be 'required', 'direct' or 'none'")
-        if host and servers:
-            raise ValueError("give host or servers, not both")
+        domain = check_options(jid, tls, host, servers)
         self.domain = domain
         self.host = host or domain  # the server of the current or last attempt
         self.port = port

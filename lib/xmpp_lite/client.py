@@ -70,19 +70,18 @@ from xmpp_lite.session import (
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
     TLS_DIRECT,
-    TLS_NONE,
     TLS_REQUIRED,
     ProtocolError,
     Session,
     StreamError,
-    split_jid,
 )
 from xmpp_lite.stanza import Element
 
 # After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
 # from source on the device.
 from xmpp_lite.certs import TLSError, load_ca  # noqa: E402,F401,I001 - TLSError, load_ca: this module's API
-from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT, MAX_SERVERS, find_servers, parse_servers  # noqa: E402,F401,E501
+from xmpp_lite.linkstate import (  # noqa: E402,F401 - MAX_SERVERS: this module's API
+    CONNECT_TIMEOUT_MS, DEFAULT_PORT, MAX_SERVERS, check_options, find_servers, parse_servers)
 
 # CONNECT_TIMEOUT_MS: DNS not included, getaddrinfo blocks as long as it takes.
 SERVER_CONNECT_TIMEOUT_MS = 10000  # for one server's TCP handshake, so that the next server gets its turn
@@ -134,13 +133,7 @@ class Client:
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
                  resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
                  servers=None, nameserver=None):
-        local, domain, _ = split_jid(jid)
-        if not local or not domain:
-            raise ValueError("the JID needs a local part and a domain: " + jid)
-        if tls not in (TLS_REQUIRED, TLS_DIRECT, TLS_NONE):
-            raise ValueError("tls must be 'required', 'direct' or 'none'")
-        if host and servers:
-            raise ValueError("give host or servers, not both")
+        domain = check_options(jid, tls, host, servers)
         self.jid = None  # the bound full JID while online
         self.domain = domain
         self.host = host or domain  # the server of the last connection attempt

@@ -8,7 +8,7 @@ from both drivers so that either one loads without the other.
 
 from xmpp_lite.parser import XMLError
 from xmpp_lite.errors import AuthError
-from xmpp_lite.stream import ProtocolError, StreamError
+from xmpp_lite.stream import ProtocolError, StreamError, split_jid
 
 STATE_OFFLINE = "offline"  # waiting for the next connection attempt
 STATE_ONLINE = "online"
@@ -94,3 +94,15 @@ def find_servers(domain, port, tls, nameserver=None):
             except dns.DNSError:
                 pass  # no answer: the system resolver may still know the domain
     return [(host, port, tls)]
+
+
+def check_options(jid, tls, host, servers):
+    """The JID's domain; ValueError for options that no connection can use (both drivers' constructors)."""
+    local, domain, _ = split_jid(jid)
+    if not local or not domain:
+        raise ValueError("the JID needs a local part and a domain: " + jid)
+    if tls not in ("required", "direct", "none"):
+        raise ValueError("tls must be 'required', 'direct' or 'none'")
+    if host and servers:
+        raise ValueError("give host or servers, not both")
+    return domain
