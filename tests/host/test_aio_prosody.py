@@ -245,12 +245,13 @@ def test_a_stream_resumes_on_the_next_server(runtime, prosody, controller, runni
 # -- the example of docs/asyncio.md, as written, with this server's address and accounts --------------------
 
 DOCS_PAGE = os.path.join(ROOT, "docs", "asyncio.md")
+README = os.path.join(ROOT, "README.md")  # its "With asyncio" section: a shorter example, the same marker
 DOCS_MARKER = "<!-- tested by: tests/host/test_aio_prosody.py::test_the_docs_example_runs -->"
 
 
-def docs_example(settings):
-    """The example's code block, with each ``NAME = ...`` line of ``settings`` replaced."""
-    text = open(DOCS_PAGE, encoding="utf-8").read()
+def docs_example(settings, page=DOCS_PAGE):
+    """The example's code block in ``page``, with each ``NAME = ...`` line of ``settings`` replaced."""
+    text = open(page, encoding="utf-8").read()
     start = text.index("```python\n", text.index(DOCS_MARKER)) + len("```python\n")
     code = text[start:text.index("\n```", start)]
     for name, value in settings.items():
@@ -259,14 +260,15 @@ def docs_example(settings):
     return code
 
 
+@pytest.mark.parametrize("page", (DOCS_PAGE, README), ids=("docs", "readme"))
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_the_docs_example_runs(runtime, prosody, controller, running, tmp_path):
+def test_the_docs_example_runs(runtime, page, prosody, controller, running, tmp_path):
     drain(controller.messages)
     script = tmp_path / ("example-%s.py" % runtime)
     script.write_text(docs_example({
         "JID": prosody.jid("device1") + "/example-" + runtime, "PASSWORD": prosody.accounts["device1"],
         "CA": prosody.ca_der_path, "SERVER": "127.0.0.1", "PORT": prosody.c2s_port,
-        "CONTROLLER": prosody.jid("controller")}))
+        "CONTROLLER": prosody.jid("controller")}, page))
     if runtime == "micropython":
         env = dict(os.environ, MICROPYPATH=".frozen:" + _vm_lib["path"])
         command = [find_tool("micropython"), "-X", "heapsize=" + VM_HEAP, str(script)]
