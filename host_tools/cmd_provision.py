@@ -134,10 +134,11 @@ def add_arguments(parser):
 class Target:
     """Where the devices connect, and what can create accounts there."""
 
-    def __init__(self, domain, host, port, tls, ca_der=None, ca_source=None, local=None):
+    def __init__(self, domain, host, port, tls, ca_der=None, ca_source=None, local=None, servers=None):
         self.domain = domain
         self.host = host
         self.port = port
+        self.servers = servers  # "HOST:PORT" of each node of a cluster, for the configs' xmpp.servers
         self.tls = tls
         self.ca_der = ca_der  # bytes, or None when unknown
         self.ca_source = ca_source
@@ -240,6 +241,7 @@ def resolve_target(args):
 
 
 def _local_target(local, args, port):
+    explicit_port = port
     if args.domain is not None and args.domain != local.domain:
         raise CommandError("--domain %s: the local server in %s serves %s" % (args.domain, local.state_dir,
                                                                             local.domain))
@@ -259,8 +261,14 @@ def _local_target(local, args, port):
         ca_der, ca_source = _read_ca(args.ca, "--ca"), args.ca
     elif tls != "none":
         ca_der, ca_source = _read_ca(local.ca_der_path, "the local server's CA"), local.ca_der_path
-    # Where the boards connect: the address the server listens on (loopback unless started with --listen).
-    return Target(local.domain, local.listen, port, tls, ca_der, ca_source, local)
+    # Where the boards connect: the address the server listens on (loopback unless started with --listen),
+    # and with several nodes and no port chosen, each of them in turn (the device fails over between them).
+    servers = None
+    nodes = local.nodes()
+    if len(nodes) > 1 and args.port is None and explicit_port is None:
+        key = "direct_tls_port" if tls == "direct" else "c2s_port"
+        servers = ["%s:%d" % (local.listen, node[key]) for node in nodes]
+    return Target(local.domain, local.listen, port, tls, ca_der, ca_source, local, servers)
 
 
 # -- what: the files ----------------------------------------------------------------------------------
@@ -305,7 +313,10 @@ def _controller_jid(args, domain):
 
 
 def device_config(target, network, controller, jid, password):
-    xmpp = {"jid": jid, "password": password, "server": target.host, "port": target.port, "tls": target.tls}
+    if target.servers:
+        xmpp = {"jid": jid, "password": password, "servers": target.servers, "tls": target.tls}
+    else:
+        xmpp = {"jid": jid, "password": password, "server": target.host, "port": target.port, "tls": target.tls}
     if target.tls != "none":
         xmpp["ca"] = CA_FILE
     return {"network": network, "xmpp": xmpp, "controller": controller}

@@ -1,9 +1,9 @@
 """Devices on a 2-node ejabberd cluster (Mnesia, join_cluster): one cluster for the module.
 
 A fleet split over the two nodes; a command from a controller logged in at node 1 answered by a device
-at node 2; a device whose link to node 1 is cut resumes its XEP-0198 session at node 2 with nothing lost
-(the device takes one server address: the link emulator it goes through is pointed at node 2 before the
-cut, as a list of servers in the device would do).
+at node 2; a device whose link to node 1 is cut resumes its XEP-0198 session at node 2 with nothing lost,
+once through a link emulator pointed at node 2 before the cut, once by its own list of both nodes
+(xmpp.servers, which provision writes for a cluster).
 """
 
 import os
@@ -130,3 +130,57 @@ def test_status_of_a_cluster_with_a_node_down_and_stop(tmp_path):
         assert not server.is_running() and not group_alive(server.node_list[0].pid)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_device_with_both_nodes_fails_over_and_resumes(runtime, cluster, mpy_lib, running, tmp_path):
+    """The device knows both nodes (xmpp.servers); node 1 goes away and the stream resumes at node 2."""
+    node_1, node_2 = cluster.addresses()
+    link = LinkEmulator(target=node_1, profile=Profile(), seed=7)  # the way to node 1, which goes away
+    link.start()
+    running.append(link)
+    at_node_2 = types.SimpleNamespace(jid=cluster.jid, accounts=cluster.accounts, c2s_port=node_2[1], tls=True,
+                                      ca_path=cluster.ca_path, ca_der_path=cluster.ca_der_path)
+    controller = CommandController(at_node_2)
+    running.append(controller)
+    resource = "failover-" + runtime
+    settings = device_settings(cluster, link, resource=resource, backoff_initial_ms=RECONNECT_DELAY_MS,
+                               backoff_max_ms=RECONNECT_DELAY_MS * 2,
+                               servers=["127.0.0.1:%d" % link.port, "%s:%d" % node_2])
+    if runtime == "micropython":
+        settings["lib"] = mpy_lib
+    device = Device(runtime, tmp_path, **settings)
+    running.append(device)
+    device.wait_for("STATE online fresh")
+    full_jid = cluster.jid("device1") + "/" + resource
+    controller.send(full_jid, "cmd 0")
+    assert controller.report(full_jid, cluster.jid("device1"))["commands"] == 1
+    link.stop()  # node 1 is out of reach: the connection ends, new ones are refused
+    controller.send(full_jid, "cmd 1")  # queued in the session, which node 1 still holds
+    device.wait_for("STATE offline")
+    device.wait_for("STATE online resumed")
+    report = controller.report(full_jid, cluster.jid("device1"))
+    assert report["commands"] == 2 and report["duplicates"] == 0 and report["in_order"], report
+    assert report["stats"]["resumed"] == 1, report
+    controller.send(full_jid, "quit")
+    assert device.done()["unacked"] == 0
+
+
+def test_provisioned_configs_name_every_node(cluster, tmp_path):
+    import json
+
+    from clirun import cli
+
+    from xmpp_lite.client import Client
+    from xmpp_lite.config import check
+
+    out = tmp_path / "out"
+    result = cli("provision", "--state", cluster.state_dir, "--count", "1", "--prefix", "nodes-", "--out", out)
+    assert result.returncode == 0, result.stderr
+    with open(out / "nodes-1" / "config.json") as f:
+        xmpp = check(json.load(f))["xmpp"]
+    assert xmpp["server"] is None
+    assert xmpp["servers"] == ["%s:%d" % address for address in cluster.addresses()]
+    client = Client(xmpp["jid"], xmpp["password"], servers=xmpp["servers"], ca=str(out / "nodes-1" / "ca.der"))
+    assert client.connect(15000).startswith("nodes-1@")
+    client.close()
