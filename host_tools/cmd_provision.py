@@ -455,7 +455,7 @@ def _provision(args, secrets_used):
         print("warning: the configs point at %s: only a board on this host (the VM, a simboard) reaches it; "
               "for a board on the network, start the server with 'xmpp-lite server start --listen ADDR' "
               "or give --server with an address the board can reach" % target.host, file=sys.stderr)
-    print("%d device%s provisioned in %s: copy each folder's files to its board (see README, "
+    print("%d device%s provisioned in %s: copy each folder's files to its board (see docs/hardware.md, "
           "\"Flashing a board\")" % (len(done), "" if len(done) == 1 else "s", out))
 
 

@@ -137,8 +137,8 @@ def test_provision_on_the_local_ejabberd_uses_its_own_admin_command(cluster, tmp
     assert "warning: the configs point at 127.0.0.1" in result.stderr
     with open(out / "board-2" / "config.json") as f:
         xmpp = check(json.load(f))["xmpp"]
-    client = Client(xmpp["jid"], xmpp["password"], host=xmpp["server"], port=xmpp["port"],
-                    ca=str(out / "board-2" / "ca.der"))
+    assert xmpp["server"] is None and len(xmpp["servers"]) == len(server.nodes())  # every node, for failover
+    client = Client(xmpp["jid"], xmpp["password"], servers=xmpp["servers"], ca=str(out / "board-2" / "ca.der"))
     assert client.connect(TIMEOUT_MS).startswith("board-2@localhost/")
     client.close()
     forced = cli("provision", "--state", server.state_dir, "--count", "1", "--prefix", "board-", "--force",
