@@ -2,17 +2,16 @@
 
 import json
 import os
-import subprocess
 import sys
 
-from clirun import cli
+from clirun import cli, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def simulate(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "host_tools", "simulate", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    # clirun.run: stopped by SIGTERM first, so that the fleet stops its boards and server on a timeout.
+    return run([sys.executable, "-m", "host_tools", "simulate", *args], timeout, cwd=ROOT)
 
 
 def test_micropython_fleet_reports(tmp_path):

@@ -53,6 +53,7 @@ from xmpp_lite.parser import (
 
 BOM = b"\xef\xbb\xbf"
 WS = b" \t\r\n"
+VM_TIMEOUT_S = 300  # the differential run on the MicroPython VM
 
 # Caps so large that no mutated document reaches them: mutations are compared
 # on well-formedness alone; the caps have their own tests.
@@ -1121,6 +1122,7 @@ with open(sys.argv[2], "rb") as corpus:
 """
 
 
+@pytest.mark.timeout(VM_TIMEOUT_S + 60)  # the VM's own time limit fires first, with its output
 def test_parser_on_micropython_gives_the_same_results(tmp_path):
     """The parser has MicroPython-only paths (UTF-8 checks the VM's decoder skips, a smaller regex engine)."""
     micropython = find_tool("micropython")
@@ -1140,7 +1142,7 @@ def test_parser_on_micropython_gives_the_same_results(tmp_path):
     # The heap only has to hold the corpus runner; memory use is not what this measures.
     for runtime, command in (("cpython", [sys.executable]), ("micropython", [micropython, "-X", "heapsize=4m"])):
         done = subprocess.run(command + ["-c", CORPUS_RUNNER, lib, str(corpus)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=300)
+                              stderr=subprocess.STDOUT, timeout=VM_TIMEOUT_S)
         output = done.stdout.decode("utf-8", "replace")
         assert done.returncode == 0, "{} failed:\n{}".format(runtime, output[-3000:])
         results[runtime] = output.splitlines()
