@@ -106,7 +106,10 @@ def _name(packet, at):
         size += length + 1
         if size > MAX_NAME_BYTES or at + length > len(packet):
             raise DNSError("bad DNS name")
-        labels.append(bytes(packet[at:at + length]).decode())
+        try:
+            labels.append(bytes(packet[at:at + length]).decode())
+        except UnicodeError:  # a ValueError: it must not pass for a fatal error in the client
+            raise DNSError("bad DNS name")
         at += length
     return ".".join(labels), (at if end is None else end)
 

@@ -91,8 +91,8 @@ def find_servers(domain, port, tls, nameserver=None):
                     host = answers[0][1]
             except dns.NoService:
                 raise
-            except dns.DNSError:
-                pass  # no answer: the system resolver may still know the domain
+            except OSError:  # no answer, or no route to the name server: the system resolver may know the domain
+                pass
     return [(host, port, tls)]
 
 

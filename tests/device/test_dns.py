@@ -94,6 +94,8 @@ def test_hostile_answers_end_in_dns_errors():
     long_name = header(answers=1) + QUESTION + (b"\x3f" + b"a" * 63) * 5 + b"\x00"
     raises(dns.DNSError, dns.parse_answer, long_name, IDENT, dns.TYPE_A)
     raises(dns.DNSError, dns.parse_answer, b"\x12\x34\x81", IDENT, dns.TYPE_A)
+    not_utf8 = answer_with(record(b"\x02\xff\xfe\x00", dns.TYPE_A, b"\x01\x02\x03\x04"))
+    raises(dns.DNSError, dns.parse_answer, not_utf8, IDENT, dns.TYPE_A)
 
 
 def test_at_most_max_records_are_kept():
