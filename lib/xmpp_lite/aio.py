@@ -630,7 +630,7 @@ class AsyncClient:
     def _received(self, session, data):
         """Bytes from the server (b"": closed) into the session, then its events."""
         if self.trace is not None:
-            self.trace("recv", data)
+            self.trace("recv", bytes(data))  # a copy: on MicroPython, data is a view of the read buffer
         if data:
             self.last_received_ms = ticks_ms()
         session.receive_data(data)

@@ -3,7 +3,7 @@
     link = Link()
     await link.open(host, port, tls_args(domain, cadata, verify) or None)   # None: plain TCP
     await link.start_tls(tls_args(...))     # STARTTLS on the open connection
-    data = await link.read()                # b"" at the end of the stream
+    data = await link.read()                # empty at the end of the stream (a view of the read buffer)
     await link.write(data)
     link.close()
 
@@ -81,10 +81,11 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
             self.stream = asyncio.StreamReader(self.sock)
 
         async def read(self):
+            """A memoryview of the one read buffer, valid until the next read: no per-read copy."""
             while True:
                 count = await self.stream.readinto(self._rx)
                 if count is not None:  # None: a TLS record (or handshake step) is not complete yet
-                    return bytes(self._view[:count])
+                    return self._view[:count]
 
         async def write(self, data):
             stream = self.stream
