@@ -26,6 +26,7 @@ import select
 import socket
 
 from xmpp_lite._compat import const, ticks_diff, ticks_ms
+from xmpp_lite.linkstate import is_address
 
 DNS_PORT = 53
 QUERY_TIMEOUT_MS = 2000  # per datagram sent; a lost one is sent again
@@ -251,11 +252,6 @@ def query(nameserver, name, qtype, timeout_ms=QUERY_TIMEOUT_MS, tries=QUERY_TRIE
         sock.close()
 
 
-def _is_address(host):
-    parts = host.split(".")
-    return len(parts) == 4 and all(part.isdigit() for part in parts)
-
-
 def xmpp_servers(domain, nameserver, tls="required", timeout_ms=QUERY_TIMEOUT_MS):
     """Where to connect for ``domain``: [(host, port, direct_tls), ...] in the order to try them.
 
@@ -291,7 +287,7 @@ def xmpp_servers(domain, nameserver, tls="required", timeout_ms=QUERY_TIMEOUT_MS
     for priority, weight, port, target, direct in order_srv(found):
         if target in ("", "."):
             continue
-        host = target if _is_address(target) else addresses.get(target)
+        host = target if is_address(target) else addresses.get(target)
         if host is None:
             answers = query(nameserver, target, TYPE_A, timeout_ms)
             host = answers[0][1] if answers else target  # unknown here: the system resolver may know it

@@ -63,7 +63,8 @@ def parse_servers(servers, port, tls):
     return out
 
 
-def _is_address(host):
+def is_address(host):
+    """True for an IPv4 or IPv6 address (never looked up in DNS), False for a name."""
     return host.find(":") >= 0 or host.replace(".", "").isdigit()
 
 
@@ -76,7 +77,7 @@ def find_servers(domain, port, tls, nameserver=None):
     6761 6.3). Raises xmpp_lite.dns.NoService when the domain offers no XMPP.
     """
     host = domain
-    if domain != "localhost" and not domain.endswith(".localhost") and not _is_address(domain):
+    if domain != "localhost" and not domain.endswith(".localhost") and not is_address(domain):
         from xmpp_lite import dns
 
         nameserver = nameserver or dns.default_nameserver()
