@@ -13,8 +13,11 @@ test CA), and a plaintext Prosody without SASL2 for the login comparison. Per cl
   PINGREQ/PINGRESP a minute (keepalive 60);
 - per day at one report every 60 s: 1440 reports, the status summaries (one an hour) and the
   heartbeat between reports (none with the defaults: the next report keeps the NAT mapping);
-- login (plaintext, so that the XMPP bytes are compared, not two TLS libraries): xmpp_lite on the VM
-  against slixmpp, PLAIN pinned for both, client bytes and round trips before the first <presence>.
+- login, like with like: xmpp_lite on the VM and slixmpp, PLAIN pinned for both, each binding the
+  resource 'board' and each taking the server's, neither with XEP-0198 (slixmpp does not load it
+  here); xmpp_lite also as the node logs in (XEP-0198 <enable/>), which is not compared. In plaintext
+  (the XMPP bytes alone: client bytes and round trips through the initial <presence>, element by
+  element) and with STARTTLS (every client byte, and the same without the TLS handshake).
 
 Targets (issue 16): report <= 0.6 x MQTT QoS 1; idle <= 1.0 x MQTT; login <= 0.8 x slixmpp's bytes in
 no more round trips. Byte counts are exact and repeatable; nothing here is timed.
@@ -26,6 +29,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -83,6 +87,16 @@ def wrap_socket(sock, cadata=None, server_hostname=None):
 TARGET_REPORT = 0.6
 TARGET_IDLE = 1.0
 TARGET_LOGIN = 0.8
+# The login runs, (client, resource, XEP-0198): like with like, each client binding 'board' (slixmpp
+# binds the resource of its JID) and each taking the server's resource, neither with XEP-0198; and
+# xmpp_lite as the node logs in, <enable/> with the initial presence (more than slixmpp does here).
+LOGIN_RUNS = (
+    ("xmpp_lite", "board", False),
+    ("xmpp_lite", None, False),
+    ("xmpp_lite", "board", True),
+    ("slixmpp", "board", False),
+    ("slixmpp", None, False),
+)
 
 
 def met(ok):
@@ -302,12 +316,16 @@ def rides_per_probe_interval():
 # -- the login ---------------------------------------------------------------------------------------------
 
 
-def login_slixmpp(server, relay_port):
-    """slixmpp logs in with PLAIN (STARTTLS when the server has TLS), sends its presence, closes."""
+def login_slixmpp(server, relay_port, resource):
+    """slixmpp logs in with PLAIN (STARTTLS when the server has TLS), sends its presence, closes.
+
+    ``resource``: bound by name (given in the JID), or None: the server's.
+    """
     import slixmpp
 
     async def run():
-        xmpp = slixmpp.ClientXMPP(server.jid(DEVICE), server.accounts[DEVICE], plugin_config={
+        jid = server.jid(DEVICE) + ("/" + resource if resource else "")
+        xmpp = slixmpp.ClientXMPP(jid, server.accounts[DEVICE], plugin_config={
             "feature_mechanisms": {"unencrypted_plain": not server.tls, "use_mech": "PLAIN"}})
         xmpp.enable_direct_tls = False
         if server.tls:
@@ -330,6 +348,60 @@ def login_slixmpp(server, relay_port):
 
     asyncio.run(run())
     return "slixmpp " + slixmpp.__version__
+
+
+_TAG = re.compile(rb"<[^>]*>")
+
+
+def login_pieces(data):
+    """[(what, bytes)] a plaintext login sent through its first presence, top-level piece by piece.
+
+    what: "XML declaration", "stream header", or the element ("auth", "bind iq", "enable", "presence").
+    The tags of a login carry no '>' in attribute values, so a tag is '<' up to the next '>'.
+    """
+    pieces = []
+    depth = start = 0
+    name = None
+    for tag in _TAG.finditer(data):
+        text = tag.group()
+        if text.startswith(b"<?xml"):
+            pieces.append(("XML declaration", text))
+            continue
+        if text.startswith(b"<stream:stream"):
+            pieces.append(("stream header", text))
+            continue
+        if text.startswith(b"</stream:stream"):
+            break
+        closing, empty = text.startswith(b"</"), text.endswith(b"/>")
+        if depth == 0:
+            start = tag.start()
+            name = text[1:].split(None, 1)[0].rstrip(b"/>").decode()
+        depth += -1 if closing else 0 if empty else 1
+        if depth == 0:
+            piece = data[start:tag.end()]
+            pieces.append(("bind iq" if name == "iq" and b"xmpp-bind" in piece else name, piece))
+            if name == "presence":
+                return pieces
+    raise RuntimeError("no presence in the login")
+
+
+_ID = re.compile(rb"""\sid=['"]([^'"]*)['"]""")
+
+
+def login_traits(pieces):
+    """What a client put in its login, in a few words (from its pieces)."""
+    kinds = [what for what, _ in pieces]
+    headers = [piece for what, piece in pieces if what == "stream header"]
+    traits = ["%d XML declaration%s" % (kinds.count("XML declaration"), "" if kinds.count("XML declaration") == 1
+                                         else "s"),
+              "%d headers%s" % (len(headers), " with xml:lang" if any(b"xml:lang" in h for h in headers) else "")]
+    for what, piece in pieces:
+        if what in ("bind iq", "presence"):
+            found = _ID.search(piece)
+            traits.append("%s id %s" % (what.split()[0], "%d ch" % len(found.group(1)) if found else "none"))
+    if "enable" in kinds:
+        traits.append("<enable/>")
+    return ", ".join(traits)
 
 
 def login_plain(link):
@@ -394,12 +466,12 @@ def main():
         umqtt = umqtt_folder(work)
         relay = Relay(HOST, tls_server.c2s_port).start()
         try:
-            rows, login_rows = measure(micropython, work, relay, tls_server, plain_server, mosquitto, controller,
+            rows, logins = measure(micropython, work, relay, tls_server, plain_server, mosquitto, controller,
                                        umqtt)
         finally:
             relay.stop()
         controller.client.close()
-        report(rows, login_rows)
+        report(rows, logins)
     finally:
         for server in reversed(servers):
             server.stop()
@@ -425,25 +497,38 @@ def measure(micropython, work, relay, tls_server, plain_server, mosquitto, contr
             "topic": TOPIC, "umqtt": umqtt}
     rows["mqtt1"] = run_device(micropython, work, relay, dict(mqtt, mode="mqtt", qos=1))
     rows["mqtt0"] = run_device(micropython, work, relay, dict(mqtt, mode="mqtt", qos=0))
-    login_rows = []
-    for label, server, measure_link in (("plaintext", plain_server, login_plain),
-                                        ("STARTTLS", tls_server, login_tls),
-                                        ("TLS data", tls_server, login_tls_records)):
+    return rows, measure_login(micropython, work, relay, plain_server, tls_server)
+
+
+def measure_login(micropython, work, relay, plain_server, tls_server):
+    """{(client, resource, sm): {"name", "plaintext", "pieces", "starttls", "tls data"}} of LOGIN_RUNS."""
+    logins = {}
+    for server in (plain_server, tls_server):
         relay.target = (HOST, server.c2s_port)
-        base = {"mode": "login", "host": HOST, "port": relay.port, "jid": server.jid(DEVICE),
-                "password": server.accounts[DEVICE], "mechanisms": ["PLAIN"], "body": BODY,
-                "tls": "required" if server.tls else "none", "ca": server.ca_der_path if server.tls else None}
-        resources = (("board", "xmpp_lite VM, resource 'board'"), (None, "xmpp_lite VM, server's resource"))
-        for resource, name in resources if not server.tls else resources[:1]:
-            run_device(micropython, work, relay, dict(base, resource=resource))
-            login_rows.append((label, name) + measure_link(relay.links[-1]))
-        name = login_slixmpp(server, relay.port)
-        link = relay.wait_link(len(relay.links) - 1, timeout=WAIT)
-        login_rows.append((label, name + ", server's resource") + measure_link(link))
-    return rows, login_rows
+        for run in LOGIN_RUNS:
+            client, resource, sm = run
+            if client == "xmpp_lite":
+                run_device(micropython, work, relay, {
+                    "mode": "login", "host": HOST, "port": relay.port, "jid": server.jid(DEVICE),
+                    "password": server.accounts[DEVICE], "mechanisms": ["PLAIN"], "body": BODY,
+                    "tls": "required" if server.tls else "none", "ca": server.ca_der_path if server.tls else None,
+                    "resource": resource, "sm": sm})
+                link = relay.links[-1]
+                name = "xmpp_lite (VM)"
+            else:
+                name = login_slixmpp(server, relay.port, resource)
+                link = relay.wait_link(len(relay.links) - 1, timeout=WAIT)
+            found = logins.setdefault(run, {"name": name})
+            if server.tls:
+                found["starttls"] = login_tls(link)
+                found["tls data"] = login_tls_records(link)[0]
+            else:
+                found["plaintext"] = login_plain(link)
+                found["pieces"] = login_pieces(bytes(link.client_data))
+    return logins
 
 
-def report(rows, login_rows):
+def report(rows, logins):
     whitespaces, probes = idle_schedule()
     node = rows["node"]
     ws_bytes = node["whitespace"].up + node["whitespace"].down
@@ -492,22 +577,44 @@ def report(rows, login_rows):
     print("  the status summary in presence (with its echo and the ack they need): %d B each, %d a day at "
           "most when nothing changes: + %d B/day for the node" % (summary, 86400000 // PRESENCE_INTERVAL_MS,
                                                                    summary * 86400000 // PRESENCE_INTERVAL_MS))
-    print("login, server without SASL2, PLAIN pinned for both; plaintext: client bytes through the initial")
-    print("  presence and round trips before it (the XMPP bytes alone); STARTTLS: every client byte of login,")
-    print("  presence and close, TLS handshake included (mbedTLS on the VM, OpenSSL for slixmpp), and client flights;")
-    print("  TLS data: the same without the handshake (plaintext before STARTTLS, then application-data records")
-    print("  whole, 29 B of framing each): the XMPP bytes as they cost over TLS")
-    for label, name, sent, trips in login_rows:
-        print("  %-10s %-40s %6d B %3d %s" % (label, name, sent, trips,
-                                               "round trips" if label == "plaintext" else "flights"))
-    for label in ("plaintext", "STARTTLS", "TLS data"):
-        rows_of = [row for row in login_rows if row[0] == label]
-        ours, theirs = rows_of[0], rows_of[-1]
-        ratio = ours[2] / theirs[2]
-        print("  target %s, resource 'board': <= %.1f x slixmpp's bytes in no more round trips: %s (%.2f, %d vs %d)"
-              % (label, TARGET_LOGIN, met(ratio <= TARGET_LOGIN and ours[3] <= theirs[3]), ratio, ours[3],
-                 theirs[3]))
+    report_login(logins)
 
+
+def report_login(logins):
+    print("login: Prosody without SASL2, PLAIN pinned for both clients. plaintext: client bytes through the")
+    print("  initial presence and round trips before it (the XMPP bytes alone); STARTTLS: every client byte of")
+    print("  login, presence and close, TLS handshake included (mbedTLS on the VM, OpenSSL for slixmpp), and")
+    print("  client flights; TLS data: the same without the handshake (plaintext before STARTTLS, then")
+    print("  application-data records whole, 29 B of framing each)")
+    print("  %-16s %-9s %-8s %9s %5s %9s %7s %9s  %s" % ("client", "resource", "XEP-0198", "plaintext", "trips",
+                                                        "STARTTLS", "flights", "TLS data", "what it sent"))
+    for run in LOGIN_RUNS:
+        found = logins[run]
+        client, resource, sm = run
+        print("  %-16s %-9s %-8s %7d B %5d %7d B %7d %7d B  %s" % (
+            found["name"], resource or "server's", "enable" if sm else "no", found["plaintext"][0],
+            found["plaintext"][1], found["starttls"][0], found["starttls"][1], found["tls data"],
+            login_traits(found["pieces"])))
+    theirs_name = logins[("slixmpp", "board", False)]["name"]
+    print("  plaintext, piece by piece (B), resource 'board', no XEP-0198: xmpp_lite | %s" % theirs_name)
+    ours = logins[("xmpp_lite", "board", False)]["pieces"]
+    theirs = logins[("slixmpp", "board", False)]["pieces"]
+    for what in ("XML declaration", "stream header", "auth", "bind iq", "presence"):
+        mine = [len(piece) for kind, piece in ours if kind == what]
+        other = [len(piece) for kind, piece in theirs if kind == what]
+        print("    %-16s %-12s | %s" % (what, " + ".join(map(str, mine)) or "-", " + ".join(map(str, other)) or "-"))
+    for resource in ("board", None):
+        ours = logins[("xmpp_lite", resource, False)]
+        theirs = logins[("slixmpp", resource, False)]
+        ratios = [ours[key][0] / theirs[key][0] for key in ("plaintext", "starttls")]
+        ratios.append(ours["tls data"] / theirs["tls data"])
+        trips = ours["plaintext"][1], theirs["plaintext"][1]
+        label = "resource 'board'" if resource else "server's resource"
+        print("  target, like with like (%s, no XEP-0198): <= %.1f x slixmpp's bytes in no more round trips:"
+              % (label, TARGET_LOGIN))
+        print("    plaintext %s (%.2f, %d vs %d round trips); STARTTLS %.2f; TLS data %.2f"
+              % (met(ratios[0] <= TARGET_LOGIN and trips[0] <= trips[1]), ratios[0], trips[0], trips[1], ratios[1],
+                 ratios[2]))
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,8 @@
 # - "minimal": a Client with XEP-0198 sends "reports" minimal <message/>s (acks asked for by count).
 # - "mqtt": umqtt.simple (from PyPI; "umqtt" names the folder that holds umqtt/simple.py), QoS
 #   "qos" publishes, then one PINGREQ answered by a PINGRESP.
-# - "login": a Client logs in (classic SASL, "mechanisms" pinned) with an initial presence, closes.
+# - "login": a Client logs in (classic SASL, "mechanisms" pinned, "resource" or the server's) with an
+#   initial presence, and with XEP-0198 when "sm" is true (<enable/> goes with the presence), closes.
 # Between phases it prints a line ("PHASE name") and waits for a line on stdin, so that the host
 # can read the relay's counters while the link is quiet.
 import gc
@@ -135,11 +136,13 @@ def mqtt():
 
 def login():
     from xmpp_lite.client import Client
+    from xmpp_lite.sm import StreamManagement
     from xmpp_lite.stanza import presence
 
     device = Client(config["jid"], config["password"], host=config["host"], port=config["port"],
                     tls=config.get("tls", "none"), ca=config.get("ca"), insecure_plain=True,
-                    mechanisms=tuple(config["mechanisms"]), sasl2=False, resource=config.get("resource"))
+                    mechanisms=tuple(config["mechanisms"]), sasl2=False, resource=config.get("resource"),
+                    sm=StreamManagement() if config.get("sm") else None)
     device.connect(15000, presence=presence(status=config["body"]))
     trips = device.session.login_round_trips
     device.close()
