@@ -331,7 +331,6 @@ class Session:
         self._pending_id = None  # id of our bind, session or registration request
         self._sm_offered = False  # the post-login features offer XEP-0198
         self._sm_waiting = False  # online by Bind2 before the post-login features: XEP-0198 starts with them
-        self._headers = 0  # stream headers sent: only the first carries the XML declaration
         self.ack_owed = False  # the server asked for an ack that waits for our next output (sm.hold_acks)
         self._presence = presence
         self._sasl2_on = False  # this login uses SASL2 (XEP-0388)
@@ -511,10 +510,7 @@ class Session:
         self._events.append((kind, value))
 
     def _open_stream(self):
-        first = self._headers == 0
-        self._headers += 1
-        self._queue(xs.stream_header(self.domain, self.username + "@" + self.domain if self.secure else None,
-                                     declaration=first))
+        self._queue(xs.stream_header(self.domain, self.username + "@" + self.domain if self.secure else None))
 
     # -- ending -----------------------------------------------------------------------------------
 
@@ -850,7 +846,8 @@ class Session:
         self._go(_BIND)
 
     def _request_bind(self):
-        self._pending_id = self.new_id()
+        # One character: unique in the stream, as every IdSource id is longer (RFC 6120 8.1.3).
+        self._pending_id = "b"
         self._queue_element(xs.bind_request(self._pending_id, self.resource))
 
     def _on_bound(self, iq):

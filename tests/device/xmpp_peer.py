@@ -140,7 +140,7 @@ class Peer:
     def take(self):
         data = self.session.data_to_send()
         self.sent += data
-        # A new stream starts at every header (the XML declaration comes with the first one only).
+        # A new stream starts at every header (and at an XML declaration just before one).
         cuts = []
         found = data.find(STREAM_START)
         while found >= 0:
