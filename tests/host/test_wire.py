@@ -97,3 +97,32 @@ def test_a_probe_rides_on_a_report(prosody_plain):
     assert len(riding) >= 2 and device.stats["probes"] >= 2 and device.stats["dead_links"] == 0
     assert all(data[:at].endswith(b"</message>") for at in riding), data
     assert node.seq >= 7 and left == 0
+
+
+def test_a_classic_plaintext_login_sends_only_what_rfc_6120_asks_for(prosody_plain):
+    # The login of the wire bench (issue 16): PLAIN pinned, no SASL2, resource 'board', an initial
+    # presence. Byte for byte: no XML declaration, no xml:lang, no ids but the bind's one character,
+    # in two round trips (header+auth, then header+bind+presence after <success/>).
+    import base64
+
+    from xmpp_lite.stanza import presence
+
+    relay = Relay(HOST, prosody_plain.c2s_port).start()
+    try:
+        device = Client(prosody_plain.jid("device1"), prosody_plain.accounts["device1"], host=HOST,
+                        port=relay.port, tls="none", insecure_plain=True, mechanisms=("PLAIN",), sasl2=False,
+                        resource="board")
+        device.connect(10000, presence=presence(status="temp=21.5C"))
+        device.close()
+        link = relay.wait_link(0)
+    finally:
+        relay.stop()
+    header = (b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+              b"version='1.0' to='" + prosody_plain.domain.encode() + b"'>")
+    secret = base64.b64encode(b"\0device1\0" + prosody_plain.accounts["device1"].encode())
+    expected = [header + b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + secret + b"</auth>"
+                + header + b"<iq " + attributes + b'><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind">'
+                b"<resource>board</resource></bind></iq><presence><status>temp=21.5C</status></presence>"
+                for attributes in (b'type="set" id="b"', b'id="b" type="set"')]  # in the order of a dict
+    assert bytes(link.client_data[:len(expected[0])]) in expected
+    assert link.flights_before(b"<presence") == 2 and device.session.login_round_trips == 2
