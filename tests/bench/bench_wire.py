@@ -392,8 +392,8 @@ def login_traits(pieces):
     """What a client put in its login, in a few words (from its pieces)."""
     kinds = [what for what, _ in pieces]
     headers = [piece for what, piece in pieces if what == "stream header"]
-    traits = ["%d XML declaration%s" % (kinds.count("XML declaration"), "" if kinds.count("XML declaration") == 1
-                                         else "s"),
+    declarations = kinds.count("XML declaration")
+    traits = ["XML declaration x%d" % declarations if declarations else "no XML declaration",
               "%d headers%s" % (len(headers), " with xml:lang" if any(b"xml:lang" in h for h in headers) else "")]
     for what, piece in pieces:
         if what in ("bind iq", "presence"):
