@@ -56,6 +56,14 @@ class ServerEngine:
     def direct_tls_addresses(self):
         return [(node["address"], node["direct_tls_port"]) for node in self.nodes() if node["direct_tls_port"]]
 
+    def _save_state(self):
+        write_state(self.state_path, self._state())
+
+    def _save_state_if_present(self):
+        """Keep server.json up to date once there is one (or a running server that should have one)."""
+        if os.path.exists(self.state_path) or self.is_running():
+            self._save_state()
+
     def __enter__(self):
         if not self.is_running():
             self.start()

@@ -29,7 +29,7 @@ import time
 from host_tools import testca
 from host_tools.engines.base import (DOMAIN_RE, LOOPBACK, POLL_INTERVAL, STATE_FILE, AccountExists, ServerEngine,
                                      ServerError, check_user, cmdline, free_ports, group_alive, listen_names, pid_alive,
-                                     port_open, read_state, stream_features, tail, write_state)
+                                     port_open, read_state, stream_features, tail)
 
 EJABBERDCTL = "ejabberdctl"
 EPMD = "epmd"
@@ -536,13 +536,6 @@ class EjabberdServer(ServerEngine):
             "log_path": self.log_path,
             "accounts": self.accounts,
         }
-
-    def _save_state(self):
-        write_state(self.state_path, self._state())
-
-    def _save_state_if_present(self):
-        if os.path.exists(self.state_path) or self.is_running():
-            self._save_state()
 
     @classmethod
     def load(cls, state_dir):

@@ -24,11 +24,11 @@ import time
 from host_tools import testca
 from host_tools.resources import prosody_modules_dir
 from host_tools.engines.base import (DOMAIN_RE as _DOMAIN_RE, LOOPBACK, POLL_INTERVAL, STATE_FILE,  # noqa: F401
-                                     USER_RE as _USER_RE, AccountExists, ServerEngine, ServerError,
+                                     AccountExists, ServerEngine, ServerError, check_user,
                                      cmdline as _cmdline, free_port, free_ports as _free_ports,
                                      pid_alive as _pid_alive, port_open as _port_open, read_until,
                                      listen_names, read_state, stream_features, stream_header,
-                                     tail as _tail, write_state)
+                                     tail as _tail)
 
 PROSODY = "prosody"
 PROSODYCTL = "prosodyctl"
@@ -387,10 +387,7 @@ class ProsodyServer(ServerEngine):
         and AccountExists is raised. ``remember``: keep the password in ``accounts`` (and so in
         server.json); a caller that stores the credentials elsewhere passes False.
         """
-        if not _USER_RE.match(user):
-            raise ServerError("not a valid user name: %r" % user)
-        if "\n" in password or "\r" in password or not password:
-            raise ServerError("password must be one non-empty line")
+        check_user(user, password)
         if not os.path.exists(self.config_path):
             self._prepare_for_accounts()
         # The password goes on stdin (prosodyctl asks twice), not on the command line where any
@@ -412,8 +409,7 @@ class ProsodyServer(ServerEngine):
 
     def unregister(self, user):
         """Delete the account ``user@domain``."""
-        if not _USER_RE.match(user):
-            raise ServerError("not a valid user name: %r" % user)
+        check_user(user)
         self._prosodyctl("unregister", user, self.domain)
         self.accounts.pop(user, None)
         self._save_state_if_present()
@@ -447,18 +443,11 @@ class ProsodyServer(ServerEngine):
             "accounts": self.accounts,
         }
 
-    def _save_state(self):
-        write_state(self.state_path, self._state())
-
     def nodes(self):
         """One entry: Prosody runs as one process."""
         return [{"name": "prosody", "pid": self.pid if self.is_running() else None, "address": self.listen,
                  "c2s_port": self.c2s_port, "direct_tls_port": self.direct_tls_port,
                  "running": self.is_running()}]
-
-    def _save_state_if_present(self):
-        if os.path.exists(self.state_path) or self.is_running():
-            self._save_state()
 
     @classmethod
     def load(cls, state_dir):
