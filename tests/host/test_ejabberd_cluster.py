@@ -72,23 +72,25 @@ def test_fleet_split_over_two_nodes_and_a_command_across(cluster, tmp_path):
         fleet.stop()
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_device_cut_from_node_1_resumes_on_node_2(runtime, cluster, mpy_lib, running, tmp_path):
+def online_through_node_1(runtime, cluster, mpy_lib, running, tmp_path, resource, servers=None):
+    """(link, controller, device, full JID): a device online through a link emulator to node 1 that has
+    answered one command from a controller logged in at node 2, which keeps running. ``servers(link)``: the
+    device's own server list (xmpp.servers), if it has one."""
     node_1, node_2 = cluster.addresses()
     link = LinkEmulator(target=node_1, profile=Profile(), seed=7)
     link.start()
     running.append(link)
-    # The controller stays at node 2, which keeps running.
     at_node_2 = types.SimpleNamespace(jid=cluster.jid, accounts=cluster.accounts, c2s_port=node_2[1], tls=True,
                                       ca_path=cluster.ca_path, ca_der_path=cluster.ca_der_path)
     controller = CommandController(at_node_2)
     running.append(controller)
-    resource = "move-" + runtime
     # A device that comes back within a few hundred ms can meet a race in ejabberd 23.01: node 2 resumes
     # the session, then closes it as "Replaced by new connection" while node 1's record of it is still
     # there (see docs/servers.md). A board's backoff waits longer than that before it reconnects.
     settings = device_settings(cluster, link, resource=resource, backoff_initial_ms=RECONNECT_DELAY_MS,
                                backoff_max_ms=RECONNECT_DELAY_MS * 2)
+    if servers is not None:
+        settings["servers"] = servers(link)
     if runtime == "micropython":
         settings["lib"] = mpy_lib
     device = Device(runtime, tmp_path, **settings)
@@ -97,19 +99,32 @@ def test_device_cut_from_node_1_resumes_on_node_2(runtime, cluster, mpy_lib, run
     full_jid = cluster.jid("device1") + "/" + resource
     controller.send(full_jid, "cmd 0")
     assert controller.report(full_jid, cluster.jid("device1"))["commands"] == 1
-    accepted = link.stats["accepted"]
+    return link, controller, device, full_jid
 
-    link.target = node_2  # where the device's next connection goes
-    assert link.cut() == 1
-    controller.send(full_jid, "cmd 1")  # queued in the session, which node 1 still holds
+
+def resumed_with_nothing_lost(cluster, controller, device, full_jid):
+    """After a cut with "cmd 1" sent meanwhile: the device resumed and answered both commands once, in order."""
     device.wait_for("STATE offline")
     device.wait_for("STATE online resumed")
-    assert link.stats["accepted"] == accepted + 1
     report = controller.report(full_jid, cluster.jid("device1"))
-    assert report["commands"] == 2 and report["duplicates"] == 0 and report["in_order"]
-    assert report["stats"]["resumed"] == 1 and report["stats"]["lost"] == 1
+    assert report["commands"] == 2 and report["duplicates"] == 0 and report["in_order"], report
+    assert report["stats"]["resumed"] == 1, report
     controller.send(full_jid, "quit")
     assert device.done()["unacked"] == 0
+    return report
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_device_cut_from_node_1_resumes_on_node_2(runtime, cluster, mpy_lib, running, tmp_path):
+    link, controller, device, full_jid = online_through_node_1(runtime, cluster, mpy_lib, running, tmp_path,
+                                                               "move-" + runtime)
+    accepted = link.stats["accepted"]
+    link.target = cluster.addresses()[1]  # where the device's next connection goes
+    assert link.cut() == 1
+    controller.send(full_jid, "cmd 1")  # queued in the session, which node 1 still holds
+    report = resumed_with_nothing_lost(cluster, controller, device, full_jid)
+    assert link.stats["accepted"] == accepted + 1
+    assert report["stats"]["lost"] == 1
 
 
 def test_status_of_a_cluster_with_a_node_down_and_stop(tmp_path):
@@ -135,35 +150,13 @@ def test_status_of_a_cluster_with_a_node_down_and_stop(tmp_path):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_device_with_both_nodes_fails_over_and_resumes(runtime, cluster, mpy_lib, running, tmp_path):
     """The device knows both nodes (xmpp.servers); node 1 goes away and the stream resumes at node 2."""
-    node_1, node_2 = cluster.addresses()
-    link = LinkEmulator(target=node_1, profile=Profile(), seed=7)  # the way to node 1, which goes away
-    link.start()
-    running.append(link)
-    at_node_2 = types.SimpleNamespace(jid=cluster.jid, accounts=cluster.accounts, c2s_port=node_2[1], tls=True,
-                                      ca_path=cluster.ca_path, ca_der_path=cluster.ca_der_path)
-    controller = CommandController(at_node_2)
-    running.append(controller)
-    resource = "failover-" + runtime
-    settings = device_settings(cluster, link, resource=resource, backoff_initial_ms=RECONNECT_DELAY_MS,
-                               backoff_max_ms=RECONNECT_DELAY_MS * 2,
-                               servers=["127.0.0.1:%d" % link.port, "%s:%d" % node_2])
-    if runtime == "micropython":
-        settings["lib"] = mpy_lib
-    device = Device(runtime, tmp_path, **settings)
-    running.append(device)
-    device.wait_for("STATE online fresh")
-    full_jid = cluster.jid("device1") + "/" + resource
-    controller.send(full_jid, "cmd 0")
-    assert controller.report(full_jid, cluster.jid("device1"))["commands"] == 1
+    node_2 = cluster.addresses()[1]
+    link, controller, device, full_jid = online_through_node_1(
+        runtime, cluster, mpy_lib, running, tmp_path, "failover-" + runtime,
+        servers=lambda link: ["127.0.0.1:%d" % link.port, "%s:%d" % node_2])
     link.stop()  # node 1 is out of reach: the connection ends, new ones are refused
     controller.send(full_jid, "cmd 1")  # queued in the session, which node 1 still holds
-    device.wait_for("STATE offline")
-    device.wait_for("STATE online resumed")
-    report = controller.report(full_jid, cluster.jid("device1"))
-    assert report["commands"] == 2 and report["duplicates"] == 0 and report["in_order"], report
-    assert report["stats"]["resumed"] == 1, report
-    controller.send(full_jid, "quit")
-    assert device.done()["unacked"] == 0
+    resumed_with_nothing_lost(cluster, controller, device, full_jid)
 
 
 def test_provisioned_configs_name_every_node(cluster, tmp_path):
