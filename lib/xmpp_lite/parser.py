@@ -187,10 +187,11 @@ def _expand(data):
             raise _rare().error(_E_REFERENCE)
         parts.append(data[start:amp])
         ref = data[amp + 1:semi]
-        # The five predefined entities here; character references (and
+        # The five predefined entities here, each found by its place in one
+        # string (a reference holds no ";"); character references (and
         # errors) in parser_rare.
-        parts.append(b"<" if ref == b"lt" else b">" if ref == b"gt" else b"&" if ref == b"amp"
-                     else b"'" if ref == b"apos" else b'"' if ref == b"quot" else _rare().reference(ref))
+        at = b";lt;gt;amp;apos;quot;".find(b";" + ref + b";")
+        parts.append(b"<  >  &   '    \""[at:at + 1] if at >= 0 else _rare().reference(ref))
         start = semi + 1
         amp = data.find(b"&", start)
     parts.append(data[start:])
@@ -342,7 +343,7 @@ class Parser:
         text_depth = self._text_depth
         decode = str  # builtins too: a global lookup misses the module first
         length = len
-        # A token that ends past this index of buf needs _stanza_limit: in a
+        # A token that ends past this index of buf needs a check of the caps: in a
         # stanza, where it exceeds the cap; outside, no nearer than the cap
         # from where the token starts. -1 after a call that may have opened
         # or closed a stanza; the check after the token puts it right.
@@ -509,7 +510,21 @@ class Parser:
                     self._feed(buf[pos:])
                 return
             if pos > limit:
-                limit = self._stanza_limit(buf, token_at, pos)
+                # Check the caps after the token buf[token_at:pos], and find
+                # the next limit: the index of buf past which the open
+                # stanza exceeds its cap, or outside stanzas the cap from pos.
+                if self._stanza_at >= 0:
+                    limit = self._stanza_at - self._offset + cap
+                    if pos > limit:
+                        raise _rare().error(_E_STANZA, cap)
+                else:
+                    if pos - token_at > cap and buf[token_at] == _LT and buf[token_at + 1] != _BANG:
+                        # Markup outside stanzas (the stream header, a
+                        # declaration) obeys the same cap whether it came
+                        # whole or in pieces; text there (CDATA sections
+                        # too) is passed on as it comes and is not a token.
+                        raise _rare().error(_E_TOKEN, cap)
+                    limit = pos + cap
         self._hold(buf, pos, end, plain)
 
     def _hold(self, buf, pos, end, plain):
@@ -605,26 +620,6 @@ class Parser:
             raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         self._text(_utf8(_expand(raw)))
         return stop
-
-    def _stanza_limit(self, buf, token_at, pos):
-        """Check the caps after the token buf[token_at:pos].
-
-        Returns the next limit for _feed: the index of buf past which the
-        open stanza exceeds its cap, or outside stanzas the cap from pos.
-        """
-        cap = self.max_stanza_bytes
-        if self._stanza_at >= 0:
-            limit = self._stanza_at - self._offset + cap
-            if pos > limit:
-                raise _rare().error(_E_STANZA, cap)
-            return limit
-        if pos - token_at > cap and buf[token_at] == _LT and buf[token_at + 1] != _BANG:
-            # Markup outside stanzas (the stream header, a declaration)
-            # obeys the same cap whether it came whole or in pieces; text
-            # there (CDATA sections too) is passed on as it comes and is
-            # not a token.
-            raise _rare().error(_E_TOKEN, cap)
-        return pos + cap
 
     def _learn(self, key, parts):
         """The shape of a start tag split at its quotes (see _feed; parts is
