@@ -20,31 +20,18 @@ constant below; all but MAX_REFERENCE can be overridden per parser by keyword.
 Text and CDATA sections are passed on as they arrive, never held (but for a
 reference, CRLF, "]]>" or a UTF-8 character cut in two: at most MAX_REFERENCE
 bytes). Each token is checked against its cap as its bytes arrive. What the
-parser holds at most, in bytes, with S = max_stanza_bytes, N = max_name,
-A = max_attrs, D = max_depth and C the size of the chunk being fed:
-
-- one unfinished token (a tag, the stream header, the XML declaration):
-  at most S, kept in the pieces it came in and joined once, when its ">"
-  can have come: 2 S + C at that moment; then the joined copy and the
-  names and values decoded from it, again at most 2 S + C (a value alone
-  is at most max_attr_value, MAX_ATTR_VALUE by default);
-- the stack of open elements: D names as str and bytes, 2 D N;
-- the caches: 64 names of at most N bytes and 16 tag shapes of at most
-  N + A (N + 3) bytes each: 64 N + 16 (N + A (N + 3)).
-
-With the defaults (S 16384, N 64, A 16, D 16) that is 32 KB + C for the
-input, 2 KB for the stack and 4 KB + 17 KB for full caches: about 55 KB + C
-at the very worst (a hostile peer filling every cap at once), besides the
-code and the objects' own overhead. A typical stream keeps a few hundred
-bytes besides the caches.
+parser holds at most (an unfinished token: 2 S + C with S the stanza cap and
+C the chunk fed; the stack; the caches of names and tag shapes) is worked out
+in docs/xml-limits.md: about 55 KB + C with the defaults, at the very worst.
 
 The buffer is scanned with ``find`` and small regular expressions; Python code
-runs per token (tag, text run), not per byte.
-
-What a session sees all the time is handled here; everything else (every
-error's message, tags the fast path does not take, CDATA sections,
-character references, unusual declarations, non-ASCII names) is in
-xmpp_lite.parser_rare, imported the first time it is needed.
+runs per token (tag, text run), not per byte. What a session sees all the
+time is handled here; everything else (every error's message, tags the fast
+path does not take, CDATA sections, character references, unusual
+declarations, non-ASCII names) is in xmpp_lite.parser_rare, imported the
+first time it is needed. This module is longer than most (under 700 lines):
+the token loop is one function on purpose (native code, no call per common
+token), and what it needs on every stream stays beside it.
 """
 
 
