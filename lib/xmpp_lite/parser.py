@@ -436,7 +436,7 @@ class Parser:
                     if key is not None:
                         shape = shapes.get(key)
                         if shape is None:
-                            shape = self._learn(key, parts)
+                            shape = self._learn(key, parts[0::2] if parts else (key,), True)
                 if shape is None:
                     nxt = _rare().careful_start_tag(self, buf, pos, end)
                     limit = -1
@@ -533,7 +533,9 @@ class Parser:
             if not (known or b"&" in raw or b"<" in raw
                     or not plain and (b"\n" in raw or b"\t" in raw or b"\r" in raw)):
                 quote = b"'" if b"'" in raw else b'"' if b'"' in raw else None
-                key = quote.join(raw.split(quote)[0::2]) if quote is not None else raw
+                parts = raw.split(quote) if quote is not None else [raw]
+                pieces = parts[0::2]
+                key = quote.join(pieces) if quote is not None else raw
                 # Not known without a name: a quote first, and every shape
                 # "starts" with b"". Shapes come in runs (a burst of
                 # presences, of messages): the one that matched last time
@@ -545,6 +547,23 @@ class Parser:
                             self._prefix_shape = shape
                             known = True
                             break
+                if key and not known and max(raw) < 0x80:
+                    # A new shape (at login, most tags): nothing in it is
+                    # wrong so far if the shortest tag it can become has a
+                    # valid shape (see _learn; a duplicate attribute is
+                    # found when the tag is complete, as by the careful
+                    # path): an open value closed there, a name cut short
+                    # given its "=", a "/" its ">". ASCII only: a character
+                    # cut in two would not decode.
+                    tail = pieces[-1]
+                    if len(parts) & 1 and tail.endswith(b"/"):
+                        tail = pieces[-1] = tail[:-1]
+                    if not len(parts) & 1 or tail.endswith(b"="):
+                        pieces.append(b"")
+                    elif tail and not tail.endswith(b" ") and (len(pieces) > 1 or b" " in tail):
+                        pieces[-1] = tail + b"="
+                        pieces.append(b"")
+                    known = self._learn(key, pieces, False) is not None
             if not known:
                 _rare().check_open_tag(self, buf, pos, end)
         self._buf = buf if pos == 0 else buf[pos:] if pos < end else b""
@@ -608,17 +627,17 @@ class Parser:
         self._text(_utf8(_expand(raw)))
         return stop
 
-    def _learn(self, key, parts):
-        """The shape of a start tag split at its quotes (see _feed; parts is
-        None when it has none): (element name, its bytes, attribute names),
-        or None for the careful path.
+    def _learn(self, key, shape, remember):
+        """The shape of a start tag from the pieces around its values (see
+        _feed): (element name, its bytes, attribute names), or None for the
+        careful path.
 
         Accepted: `name`, `name ` or `name attr=` first; ` attr=` between
-        values; "" or " " last. Valid shapes are remembered under `key`, up
-        to _SHAPE_CACHE_SIZE.
+        values; "" or " " last. If remember, its names and the shape are
+        remembered, the shape under `key`, up to _SHAPE_CACHE_SIZE.
         """
         pieces = []
-        for piece in parts[0::2] if parts else (key,):
+        for piece in shape:
             pieces.append(_utf8(piece))
         head = pieces[0]
         count = len(pieces) - 1  # attributes
@@ -639,7 +658,7 @@ class Parser:
         known = self._names
         for i in range(len(names)):
             name = names[i]
-            if i and name in names[i + 1:]:
+            if remember and i and name in names[i + 1:]:
                 return None  # a duplicate attribute: the careful path says so
             got = known.get(name)
             if got is None:
@@ -649,7 +668,7 @@ class Parser:
                     return None  # a bad name: the careful path says which
                 if len(raw) != len(name):
                     _check_name(name)
-                if len(known) < _NAME_CACHE_SIZE:
+                if remember and len(known) < _NAME_CACHE_SIZE:
                     known[name] = name
                 got = name
             names[i] = got
@@ -658,7 +677,7 @@ class Parser:
         # key serves as the name's bytes, one object less kept per shape.
         shape = name, key if not count and not key.endswith(b" ") else name.encode("utf-8"), tuple(names[1:])
         # The stream root comes once a stream: not worth its memory.
-        if self._stack and len(self._shapes) < _SHAPE_CACHE_SIZE:
+        if remember and self._stack and len(self._shapes) < _SHAPE_CACHE_SIZE:
             self._shapes[key] = shape
         return shape
 

@@ -5,6 +5,8 @@ and, when it is short, cut in two at every position; each way must give the
 same events (adjacent text events joined) or raise XMLError.
 """
 
+import sys
+
 from support import RANDOM_SPLITS, Prng, chunkings, raises
 
 from xmpp_lite import parser as parser_module
@@ -368,6 +370,50 @@ def test_realistic_stream_before_authentication():
 
 def test_realistic_stream_after_restart():
     check(STREAM_ONLINE, STREAM_ONLINE_EVENTS)
+
+
+def _python_screen(data, size):
+    """parser._screen's contract in Python, for runtimes without the native one."""
+    found = 0
+    for byte in data[:size]:
+        if byte < 0x20:
+            if byte != 0x09 and byte != 0x0A and byte != 0x0D:
+                return 2
+            found = 1
+    return found
+
+
+def test_a_session_stream_needs_no_parser_rare():
+    # What a session sees all the time is parsed by xmpp_lite.parser alone,
+    # however it is cut: a board keeps only that module on its heap. (The
+    # declaration comes whole, with the stream header, as from a server.)
+    # Without the native control screen (CPython) the portable one is in
+    # parser_rare: a Python stand-in takes its place here.
+    from xmpp_lite import unload
+
+    stream = STREAM_AUTH[21:] + (
+        b"<iq type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        b"<jid>node7@example.net/esp32-a1</jid></bind></iq>\r\n"
+        b"<message from='ctl@example.net/desk' to='node7@example.net/esp32-a1' type='chat' id='m-17'>"
+        b"<body>it&apos;s 21.5 \xc2\xb0C &amp; caf\xc3\xa9 \xe2\x80\x94 &lt;ok&gt;\r\nbye</body></message> "
+        b'<presence from="ctl@example.net/desk"><show>dnd</show></presence>\n'
+        b"<iq from='example.net' id='ping-3' type='get'><ping xmlns='urn:xmpp:ping'/></iq>"
+        b"</stream:stream>"
+    )
+    saved = parser_module._screen
+    if saved is None:
+        parser_module._screen = _python_screen
+    try:
+        unload("xmpp_lite.parser_rare")
+        for label, chunks in splits(stream):
+            recorder = Recorder()
+            parser = Parser(recorder)
+            parser.feed(STREAM_AUTH[:21])
+            feed_all(parser, chunks)
+            assert recorder.events[-1] == end("stream:stream"), label
+            assert "xmpp_lite.parser_rare" not in sys.modules, label
+    finally:
+        parser_module._screen = saved
 
 
 def test_stream_restart_with_reset_between_feeds():
