@@ -36,6 +36,7 @@ token), and what it needs on every stream stays beside it.
 
 
 import re
+import sys
 
 try:
     # The decorator @micropython.native below and const: only from the VM, so
@@ -98,10 +99,6 @@ class XMLError(ValueError):
     condition = None
 
 
-# The condition of character data between stanzas (see parser_rare).
-CONDITION_TEXT_BETWEEN_STANZAS = "bad-format"
-
-
 def _rare():
     # Not "from xmpp_lite import parser_rare": on MicroPython that builds a
     # tuple per call.
@@ -117,32 +114,28 @@ def _check_name(name):
 
 # On MicroPython a viper function screens a chunk for control characters in
 # machine code: about 10 times faster than the portable screen
-# (parser_rare.check_controls_portable), which is what runs on CPython. Its
-# source is compiled at import by the device's own compiler: written as a
-# decorated function, it would not import on CPython (where
-# adafruit-blinka's stand-in for @micropython.viper raises, and _compat's
-# has none). screen(data, size) -> 0: no byte below 0x20; 1: only TAB, LF
-# and CR; 2: another one.
-_screen = {"micropython": micropython}
-try:
-    exec("""
-@micropython.viper
-def screen(data, size: int) -> int:
-    p = ptr8(data)
-    found = 0
-    i = 0
-    while i < size:
-        b = p[i]
-        if b < 0x20:
-            if b != 0x09 and b != 0x0A and b != 0x0D:
-                return 2
-            found = 1
-        i += 1
-    return found
-""", _screen)
-except Exception:  # noqa: BLE001 - no native emitter on this runtime: the portable screen does it
-    pass
-_screen = _screen.get("screen")
+# (parser_rare.check_controls_portable), which is what runs on CPython, where
+# it is not defined (adafruit-blinka's stand-in for @micropython.viper
+# raises, and _compat's has none). _screen(data, size) -> 0: no byte below
+# 0x20; 1: only TAB, LF and CR; 2: another one.
+if sys.implementation.name == "micropython":
+
+    @micropython.viper
+    def _screen(data, size: int) -> int:
+        p = ptr8(data)  # noqa: F821 - a viper built-in
+        found = 0
+        i = 0
+        while i < size:
+            b = p[i]
+            if b < 0x20:
+                if b != 0x09 and b != 0x0A and b != 0x0D:
+                    return 2
+                found = 1
+            i += 1
+        return found
+
+else:
+    _screen = None
 
 
 def _utf8(raw):
@@ -183,22 +176,6 @@ def _expand(data):
         amp = data.find(b"&", start)
     parts.append(data[start:])
     return b"".join(parts)
-
-
-def _utf8_tail(buf, start, end):
-    """How many bytes at the end of buf[start:end] are an incomplete UTF-8 sequence."""
-    k = 1
-    while k <= 3 and end - k >= start:
-        byte = buf[end - k]
-        if byte < 0x80:
-            return 0
-        if byte >= 0xC0:
-            if byte < 0xC2 or byte > 0xF4:
-                return 0  # never starts a character: let the decoder reject it now
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return k if need > k else 0
-        k += 1
-    return 0
 
 
 class Parser:
@@ -291,7 +268,7 @@ class Parser:
         # it arrives. The rest of the character rules are checked on each
         # token as it is decoded (_utf8), when its sequences are complete.
         if _screen is None:
-            plain = _rare().check_controls_portable(data)
+            plain = _rare().check_controls(data)
         else:
             plain = _screen(data, len(data))
             if plain == 2:
@@ -438,7 +415,7 @@ class Parser:
                         if shape is None:
                             shape = self._learn(key, parts[0::2] if parts else (key,), True)
                 if shape is None:
-                    nxt = _rare().careful_start_tag(self, buf, pos, end)
+                    nxt = _rare().start_tag(self, buf, pos, end)
                     limit = -1
                 else:
                     name, raw_name, names = shape
@@ -616,7 +593,13 @@ class Parser:
                 for _ in range(2):
                     if stop > pos and (buf[stop - 1] == _RBRACKET or buf[stop - 1] == _CR):
                         stop -= 1
-                stop -= _utf8_tail(buf, pos, stop)
+                # A UTF-8 sequence cut short: held back whole.
+                k = 1
+                while k <= 3 and stop - k >= pos and 0x80 <= buf[stop - k] < 0xC0:
+                    k += 1  # continuation bytes
+                lead = buf[stop - k] if stop - k >= pos else 0
+                if 0xC2 <= lead <= 0xF4 and (2 if lead < 0xE0 else 3 if lead < 0xF0 else 4) > k:
+                    stop -= k
             if stop == pos:
                 return pos
         raw = buf[pos:stop]

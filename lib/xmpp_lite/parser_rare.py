@@ -17,17 +17,7 @@ token loads it afresh. It holds no state of its own.
 
 import re
 
-from xmpp_lite.parser import (
-    CONDITION_TEXT_BETWEEN_STANZAS,
-    MAX_REFERENCE,
-    XMLError,
-    _expand,
-    _NAME_RE,
-    _screen,
-    _utf8,
-    _utf8_tail,
-    const,
-)
+from xmpp_lite.parser import MAX_REFERENCE, XMLError, _expand, _NAME_RE, _screen, _utf8, const
 
 _LT = const(0x3C)  # <
 _GT = const(0x3E)  # >
@@ -63,11 +53,13 @@ MESSAGES = (
     "|invalid UTF-8 or a character XML does not allow|content after the root element"
     "|character not allowed in XML|CDATA section between stanzas"
 )
+# The condition of character data between stanzas.
 # RFC 6120 section 4.9.3.1: bad-format is "XML that cannot be processed".
 # Character data directly inside <stream:stream> is well-formed XML, so
 # not-well-formed (section 4.9.3.13: a violation of XML's well-formedness
 # rules) would be wrong; it breaks only XMPP's rule that the stream's
 # children are stanzas, with whitespace between them as keepalives.
+CONDITION_TEXT_BETWEEN_STANZAS = "bad-format"
 _TEXT_BETWEEN = const(8)
 _CDATA_BETWEEN = const(13)
 
@@ -213,6 +205,22 @@ def reference_start(part):
             raise XMLError("bad entity reference")
 
 
+def _utf8_tail(buf, start, end):
+    """How many bytes at the end of buf[start:end] are an incomplete UTF-8 sequence."""
+    k = 1
+    while k <= 3 and end - k >= start:
+        byte = buf[end - k]
+        if byte < 0x80:
+            return 0
+        if byte >= 0xC0:
+            if byte < 0xC2 or byte > 0xF4:
+                return 0  # never starts a character: let the decoder reject it now
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return k if need > k else 0
+        k += 1
+    return 0
+
+
 def _normalise_newlines(data):
     # XML 1.0 section 2.11: CRLF and lone CR become LF before anything else.
     if b"\r" in data:
@@ -328,7 +336,7 @@ def _decode_name(raw):
     return name
 
 
-def careful_start_tag(p, buf, pos, end):
+def start_tag(p, buf, pos, end):
     """Parse the start tag at buf[pos] that the fast path did not take;
     return where the rest of buf starts, or -1 if the tag is cut short."""
     got = _name(p, buf, pos + 1, end)
