@@ -63,6 +63,10 @@ _CR = const(0x0D)
 _RBRACKET = const(0x5D)  # ]
 _NAME_CACHE_SIZE = const(64)  # valid names each parser remembers, see Parser._learn
 _SHAPE_CACHE_SIZE = const(16)  # start-tag shapes each parser remembers, see Parser._learn
+# A cut start tag of a new shape up to this many bytes is checked in _hold; a
+# longer one by parser_rare.check_open_tag, which then keeps it in pieces
+# instead of joining it again with each chunk.
+_SHORT_TAG = const(512)
 # Errors by number: parser_rare.MESSAGES holds their messages, in this order.
 _E_STANZA = const(0)
 _E_HELD = const(1)
@@ -524,7 +528,7 @@ class Parser:
                             self._prefix_shape = shape
                             known = True
                             break
-                if key and not known and max(raw) < 0x80:
+                if key and not known and end - pos <= _SHORT_TAG and max(raw) < 0x80:
                     # A new shape (at login, most tags): nothing in it is
                     # wrong so far if the shortest tag it can become has a
                     # valid shape (see _learn; a duplicate attribute is
