@@ -5,7 +5,8 @@ tokens a session sees all the time (tags of a shape seen before, text, end
 tags, whitespace between stanzas). Everything else is here, imported the
 first time it is needed: every error (its message is built here), a tag the
 fast path does not take (references or line ends in it, both quote styles,
-a new shape cut by a chunk's end), a tag that comes in many pieces, CDATA
+a new shape cut by a chunk's end when it is long or not ASCII), a tag that
+comes in many pieces, CDATA
 sections, character references, XML declarations other than the usual one,
 non-ASCII names, and the control-character screen for a runtime without the
 native emitter (CPython). The functions take the Parser as their first
