@@ -5,7 +5,9 @@ and, when it is short, cut in two at every position; each way must give the
 same events (adjacent text events joined) or raise XMLError.
 """
 
-from support import RANDOM_SPLITS, chunkings, raises
+import sys
+
+from support import RANDOM_SPLITS, Prng, chunkings, raises
 
 from xmpp_lite import parser as parser_module
 from xmpp_lite.parser import (
@@ -130,17 +132,39 @@ def parse(chunks, **caps):
 
 def _windowed(data, way, first):
     """Chunks of data: windows of WINDOW bytes (the first one `first` bytes
-    long), each cut the way-th way that chunkings() cuts it."""
+    long), each cut the way-th way that chunkings() cuts it.
+
+    The chunks come one by one, not as chunkings()'s lists: a list of one
+    bytes object per byte of a window needs a block of 8 * WINDOW bytes,
+    which a fragmented heap of the VM may not have.
+    """
     start, stop = 0, first
     while start < len(data):
-        count = 0
-        for chunks in chunkings(data[start:stop]):
-            if count == way:
-                for chunk in chunks:
-                    yield chunk
-                break
-            count += 1
+        window = data[start:stop]
+        if way == 0:
+            yield window
+        elif way == 1:
+            for i in range(len(window)):
+                yield window[i:i + 1]
+        else:
+            # chunkings()'s random cuts: the same draws from the same Prng.
+            prng = Prng(1)
+            for split in range(way - 1):
+                largest = (1 << (split + 2)) - 1
+                pos = 0
+                while pos < len(window):
+                    size = prng.randrange(1, largest + 1)
+                    if split == way - 2:
+                        yield window[pos:pos + size]
+                    pos += size
         start, stop = stop, stop + WINDOW
+
+
+def test_windowed_cuts_as_chunkings_does():
+    data = bytes(range(100))  # two windows: 40 bytes, then the 60 left
+    for way in range(2 + RANDOM_SPLITS):
+        expected = list(chunkings(data[:40]))[way] + list(chunkings(data[40:]))[way]
+        assert list(_windowed(data, way, 40)) == expected, way
 
 
 def splits(data):
@@ -346,6 +370,50 @@ def test_realistic_stream_before_authentication():
 
 def test_realistic_stream_after_restart():
     check(STREAM_ONLINE, STREAM_ONLINE_EVENTS)
+
+
+def _python_screen(data, size):
+    """parser._screen's contract in Python, for runtimes without the native one."""
+    found = 0
+    for byte in data[:size]:
+        if byte < 0x20:
+            if byte != 0x09 and byte != 0x0A and byte != 0x0D:
+                return 2
+            found = 1
+    return found
+
+
+def test_a_session_stream_needs_no_parser_rare():
+    # What a session sees all the time is parsed by xmpp_lite.parser alone,
+    # however it is cut: a board keeps only that module on its heap. (The
+    # declaration comes whole, with the stream header, as from a server.)
+    # Without the native control screen (CPython) the portable one is in
+    # parser_rare: a Python stand-in takes its place here.
+    from xmpp_lite import unload
+
+    stream = STREAM_AUTH[21:] + (
+        b"<iq type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        b"<jid>node7@example.net/esp32-a1</jid></bind></iq>\r\n"
+        b"<message from='ctl@example.net/desk' to='node7@example.net/esp32-a1' type='chat' id='m-17'>"
+        b"<body>it&apos;s 21.5 \xc2\xb0C &amp; caf\xc3\xa9 \xe2\x80\x94 &lt;ok&gt;\r\nbye</body></message> "
+        b'<presence from="ctl@example.net/desk"><show>dnd</show></presence>\n'
+        b"<iq from='example.net' id='ping-3' type='get'><ping xmlns='urn:xmpp:ping'/></iq>"
+        b"</stream:stream>"
+    )
+    saved = parser_module._screen
+    if saved is None:
+        parser_module._screen = _python_screen
+    try:
+        unload("xmpp_lite.parser_rare")
+        for label, chunks in splits(stream):
+            recorder = Recorder()
+            parser = Parser(recorder)
+            parser.feed(STREAM_AUTH[:21])
+            feed_all(parser, chunks)
+            assert recorder.events[-1] == end("stream:stream"), label
+            assert "xmpp_lite.parser_rare" not in sys.modules, label
+    finally:
+        parser_module._screen = saved
 
 
 def test_stream_restart_with_reset_between_feeds():
@@ -679,9 +747,11 @@ def test_control_characters_anywhere_in_a_long_chunk_are_errors():
 def test_both_control_character_screens_agree():
     # The native screen runs where MicroPython has a native emitter, the
     # portable one elsewhere: each is checked here wherever it exists.
-    screens = [parser_module._check_controls_portable]
+    from xmpp_lite import parser_rare
+
+    screens = [parser_rare.check_controls_portable]
     if parser_module._screen is not None:
-        screens.append(parser_module._check_controls)
+        screens.append(parser_rare.check_controls)
     body = b"temp=21.5C caf\xc3\xa9 " * 40
     for size in (1, 63, 64, 65, 256, 300, 512, 700):
         data = (body * 2)[:size]
