@@ -190,14 +190,22 @@ class Element:
     namespace as with ``append``.
     """
 
+    # What most elements have: kept here rather than in each element's own
+    # attributes, which then hold only name, attrs, children and what differs
+    # (a smaller table per element: a stanza is built for every one received).
+    text = ""
+    tail = ""
+    xmlns = None
+
     def __init__(self, name, attrs=None, text="", children=None, xmlns=None):
         self.name = name
         self.attrs = {} if attrs is None else attrs
-        self.text = "" if text is None else text
-        self.tail = ""
+        if text:
+            self.text = text
         if xmlns is None and name.find(":") < 0:
             xmlns = self.attrs.get("xmlns")
-        self.xmlns = xmlns
+        if xmlns is not None:
+            self.xmlns = xmlns
         if children is None:
             children = []
         else:
@@ -380,7 +388,9 @@ class Builder:
             self._text_chars = 0
             self.cut = False
         elem = Element(name, attrs)
-        elem.xmlns, _, default, prefixes = _scope(name, attrs, None, default, prefixes)
+        xmlns, _, default, prefixes = _scope(name, attrs, None, default, prefixes)
+        if xmlns is not None:
+            elem.xmlns = xmlns
         if parent is not None:
             parent.children.append(elem)
         stack.append((elem, default, prefixes))
