@@ -8,7 +8,7 @@
 # - "exchange": log in, tell the controller by a directed presence, then answer
 #   each of its "RUN N" messages with "RUN rN" until "count" went each way,
 #   and close.
-# One line of figures at the end; exit status 0 only if the run did all of it.
+# "ONLINE" once logged in, one line of figures at the end; exit status 0 only if the run did all of it.
 import gc
 import json
 import sys
@@ -66,6 +66,7 @@ def exchange():
     device.connect(TIMEOUT_MS)
     gc.collect()
     online_alloc = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+    print("ONLINE alloc=%d" % online_alloc)  # a failure after this line happened online, not while logging in
     device.send_presence(status=prefix + "ready", to=controller)
     start = ticks_ms()
     while done[0] < count and ticks_diff(ticks_ms(), start) < TIMEOUT_MS:
