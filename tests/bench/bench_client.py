@@ -17,7 +17,9 @@ Starts its own Prosody servers (one plaintext, one with TLS) and prints, in one 
   (fragmentation), so a size counts only if RUNS_PER_SIZE runs in a row pass,
   and the sizes just above the edge found are checked the same way. For the
   largest size that failed, where the run stopped (the VM's MemoryError and its
-  innermost frame, while logging in or online): what to cut next. Targets:
+  innermost frame, while logging in or online), and, from one more run at a
+  large heap, the most heap in use around the stanzas handled while logging in
+  and once online: what to cut next. Targets:
   96 KB plaintext, 104 KB with STARTTLS. Heap figures are byte counts and
   repeat; the seconds printed beside them are timings and vary with the load.
   tests/bench/bench_heap.py gives the import cost module by module.
@@ -249,7 +251,7 @@ def measure_wire(micropython, server, peer, work):
 # -- the heap a session needs on the VM -----------------------------------------------------------------
 
 
-def exchange_run(micropython, lib, heap_kb, server, controller, work):
+def exchange_run(micropython, lib, heap_kb, server, controller, work, trace=False):
     """One VM session at -X heapsize=heap_kb: 1000 messages each way.
 
     Returns (the device's figures (a dict), None) if all of it worked, else (None, why): a line that
@@ -260,6 +262,8 @@ def exchange_run(micropython, lib, heap_kb, server, controller, work):
     config = {"mode": "exchange", "lib": lib, "jid": server.jid(DEVICE), "password": server.accounts[DEVICE],
               "host": HOST, "port": server.c2s_port, "resource": device_resource, "timeout_ms": TIMEOUT_MS,
               "count": MESSAGES, "run": run, "controller": controller.jid}
+    if trace:
+        config["trace"] = HERE
     if server.tls:
         config.update(tls="required", ca=server.ca_der_path)
     else:
@@ -381,6 +385,8 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
             started = time.monotonic()
             results[tls] = smallest_heap(micropython, mpy_lib, servers[tls], controllers[tls], work)
             results[tls, "s"] = time.monotonic() - started
+            results[tls, "trace"], _ = exchange_run(micropython, mpy_lib, HEAP_HIGH_KB, servers[tls],
+                                                    controllers[tls], work, trace=True)
     finally:
         for controller in controllers.values():
             controller.close()
@@ -406,6 +412,17 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
         print("  %-10s %-10s %11d KB %10.1f KB %7.1f KB %3d sizes %3.0f s" % (
             "from .mpy", link, kb, int(figures["code_alloc"]) / 1024, int(figures["online_alloc"]) / 1024,
             runs, results[tls, "s"]))
+    print("  live heap (after a collect, around each stanza the session handles; one run at %d KB):"
+          % HEAP_HIGH_KB)
+    for tls in (False, True):
+        traced = results[tls, "trace"]
+        link = "STARTTLS" if tls else "plaintext"
+        if traced is None:
+            print("  %s: the traced run failed" % link)
+            continue
+        print("  %-10s most while logging in %.1f KB, most online %.1f KB (after import %.1f KB, online %.1f KB)"
+              % (link, int(traced["login_peak"]) / 1024, int(traced["online_peak"]) / 1024,
+                 int(traced["code_alloc"]) / 1024, int(traced["online_alloc"]) / 1024))
     for tls in (False, True):
         below = results[tls][3]
         if below is not None:
