@@ -24,9 +24,11 @@ Starts its own Prosody servers (one plaintext, one with TLS) and prints, in one 
   repeat; the seconds printed beside them are timings and vary with the load.
   tests/bench/bench_heap.py gives the import cost module by module.
 
-Run: make bench   (or .venv/bin/python tests/bench/bench_client.py)
+Run: make bench   (or .venv/bin/python tests/bench/bench_client.py [--part wire|heap]
+[--link plaintext|starttls]: one part, or the heap of one link; --help says more)
 """
 
+import argparse
 import asyncio
 import json
 import os
@@ -374,14 +376,17 @@ def smallest_heap(micropython, lib, server, controller, work):
         low, high, figures = failed + 1, HEAP_HIGH_KB, top
 
 
-def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
+def measure_heap(micropython, mpy_cross, servers, work):
+    """The heap figures for each link in servers ({tls: server}, False for plaintext), printed."""
+    links = sorted(servers)
     mpy_lib = os.path.join(work, "mpy")
     compile_library(mpy_cross, mpy_lib)
-    controllers = {False: Peer(plain_server, "controller"), True: Peer(tls_server, "controller")}
-    servers = {False: plain_server, True: tls_server}
+    controllers = {}
     results = {}
     try:
-        for tls in (False, True):
+        for tls in links:
+            controllers[tls] = Peer(servers[tls], "controller")
+        for tls in links:
             started = time.monotonic()
             results[tls] = smallest_heap(micropython, mpy_lib, servers[tls], controllers[tls], work)
             results[tls, "s"] = time.monotonic() - started
@@ -403,7 +408,7 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
     print("  twice the room they take on an ESP32. mbedTLS keeps its buffers outside the GC heap here.")
     print("  %-10s %-10s %14s %13s %10s %14s" % ("library", "link", "smallest heap", "after import", "online",
                                                "bisection"))
-    for tls in (False, True):
+    for tls in links:
         kb, figures, runs, _ = results[tls]
         link = "STARTTLS" if tls else "plaintext"
         if kb is None:
@@ -414,7 +419,7 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
             runs, results[tls, "s"]))
     print("  live heap (after a collect, around each stanza the session handles; one run at %d KB):"
           % HEAP_HIGH_KB)
-    for tls in (False, True):
+    for tls in links:
         traced = results[tls, "trace"]
         link = "STARTTLS" if tls else "plaintext"
         if traced is None:
@@ -423,12 +428,12 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
         print("  %-10s most while logging in %.1f KB, most online %.1f KB (after import %.1f KB, online %.1f KB)"
               % (link, int(traced["login_peak"]) / 1024, int(traced["online_peak"]) / 1024,
                  int(traced["code_alloc"]) / 1024, int(traced["online_alloc"]) / 1024))
-    for tls in (False, True):
+    for tls in links:
         below = results[tls][3]
         if below is not None:
             print("  %s: the largest size that failed, %d KB: %s" % (
                 "STARTTLS" if tls else "plaintext", below[0], below[1]))
-    for tls in (False, True):
+    for tls in links:
         kb = results[tls][0]
         print("  target: every heap >= %d KB passes %s: %s (%s)" % (
             TARGET_HEAP_KB[tls], "with STARTTLS" if tls else "plaintext",
@@ -436,31 +441,46 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
             "none up to %d KB" % HEAP_HIGH_KB if kb is None else "from %d KB" % kb))
 
 
-def main():
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="xmpp_lite's client against slixmpp on the wire, and the VM heap a 1000-message session "
+                    "needs (the smallest heap that always passes, bisected; heap after import, once logged "
+                    "in, most in use while logging in and online). Starts its own Prosody servers.")
+    parser.add_argument("--part", choices=("all", "wire", "heap"), default="all",
+                        help="what to measure (default: all)")
+    parser.add_argument("--link", choices=("both", "plaintext", "starttls"), default="both",
+                        help="the links of the heap part (default: both)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     started = time.monotonic()
     micropython = find_tool("micropython")
     mpy_cross = find_tool("mpy-cross")
     if micropython is None or mpy_cross is None:
         sys.exit("bench_client: no micropython or mpy-cross binary (run `make bootstrap`)")
+    links = () if args.part == "wire" else {"both": (False, True), "plaintext": (False,),
+                                            "starttls": (True,)}[args.link]
     work = tempfile.mkdtemp(prefix="bench-client-")
-    servers = []
+    servers = {}
     try:
-        plain_server = start_server(os.path.join(work, "plain"), tls=False)
-        servers.append(plain_server)
-        tls_server = start_server(os.path.join(work, "tls"), tls=True)
-        servers.append(tls_server)
+        for tls in sorted(set(links) | ({False} if args.part != "heap" else set())):
+            servers[tls] = start_server(os.path.join(work, "tls" if tls else "plain"), tls=tls)
 
-        peer = Peer(plain_server, "desk")
-        try:
-            wire_started = time.monotonic()
-            measure_wire(micropython, plain_server, peer, work)
-            print("  (wire figures took %.1f s)" % (time.monotonic() - wire_started))
-        finally:
-            peer.close()
+        if args.part != "heap":
+            peer = Peer(servers[False], "desk")
+            try:
+                wire_started = time.monotonic()
+                measure_wire(micropython, servers[False], peer, work)
+                print("  (wire figures took %.1f s)" % (time.monotonic() - wire_started))
+            finally:
+                peer.close()
 
-        measure_heap(micropython, mpy_cross, plain_server, tls_server, work)
+        if links:
+            measure_heap(micropython, mpy_cross, {tls: servers[tls] for tls in links}, work)
     finally:
-        for server in servers:
+        for server in servers.values():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
     print("bench_client: %.0f s in all" % (time.monotonic() - started))
