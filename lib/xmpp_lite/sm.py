@@ -21,7 +21,6 @@ replies may take up to as many again before the session gives up on a
 server that never acks.
 """
 
-from xmpp_lite._compat import const
 from xmpp_lite.stanza import escape_attr
 
 NS_SM = "urn:xmpp:sm:3"
@@ -35,15 +34,8 @@ MAX_UNACKED = 32
 # too, riding on a stanza when one is due (xmpp_lite.keepalive).
 ACK_REQUEST_EVERY = MAX_UNACKED // 2
 
-_H_MASK = 0xFFFFFFFF
-
 ENABLE = b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
 REQUEST = b"<r xmlns='urn:xmpp:sm:3'/>"
-
-# What the session's ``sm`` may be doing on the current stream.
-_OFF = const(0)  # no stream management on this stream
-_ENABLING = const(1)  # <enable/> sent: count outbound, not yet inbound
-_ON = const(2)  # <enabled/> or <resumed/> received: count both ways
 
 
 class QueueFull(Exception):
@@ -69,7 +61,7 @@ def parse_h(elem):
     if text is None or not text.isdigit() or len(text) > 10:
         return None
     value = int(text)
-    return value if value <= _H_MASK else None
+    return value if value <= 0xFFFFFFFF else None  # counters are 32-bit
 
 
 class StreamManagement:
@@ -86,67 +78,57 @@ class StreamManagement:
         self.hold_acks = hold_acks
         self.ask_next = False  # an <r/> goes with the next stanza (a liveness probe riding on it)
         self.id = None  # resumption id of the last stream, while the server may still resume it
+        self.resumable = False  # id is not None
         self.jid = None  # the full JID bound on that stream
         self.handled = 0  # inbound stanzas handled on the stream (our h)
         self.acked = 0  # the server's last h: our stanzas it has handled
         self.unacked = []  # serialised stanzas, oldest first (see the module docstring)
-        self.mode = _OFF
+        # What the session's ``sm`` does on the current stream: outbound stanzas go to ``unacked`` from
+        # <enable/> or <resume/> on (counting); inbound ones are counted once the server confirmed
+        # stream management with <enabled/> or <resumed/> (enabled).
+        self.counting = False
+        self.enabled = False
         self._since_request = 0
 
     # -- what a Session asks ----------------------------------------------------------------
 
-    @property
-    def counting(self):
-        """True while outbound stanzas go to ``unacked`` (from <enable/> or <resume/> on)."""
-        return self.mode != _OFF
-
-    @property
-    def enabled(self):
-        """True once the server confirmed stream management on the current stream."""
-        return self.mode == _ON
-
-    @property
-    def resumable(self):
-        return self.id is not None
-
     def start_fresh(self):
         """<enable/> goes out on a new stream: count from zero; what is in ``unacked`` is sent again."""
-        self.id = None
-        self.handled = 0
-        self.acked = 0
-        self.mode = _ENABLING
+        self.forget()
+        self.counting = True
         self._since_request = 0
 
     def confirm(self, resumption_id, jid):
         """<enabled/> arrived; ``resumption_id`` is None when the server will not resume this stream."""
         self.id = resumption_id
+        self.resumable = resumption_id is not None
         self.jid = jid
-        self.mode = _ON
+        self.counting = self.enabled = True
 
     def resumed(self):
-        self.mode = _ON
+        self.counting = self.enabled = True
         self._since_request = 0
 
     def give_up_stream(self):
         """The server refused <enable/>: what was sent on this stream stays sent, unconfirmed."""
         self.id = None
-        self.mode = _OFF
+        self.resumable = self.counting = self.enabled = False
         self.unacked = []
 
     def stream_ended(self):
         """The connection is gone; keep the id, counters and unacked stanzas for a resumption."""
-        self.mode = _OFF
+        self.counting = self.enabled = False
 
     def forget(self):
         """The stream was closed on purpose or cannot be resumed: no resumption, counters reset."""
         self.id = None
-        self.mode = _OFF
+        self.resumable = self.counting = self.enabled = False
         self.handled = 0
         self.acked = 0
 
     def received_stanza(self):
-        if self.mode == _ON:
-            self.handled = (self.handled + 1) & _H_MASK
+        if self.enabled:
+            self.handled = (self.handled + 1) & 0xFFFFFFFF
 
     def sent_stanza(self, data):
         """Keep ``data`` (just queued for the server) until acked; True if an <r/> is due now."""
@@ -170,7 +152,7 @@ class StreamManagement:
 
     def ack(self, h):
         """The server says it handled ``h`` of our stanzas; drop those. False if h is impossible."""
-        count = (h - self.acked) & _H_MASK
+        count = (h - self.acked) & 0xFFFFFFFF
         if count > len(self.unacked):
             return False
         if count:

@@ -25,26 +25,27 @@ from xmpp_lite._compat import const
 from xmpp_lite.parser import Parser, XMLError
 from xmpp_lite.parser import _check_name as _check_name_chars  # the Name production beyond ASCII
 
+# Namespaces other modules use; each literal is a string on the heap, so
+# they are spelt once, here, and imported.
 NS_CLIENT = "jabber:client"
 NS_STREAMS = "http://etherx.jabber.org/streams"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-NS_XML = "http://www.w3.org/XML/1998/namespace"
 
 # Elements (the stanza included) the Builder keeps for one stanza. The parser
 # caps a stanza's bytes, but "<a/>" is 4 bytes and an Element costs far more
 # heap than that, so the element count needs its own cap.
-MAX_ELEMENTS = 128
+MAX_ELEMENTS = const(128)
 # Characters of text the Builder keeps for one stanza. The stanza cap lets a
 # peer send one text of nearly 16 KB, which would need a block that large in
 # one piece: on a fragmented board heap, a MemoryError. A stanza with more text
 # is cut short and marked (Builder.cut); the session refuses it whole (see
 # xmpp_lite.session, MAX_STANZA_TEXT there). Commands, reports and the login's
 # elements are far smaller.
-MAX_STANZA_TEXT = 4096
+MAX_STANZA_TEXT = const(4096)
 
 # The one prefix bound without a declaration (Namespaces in XML, section 3).
 # Shared and never changed: scopes copy it before adding a binding.
-_XML_PREFIXES = {"xml": NS_XML}
+_XML_PREFIXES = {"xml": "http://www.w3.org/XML/1998/namespace"}
 
 # ASCII characters no XML name may contain; non-ASCII ones are checked by the
 # parser's name check. Control characters are caught in the final bytes.
@@ -91,10 +92,6 @@ def escape_attr(s):
     return s
 
 
-def _is_decl(key):
-    return key == "xmlns" or key.startswith("xmlns:")
-
-
 def _scope(name, attrs, xmlns, default, prefixes):
     """Resolve an element in the scope (default namespace, prefix map) it is in.
 
@@ -139,56 +136,19 @@ def _scope(name, attrs, xmlns, default, prefixes):
 def _check_name(name):
     if not isinstance(name, str) or not name:
         raise ValueError("XML names are non-empty strings")
-    colon = name.find(":")
-    if (
-        _BAD_NAME_RE.search(name) is not None
-        or "-.0123456789".find(name[0]) >= 0
-        or (colon >= 0 and (colon == 0 or colon == len(name) - 1 or name.find(":", colon + 1) >= 0))
-    ):
+    if _BAD_NAME_RE.search(name) is not None or name[0] in "-.0123456789:" or name[-1] == ":" or name.count(":") > 1:
         raise ValueError("not an XML name: " + repr(name))
     if _NON_ASCII_RE.search(name) is not None:
         _check_name_chars(name)  # a loop per character: only for non-ASCII names
 
 
-def _inherit(child, xmlns):
+def _inherit(elem, xmlns):
     # An unprefixed element with no namespace of its own takes its parent's
     # default namespace, and so do its descendants that have none either.
-    if xmlns is not None and child.xmlns is None and child.name.find(":") < 0:
-        child.xmlns = xmlns
-        for grandchild in child.children:
-            _inherit(grandchild, xmlns)
-
-
-def _plain_attrs_equal(a, b):
-    """Attributes equal, namespace declarations left out."""
-    count = 0
-    for key in a:
-        if not _is_decl(key):
-            if key not in b or a[key] != b[key]:
-                return False
-            count += 1
-    for key in b:
-        if not _is_decl(key):
-            count -= 1
-    return count == 0
-
-
-def _equal(a, b, a_default, a_prefixes, b_default, b_prefixes):
-    if (
-        a.name != b.name
-        or a.text != b.text
-        or len(a.children) != len(b.children)
-        or not _plain_attrs_equal(a.attrs, b.attrs)
-    ):
-        return False
-    a_ns, _, a_default, a_prefixes = _scope(a.name, a.attrs, a.xmlns, a_default, a_prefixes)
-    b_ns, _, b_default, b_prefixes = _scope(b.name, b.attrs, b.xmlns, b_default, b_prefixes)
-    if a_ns != b_ns:
-        return False
-    for x, y in zip(a.children, b.children):
-        if x.tail != y.tail or not _equal(x, y, a_default, a_prefixes, b_default, b_prefixes):
-            return False
-    return True
+    if xmlns is not None and elem.xmlns is None and elem.name.find(":") < 0:
+        elem.xmlns = xmlns
+        for child in elem.children:
+            _inherit(child, xmlns)
 
 
 class Element:
@@ -202,18 +162,28 @@ class Element:
     namespace as with ``append``.
     """
 
+    # What most elements have: kept here rather than in each element's own
+    # attributes, which then hold only name, attrs, children and what differs
+    # (a smaller table per element: a stanza is built for every one received).
+    text = ""
+    tail = ""
+    xmlns = None
+
     def __init__(self, name, attrs=None, text="", children=None, xmlns=None):
         self.name = name
         self.attrs = {} if attrs is None else attrs
-        self.text = "" if text is None else text
-        self.tail = ""
+        if text:
+            self.text = text
         if xmlns is None and name.find(":") < 0:
             xmlns = self.attrs.get("xmlns")
-        self.xmlns = xmlns
+        if xmlns is not None:
+            self.xmlns = xmlns
         if children is None:
             children = []
         else:
-            default = self._child_default()
+            # Unprefixed children take the default namespace, which is the
+            # element's own unless the element is prefixed (as in append).
+            default = xmlns if name.find(":") < 0 else self.attrs.get("xmlns")
             for child in children:
                 _inherit(child, default)
         self.children = children
@@ -224,16 +194,11 @@ class Element:
         colon = self.name.find(":")
         return self.name if colon < 0 else self.name[colon + 1:]
 
-    def _child_default(self):
-        # Unprefixed children take the default namespace, which is the
-        # element's own unless the element is prefixed.
-        if self.name.find(":") < 0:
-            return self.xmlns
-        return self.attrs.get("xmlns")
-
     def append(self, child):
         """Add child last and return it; see ``_inherit`` for its namespace."""
-        _inherit(child, self._child_default())
+        # Unprefixed children take the default namespace, which is the
+        # element's own unless the element is prefixed.
+        _inherit(child, self.xmlns if self.name.find(":") < 0 else self.attrs.get("xmlns"))
         self.children.append(child)
         return child
 
@@ -248,24 +213,27 @@ class Element:
             self.attrs[attr] = value if isinstance(value, str) else str(value)
         return self
 
+    def find_all(self, name=None, xmlns=None, first=False):
+        """All children called name (None: any name) in namespace xmlns (None: any).
+
+        With ``first``, the first of them, or None.
+        """
+        found = []
+        for child in self.children:
+            if (name is None or child.name == name or child.local == name) and (
+                    xmlns is None or child.xmlns == xmlns):
+                if first:
+                    return child
+                found.append(child)
+        return None if first else found
+
     def find(self, name, xmlns=None):
         """The first child called name (local or qualified) in namespace xmlns (None: any)."""
-        for child in self.children:
-            if (child.name == name or child.local == name) and (xmlns is None or child.xmlns == xmlns):
-                return child
-        return None
-
-    def find_all(self, name=None, xmlns=None):
-        """All children called name (None: any name) in namespace xmlns (None: any)."""
-        return [
-            child for child in self.children
-            if (name is None or child.name == name or child.local == name)
-            and (xmlns is None or child.xmlns == xmlns)
-        ]
+        return self.find_all(name, xmlns, True)
 
     def find_text(self, name, xmlns=None, default=None):
         """The text of ``find(name, xmlns)``, or default if there is no such child."""
-        child = self.find(name, xmlns)
+        child = self.find_all(name, xmlns, True)
         return default if child is None else child.text
 
     def serialise(self, xmlns=None):
@@ -273,19 +241,16 @@ class Element:
         return serialise(self, xmlns)
 
     def __eq__(self, other):
+        # != is the negation of this on both runtimes, and an Element is not hashable (it is mutable).
         if not isinstance(other, Element):
             return NotImplemented  # type: ignore[name-defined]  # a builtin the stubs lack
-        return _equal(self, other, None, _XML_PREFIXES, None, _XML_PREFIXES)
+        # Loaded at the first comparison: the library itself never compares elements, tests and tools do.
+        from xmpp_lite.stanza_equal import equal
 
-    def __ne__(self, other):
-        result = self.__eq__(other)
-        return result if result is NotImplemented else not result  # type: ignore[name-defined]
-
-    __hash__ = None  # mutable
+        return equal(self, other)
 
     def __repr__(self):
-        return "<Element %s%s %d children>" % (
-            self.name, "" if self.xmlns is None else " {" + self.xmlns + "}", len(self.children))
+        return "<Element %s {%s} %d children>" % (self.name, self.xmlns or "", len(self.children))
 
 
 def _write(elem, out, default, prefixes):
@@ -334,9 +299,8 @@ def serialise(elem, xmlns=None):
     """
     out = []
     _write(elem, out, xmlns, _XML_PREFIXES)
-    out = "".join(out)
     try:
-        data = out.encode("utf-8")
+        data = "".join(out).encode("utf-8")
     except UnicodeError:  # CPython: a lone surrogate
         raise ValueError("character not allowed in XML (surrogate)")
     if data.find(b"\x00") >= 0 or _ILLEGAL_RE.search(data) is not None:
@@ -368,24 +332,19 @@ class Builder:
 
     def reset(self):
         """Forget the stream (for a stream restart, with the parser's reset)."""
-        self._open = False  # inside a stream root
-        self._root_scope = (None, _XML_PREFIXES)
+        self._root = None  # inside a stream root: the (default namespace, prefixes) in force under it
         self._stack = []  # (element, child default, child prefixes) of the current stanza
         self._count = 0  # elements in the current stanza
         self._texts = []  # text since the last tag, joined once at the next one (see text)
         self._text_chars = 0  # text of the current stanza, kept or not
         self.cut = False  # the current stanza had more than max_text characters of text
 
-    def _open_root(self, name, attrs):
-        _, _, default, prefixes = _scope(name, attrs, None, None, _XML_PREFIXES)
-        self._root_scope = (default, prefixes)
-        self._open = True
-
     def start(self, name, attrs):
         if self._texts:
             self._flush_text()
-        if not self._open:
-            self._open_root(name, attrs)
+        if self._root is None:
+            _, _, default, prefixes = _scope(name, attrs, None, None, _XML_PREFIXES)
+            self._root = (default, prefixes)
             if self.on_stream_start is not None:
                 self.on_stream_start(name, attrs)
             return
@@ -397,12 +356,14 @@ class Builder:
                 raise XMLError("stanza of more than {} elements".format(self.max_elements))
         else:
             parent = None
-            default, prefixes = self._root_scope
+            default, prefixes = self._root
             self._count = 1
             self._text_chars = 0
             self.cut = False
         elem = Element(name, attrs)
-        elem.xmlns, _, default, prefixes = _scope(name, attrs, None, default, prefixes)
+        xmlns, _, default, prefixes = _scope(name, attrs, None, default, prefixes)
+        if xmlns is not None:
+            elem.xmlns = xmlns
         if parent is not None:
             parent.children.append(elem)
         stack.append((elem, default, prefixes))
@@ -456,7 +417,7 @@ def parse(data):
     """Parse one standalone element (bytes or str) into an Element."""
     found = []
     builder = Builder(found.append, max_text=None)
-    builder._open_root("", {})  # the element stands where a stanza would
+    builder.start("", {})  # a root without a name or bindings: the element stands where a stanza would
     if isinstance(data, str):
         data = data.encode("utf-8")
     Parser(builder, stream=False).feed(data)  # one element alone: text may stand in it
@@ -465,15 +426,19 @@ def parse(data):
     return found[0]
 
 
-def _stanza(name, pairs):
-    attrs = {}
-    for key, value in pairs:
+def _stanza(name, attrs, texts, payload):
+    """A stanza: attrs and texts are pairs (attribute or child element, value), None values left out.
+
+    Values that are not str go through str. Each text becomes a child element
+    of that name with that text; payload (an Element or a list of them) follows.
+    """
+    elem = Element(name)
+    for key, value in attrs:
         if value is not None:
-            attrs[key] = value if isinstance(value, str) else str(value)
-    return Element(name, attrs)
-
-
-def _add_payload(elem, payload):
+            elem.attrs[key] = value if isinstance(value, str) else str(value)
+    for key, value in texts:
+        if value is not None:
+            elem.append(Element(key, text=value if isinstance(value, str) else str(value)))
     if payload is not None:
         if isinstance(payload, Element):
             elem.append(payload)
@@ -485,28 +450,18 @@ def _add_payload(elem, payload):
 
 def message(to=None, body=None, type=None, id=None, payload=None):
     """A ``<message/>``; payload is an Element or a list of them."""
-    elem = _stanza("message", (("to", to), ("type", type), ("id", id)))
-    if body is not None:
-        elem.append(Element("body", text=body))
-    return _add_payload(elem, payload)
+    return _stanza("message", (("to", to), ("type", type), ("id", id)), (("body", body),), payload)
 
 
 def presence(to=None, type=None, show=None, status=None, priority=None, id=None, payload=None):
     """A ``<presence/>``; show/status/priority become children (RFC 6121 4.7.2)."""
-    elem = _stanza("presence", (("to", to), ("type", type), ("id", id)))
-    if show is not None:
-        elem.append(Element("show", text=show))
-    if status is not None:
-        elem.append(Element("status", text=status))
-    if priority is not None:
-        elem.append(Element("priority", text=str(priority)))
-    return _add_payload(elem, payload)
+    return _stanza("presence", (("to", to), ("type", type), ("id", id)),
+                   (("show", show), ("status", status), ("priority", priority)), payload)
 
 
 def iq(type, id, to=None, payload=None):
     """An ``<iq/>`` of type get/set/result/error."""
-    elem = _stanza("iq", (("type", type), ("id", id), ("to", to)))
-    return _add_payload(elem, payload)
+    return _stanza("iq", (("type", type), ("id", id), ("to", to)), (), payload)
 
 
 def error_reply(stanza, error_type, condition, text=None):
@@ -519,13 +474,11 @@ def error_reply(stanza, error_type, condition, text=None):
     """
     if stanza.get("type") == "error":
         raise ValueError("never answer an error stanza with an error")
-    reply = _stanza(stanza.local, (
-        ("to", stanza.get("from")), ("from", stanza.get("to")), ("type", "error"), ("id", stanza.get("id"))))
-    error = reply.append(Element("error", {"type": error_type}))
-    error.append(Element(condition, xmlns=NS_STANZAS))
+    error = Element("error", {"type": error_type}, children=[Element(condition, xmlns=NS_STANZAS)])
     if text is not None:
         error.append(Element("text", text=text, xmlns=NS_STANZAS))
-    return reply
+    return _stanza(stanza.local, (
+        ("to", stanza.get("from")), ("from", stanza.get("to")), ("type", "error"), ("id", stanza.get("id"))), (), error)
 
 
 def read_condition(elem, xmlns):

@@ -15,14 +15,20 @@ Starts its own Prosody servers (one plaintext, one with TLS) and prints, in one 
   and with STARTTLS; and the heap in use after importing the client and once
   logged in. Near the edge pass or fail is not monotonic in the heap size
   (fragmentation), so a size counts only if RUNS_PER_SIZE runs in a row pass,
-  and the sizes just above the edge found are checked the same way. Targets:
+  and the sizes just above the edge found are checked the same way. For the
+  largest size that failed, where the run stopped (the VM's MemoryError and its
+  innermost frame, while logging in or online), and, from one more run at a
+  large heap, the most heap in use around the stanzas handled while logging in
+  and once online: what to cut next. Targets:
   96 KB plaintext, 104 KB with STARTTLS. Heap figures are byte counts and
   repeat; the seconds printed beside them are timings and vary with the load.
   tests/bench/bench_heap.py gives the import cost module by module.
 
-Run: make bench   (or .venv/bin/python tests/bench/bench_client.py)
+Run: make bench   (or .venv/bin/python tests/bench/bench_client.py [--part wire|heap]
+[--link plaintext|starttls]: one part, or the heap of one link; --help says more)
 """
 
+import argparse
 import asyncio
 import json
 import os
@@ -247,16 +253,19 @@ def measure_wire(micropython, server, peer, work):
 # -- the heap a session needs on the VM -----------------------------------------------------------------
 
 
-def exchange_run(micropython, lib, heap_kb, server, controller, work):
+def exchange_run(micropython, lib, heap_kb, server, controller, work, trace=False):
     """One VM session at -X heapsize=heap_kb: 1000 messages each way.
 
-    Returns the device's figures (a dict) if all of it worked, else None.
+    Returns (the device's figures (a dict), None) if all of it worked, else (None, why): a line that
+    says where it failed (the VM's MemoryError and the innermost frame, and whether it was logged in).
     """
     run = "r" + secrets.token_hex(3)
     device_resource = "bench"
     config = {"mode": "exchange", "lib": lib, "jid": server.jid(DEVICE), "password": server.accounts[DEVICE],
               "host": HOST, "port": server.c2s_port, "resource": device_resource, "timeout_ms": TIMEOUT_MS,
               "count": MESSAGES, "run": run, "controller": controller.jid}
+    if trace:
+        config["trace"] = HERE
     if server.tls:
         config.update(tls="required", ca=server.ca_der_path)
     else:
@@ -276,7 +285,7 @@ def exchange_run(micropython, lib, heap_kb, server, controller, work):
     try:
         while proc.poll() is None:
             if time.monotonic() > deadline:
-                return None  # a timeout is a failure
+                return None, "timeout after %.0f s" % VM_TIMEOUT  # a timeout is a failure
             if prefix + "ready" in controller.statuses:
                 replies.update(body for body in controller.bodies if body.startswith(prefix + "r"))
                 controller.bodies = []
@@ -285,15 +294,16 @@ def exchange_run(micropython, lib, heap_kb, server, controller, work):
                     sent += 1
             controller.client.poll(10)
         output = proc.stdout.read()
-        if proc.returncode != 0 or not output.startswith("EXCHANGE"):
-            return None
+        figures = [line for line in output.splitlines() if line.startswith("EXCHANGE ")]
+        if proc.returncode != 0 or not figures:
+            return None, failure_line(output, proc.returncode)
         # The device closed after its last reply reached the server; the controller may not have it yet.
         controller.poll_until(lambda: len(replies.union(
             body for body in controller.bodies if body.startswith(prefix + "r"))) >= MESSAGES, timeout=5)
         replies.update(body for body in controller.bodies if body.startswith(prefix + "r"))
         if len(replies) != MESSAGES:
-            return None
-        return dict(item.split("=", 1) for item in output.split()[1:])
+            return None, "%d of %d replies reached the controller" % (len(replies), MESSAGES)
+        return dict(item.split("=", 1) for item in figures[0].split()[1:]), None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -301,14 +311,27 @@ def exchange_run(micropython, lib, heap_kb, server, controller, work):
         proc.stdout.close()
 
 
+def failure_line(output, returncode):
+    """One line for a failed VM run: its last error and the innermost frame, and whether it was online."""
+    lines = output.strip().splitlines()
+    frames = [line.strip() for line in lines if line.strip().startswith('File "')]
+    error = lines[-1].strip() if lines else "no output"
+    where = " in " + frames[-1].replace('File "', "").replace('", line ', ":").split(",")[0] if frames else ""
+    phase = "online" if any(line.startswith("ONLINE ") for line in lines) else "logging in"
+    return "%s%s (%s; exit %s)" % (error, where, phase, returncode)
+
+
 def passes_always(micropython, lib, heap_kb, server, controller, work):
-    """The device's figures if RUNS_PER_SIZE runs in a row pass at heap_kb, else None (at the first failure)."""
+    """(The device's figures, None) if RUNS_PER_SIZE runs in a row pass at heap_kb, else (None, why it failed).
+
+    Stops at the first failure.
+    """
     figures = None
     for _ in range(RUNS_PER_SIZE):
-        figures = exchange_run(micropython, lib, heap_kb, server, controller, work)
+        figures, failure = exchange_run(micropython, lib, heap_kb, server, controller, work)
         if figures is None:
-            return None
-    return figures
+            return None, failure
+    return figures, None
 
 
 def smallest_heap(micropython, lib, server, controller, work):
@@ -316,17 +339,22 @@ def smallest_heap(micropython, lib, server, controller, work):
 
     Bisects on "RUNS_PER_SIZE runs pass", then checks the sizes CONFIRM_ABOVE_KB above the edge; a
     failure there moves the edge above it and the check starts again. Returns (KB, the device's
-    figures at that heap, sizes checked), or (None, None, sizes checked) if even HEAP_HIGH_KB fails.
+    figures at that heap, sizes checked, how the largest failing size failed: (KB, line) or None), or
+    (None, None, sizes checked, None) if even HEAP_HIGH_KB fails.
     """
     runs = [0]
+    failures = {}
 
     def check(heap_kb):
         runs[0] += 1
-        return passes_always(micropython, lib, heap_kb, server, controller, work)
+        figures, failure = passes_always(micropython, lib, heap_kb, server, controller, work)
+        if failure is not None:
+            failures[heap_kb] = failure
+        return figures
 
     top = check(HEAP_HIGH_KB)
     if top is None:
-        return None, None, runs[0]
+        return None, None, runs[0], None
     low, high, figures = HEAP_LOW_KB, HEAP_HIGH_KB, top
     while True:
         while low < high:
@@ -342,22 +370,28 @@ def smallest_heap(micropython, lib, server, controller, work):
                 failed = high + step
                 break
         if failed is None:
-            return high, figures, runs[0]
+            below = max((size for size in failures if size < high), default=None)
+            return high, figures, runs[0], None if below is None else (below, failures[below])
         # A size above the edge failed: the edge is above it. Bisect again between it and the top.
         low, high, figures = failed + 1, HEAP_HIGH_KB, top
 
 
-def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
+def measure_heap(micropython, mpy_cross, servers, work):
+    """The heap figures for each link in servers ({tls: server}, False for plaintext), printed."""
+    links = sorted(servers)
     mpy_lib = os.path.join(work, "mpy")
     compile_library(mpy_cross, mpy_lib)
-    controllers = {False: Peer(plain_server, "controller"), True: Peer(tls_server, "controller")}
-    servers = {False: plain_server, True: tls_server}
+    controllers = {}
     results = {}
     try:
-        for tls in (False, True):
+        for tls in links:
+            controllers[tls] = Peer(servers[tls], "controller")
+        for tls in links:
             started = time.monotonic()
             results[tls] = smallest_heap(micropython, mpy_lib, servers[tls], controllers[tls], work)
             results[tls, "s"] = time.monotonic() - started
+            results[tls, "trace"], _ = exchange_run(micropython, mpy_lib, HEAP_HIGH_KB, servers[tls],
+                                                    controllers[tls], work, trace=True)
     finally:
         for controller in controllers.values():
             controller.close()
@@ -374,8 +408,8 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
     print("  twice the room they take on an ESP32. mbedTLS keeps its buffers outside the GC heap here.")
     print("  %-10s %-10s %14s %13s %10s %14s" % ("library", "link", "smallest heap", "after import", "online",
                                                "bisection"))
-    for tls in (False, True):
-        kb, figures, runs = results[tls]
+    for tls in links:
+        kb, figures, runs, _ = results[tls]
         link = "STARTTLS" if tls else "plaintext"
         if kb is None:
             print("  %-10s %-10s %14s" % ("from .mpy", link, "> %d KB" % HEAP_HIGH_KB))
@@ -383,7 +417,23 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
         print("  %-10s %-10s %11d KB %10.1f KB %7.1f KB %3d sizes %3.0f s" % (
             "from .mpy", link, kb, int(figures["code_alloc"]) / 1024, int(figures["online_alloc"]) / 1024,
             runs, results[tls, "s"]))
-    for tls in (False, True):
+    print("  live heap (after a collect, around each stanza the session handles; one run at %d KB):"
+          % HEAP_HIGH_KB)
+    for tls in links:
+        traced = results[tls, "trace"]
+        link = "STARTTLS" if tls else "plaintext"
+        if traced is None:
+            print("  %s: the traced run failed" % link)
+            continue
+        print("  %-10s most while logging in %.1f KB, most online %.1f KB (after import %.1f KB, online %.1f KB)"
+              % (link, int(traced["login_peak"]) / 1024, int(traced["online_peak"]) / 1024,
+                 int(traced["code_alloc"]) / 1024, int(traced["online_alloc"]) / 1024))
+    for tls in links:
+        below = results[tls][3]
+        if below is not None:
+            print("  %s: the largest size that failed, %d KB: %s" % (
+                "STARTTLS" if tls else "plaintext", below[0], below[1]))
+    for tls in links:
         kb = results[tls][0]
         print("  target: every heap >= %d KB passes %s: %s (%s)" % (
             TARGET_HEAP_KB[tls], "with STARTTLS" if tls else "plaintext",
@@ -391,31 +441,46 @@ def measure_heap(micropython, mpy_cross, plain_server, tls_server, work):
             "none up to %d KB" % HEAP_HIGH_KB if kb is None else "from %d KB" % kb))
 
 
-def main():
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="xmpp_lite's client against slixmpp on the wire, and the VM heap a 1000-message session "
+                    "needs (the smallest heap that always passes, bisected; heap after import, once logged "
+                    "in, most in use while logging in and online). Starts its own Prosody servers.")
+    parser.add_argument("--part", choices=("all", "wire", "heap"), default="all",
+                        help="what to measure (default: all)")
+    parser.add_argument("--link", choices=("both", "plaintext", "starttls"), default="both",
+                        help="the links of the heap part (default: both)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     started = time.monotonic()
     micropython = find_tool("micropython")
     mpy_cross = find_tool("mpy-cross")
     if micropython is None or mpy_cross is None:
         sys.exit("bench_client: no micropython or mpy-cross binary (run `make bootstrap`)")
+    links = () if args.part == "wire" else {"both": (False, True), "plaintext": (False,),
+                                            "starttls": (True,)}[args.link]
     work = tempfile.mkdtemp(prefix="bench-client-")
-    servers = []
+    servers = {}
     try:
-        plain_server = start_server(os.path.join(work, "plain"), tls=False)
-        servers.append(plain_server)
-        tls_server = start_server(os.path.join(work, "tls"), tls=True)
-        servers.append(tls_server)
+        for tls in sorted(set(links) | ({False} if args.part != "heap" else set())):
+            servers[tls] = start_server(os.path.join(work, "tls" if tls else "plain"), tls=tls)
 
-        peer = Peer(plain_server, "desk")
-        try:
-            wire_started = time.monotonic()
-            measure_wire(micropython, plain_server, peer, work)
-            print("  (wire figures took %.1f s)" % (time.monotonic() - wire_started))
-        finally:
-            peer.close()
+        if args.part != "heap":
+            peer = Peer(servers[False], "desk")
+            try:
+                wire_started = time.monotonic()
+                measure_wire(micropython, servers[False], peer, work)
+                print("  (wire figures took %.1f s)" % (time.monotonic() - wire_started))
+            finally:
+                peer.close()
 
-        measure_heap(micropython, mpy_cross, plain_server, tls_server, work)
+        if links:
+            measure_heap(micropython, mpy_cross, {tls: servers[tls] for tls in links}, work)
     finally:
-        for server in servers:
+        for server in servers.values():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
     print("bench_client: %.0f s in all" % (time.monotonic() - started))

@@ -183,8 +183,8 @@ def main():
           % (", ".join(DEVICE_PATH), device_kb, alone_kb))
     print("  firmware path (+ %s): %.1f KB" % (", ".join(FIRMWARE_EXTRA), firmware_kb))
     if extra:
-        print("  imported inside functions only (on demand: login, boot, registration): %s: %.1f KB more"
-              % (", ".join(name.split(".", 1)[1] for name in extra), demand_kb))
+        print("  imported inside functions only (on demand: login, boot, registration, comparing elements):"
+              " %s: %.1f KB more" % (", ".join(name.split(".", 1)[1] for name in extra), demand_kb))
     rom_kb = (rom[-1][1] - rom[0][1]) / 1024
     rom_names_kb = (rom[-1][3] - rom[0][3]) / 1024
     print("  the device path from a ROMFS image (bytecode in place): %.1f KB, of which %.1f KB interned names;"

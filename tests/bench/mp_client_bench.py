@@ -7,8 +7,9 @@
 #   goes out as early as the login allows), send one chat message, close.
 # - "exchange": log in, tell the controller by a directed presence, then answer
 #   each of its "RUN N" messages with "RUN rN" until "count" went each way,
-#   and close.
-# One line of figures at the end; exit status 0 only if the run did all of it.
+#   and close. With "trace" (the folder of mp_client_trace.py): the most heap in
+#   use before and after each stanza the session handled, logging in and online.
+# "ONLINE" once logged in, one line of figures at the end; exit status 0 only if the run did all of it.
 import gc
 import json
 import sys
@@ -47,6 +48,17 @@ def job():
 
 
 def exchange():
+    peaks = [0, 0]
+    tracer = 0  # what the tracing itself takes, left out of the peaks
+    if config.get("trace"):
+        gc.collect()
+        tracer = gc.mem_alloc()
+        sys.path.append(config["trace"])  # its own file: the runs that measure the smallest heap do not load it
+        from mp_client_trace import trace_stanzas
+
+        peaks = trace_stanzas()
+        gc.collect()
+        tracer = gc.mem_alloc() - tracer
     device = make_client()
     count = config["count"]
     run = config["run"]
@@ -66,14 +78,15 @@ def exchange():
     device.connect(TIMEOUT_MS)
     gc.collect()
     online_alloc = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+    print("ONLINE alloc=%d" % online_alloc)  # a failure after this line happened online, not while logging in
     device.send_presence(status=prefix + "ready", to=controller)
     start = ticks_ms()
     while done[0] < count and ticks_diff(ticks_ms(), start) < TIMEOUT_MS:
         device.poll(50)
     device.close()
     state = device.session.state
-    print("EXCHANGE received=%d sent=%d state=%s code_alloc=%d online_alloc=%d" % (
-        done[0], done[1], state, CODE_ALLOC, online_alloc))
+    print("EXCHANGE received=%d sent=%d state=%s code_alloc=%d online_alloc=%d login_peak=%d online_peak=%d" % (
+        done[0], done[1], state, CODE_ALLOC, online_alloc - tracer, peaks[0] - tracer, peaks[1] - tracer))
     return done[0] == count and done[1] == count and state == "closed"
 
 

@@ -1,0 +1,43 @@
+"""What ``Element.__eq__`` compares: what two elements mean, not how they were spelt.
+
+Qualified names, resolved namespaces, attributes other than namespace
+declarations, text, children, and the children's tails (see xmpp_lite.stanza).
+Loaded on demand, at the first comparison: the library itself never compares
+elements.
+"""
+
+from xmpp_lite.stanza import _XML_PREFIXES, _scope
+
+
+def equal(a, b):
+    """True if elements a and b mean the same, each at the top of a document."""
+    scope = (None, _XML_PREFIXES)
+    return _equal(a, b, scope, scope)
+
+
+def _equal(a, b, a_scope, b_scope):
+    """a and b mean the same in their scopes ((default, prefixes) each); see the module docstring."""
+    if a.name != b.name or a.text != b.text or len(a.children) != len(b.children):
+        return False
+    # Attributes, namespace declarations left out.
+    count = 0
+    for key in a.attrs:
+        if key != "xmlns" and not key.startswith("xmlns:"):
+            if key not in b.attrs or a.attrs[key] != b.attrs[key]:
+                return False
+            count += 1
+    for key in b.attrs:
+        if key != "xmlns" and not key.startswith("xmlns:"):
+            count -= 1
+    if count:
+        return False
+    a_ns, _, a_default, a_prefixes = _scope(a.name, a.attrs, a.xmlns, a_scope[0], a_scope[1])
+    b_ns, _, b_default, b_prefixes = _scope(b.name, b.attrs, b.xmlns, b_scope[0], b_scope[1])
+    if a_ns != b_ns:
+        return False
+    a_scope = (a_default, a_prefixes)
+    b_scope = (b_default, b_prefixes)
+    for x, y in zip(a.children, b.children):
+        if x.tail != y.tail or not _equal(x, y, a_scope, b_scope):
+            return False
+    return True
