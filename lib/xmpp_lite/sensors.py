@@ -35,6 +35,7 @@ class Sensor:
         self.offset = spec.get("offset", 0)
         self.failures = 0
         self.humidity_name = spec.get("humidity_name", "hum")  # dht11/dht22: the second reading
+        self._device = None  # what the kind reads: a machine.ADC, a Pin, a DHT, ... set below
         if kind == "simulated":  # (base, amplitude, period in ms, start)
             self._device = (spec.get("base", 21.0), spec.get("amplitude", 2.0), int(spec.get("period_s", 600) * 1000),
                             ticks_ms())
