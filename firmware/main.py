@@ -120,15 +120,22 @@ def forget_module(name):
 
 
 def bring_up_network(config, board, feed):
-    """The network interface, or None for "none" (a host where the network is already up)."""
+    """The network interface, or None for "none" (a host where the network is already up).
+
+    xmpp_lite.netup is loaded for the time it takes and forgotten after: Wi-Fi needs it again only
+    when the network itself is lost, and then it is loaded again.
+    """
     kind = config["network"]["kind"]
     if kind == "none":
         return None
     from xmpp_lite import netup
 
-    if kind == "wifi":
-        return netup.wifi_up(config["network"], feed)
-    return netup.modem_up(config["network"], board.get("modem"), feed)
+    try:
+        if kind == "wifi":
+            return netup.wifi_up(config["network"], feed)
+        return netup.modem_up(config["network"], board.get("modem"), feed)
+    finally:
+        forget_module("xmpp_lite.netup")
 
 
 def network_back(config, board, interface, feed):
@@ -144,6 +151,7 @@ def network_back(config, board, interface, feed):
 
 
 def make_device(config, board):
+    """The link and the node (run() forgets xmpp_lite.device once they are made)."""
     from xmpp_lite.device import make_link, make_node
 
     link = make_link(config)
@@ -213,11 +221,10 @@ def run(led, board):
                 led.burst(BLINKS_NETWORK)
                 feed_while_trying(booted)
 
-    if interface is None or config["network"]["kind"] != "wifi":
-        forget_module("xmpp_lite.netup")  # Wi-Fi may need it again; PPP and "none" do not
     device, node = make_device(config, board)
-    gc.collect()
-    states = {"offline_since": None, "clock": False}
+    forget_module("xmpp_lite.device")  # xmpp_lite.sensors stays: the sensors' methods are its code
+    # offline_since: ticks when the link went down (None while online); checked: the last network check.
+    states = {"offline_since": None, "clock": False, "interface": interface, "checked": ticks_ms()}
 
     def on_state(state, detail):
         say("%s (%s)" % (state, detail))
@@ -241,12 +248,25 @@ def run(led, board):
                       % (device.memory_errors_in_row, ERROR_SHOW_MS // 1000), forever=False)
         led.burst(BLINKS_MEMORY)
 
+    def watch():
+        """Once a loop turn: feed the watchdog while healthy; offline, blink, and now and then check the network."""
+        offline_since = states["offline_since"]
+        if offline_since is None:
+            feed()
+            return
+        led.toggle()
+        feed_while_trying(offline_since)
+        now = ticks_ms()
+        if states["interface"] is not None and ticks_diff(now, states["checked"]) >= NETWORK_RETRY_MS:
+            states["checked"] = now
+            states["interface"] = network_back(config, board, states["interface"],
+                                               lambda: feed_while_trying(offline_since))
+
     device.on_state = on_state
     if device_config["driver"] == "asyncio":
         import asyncio
 
-        asyncio.run(serve_with_asyncio(config, board, device, node, led, feed, feed_while_trying, interface,
-                                       states))
+        asyncio.run(serve_with_asyncio(config, device, node, led, feed, watch))
         return
     try:
         device.connect()
@@ -269,7 +289,6 @@ def run(led, board):
         say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
         machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
 
-    last_network_check = ticks_ms()
     while True:
         try:
             device.poll(POLL_MS)
@@ -278,20 +297,11 @@ def run(led, board):
         except StreamError as error:  # fatal ones only: conflict (another board with this JID), ...
             stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
                       % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
-        now = ticks_ms()
         try:
-            node.tick(now)
+            node.tick(ticks_ms())
         except MemoryError as error:  # in the node's own work (readings, reports): the same cure
             device.drop_for_memory(error)
-        offline_since = states["offline_since"]
-        if offline_since is None:
-            feed()
-            continue
-        led.toggle()
-        feed_while_trying(offline_since)
-        if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
-            last_network_check = now
-            interface = network_back(config, board, interface, lambda: feed_while_trying(offline_since))
+        watch()
 
 
 async def report_timer(node):
@@ -303,9 +313,9 @@ async def report_timer(node):
         await sleep_ms(POLL_MS)
 
 
-async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_trying, interface, states):
+async def serve_with_asyncio(config, device, node, led, feed, watch):
     """run()'s loop with device.driver "asyncio": the link (xmpp_lite.aio) and the report timer are tasks
-    (commands arrive by the link's callbacks); this task keeps the watchdog, the LED and the network."""
+    (commands arrive by the link's callbacks); this task keeps the watchdog, the LED and the network (``watch``)."""
     import asyncio
 
     from xmpp_lite.aio import sleep_ms
@@ -344,7 +354,6 @@ async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_
         machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
 
     asyncio.create_task(report_timer(node))
-    last_network_check = ticks_ms()
     while True:
         await sleep_ms(POLL_MS)
         if stopped:
@@ -353,16 +362,7 @@ async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_
                 stop_with(led, BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
             stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
                       % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
-        now = ticks_ms()
-        offline_since = states["offline_since"]
-        if offline_since is None:
-            feed()
-            continue
-        led.toggle()
-        feed_while_trying(offline_since)
-        if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
-            last_network_check = now
-            interface = network_back(config, board, interface, lambda: feed_while_trying(offline_since))
+        watch()
 
 
 def main():
