@@ -17,9 +17,9 @@ Problems are printed on the REPL as one line starting with "xmpp_lite:" and
 shown by the status LED: on while online, a slow blink while offline; a
 repeating burst of short blinks names an error that needs a person
 (2: configuration, 3: network, 4: credentials or another board with the
-same JID, 5: the firmware crashed, then it resets after ERROR_SHOW_MS,
+same JID, 5: the firmware crashed, then it resets after 30 s,
 6: out of memory: the link is torn down and comes back after its backoff;
-after MAX_MEMORY_ERRORS_IN_ROW in a row the board resets). The ``status``
+after 5 in a row the board resets). The ``status``
 command tells the free heap and how many MemoryErrors there were.
 """
 
@@ -29,23 +29,23 @@ import sys
 
 import machine
 
-from xmpp_lite._compat import MICROPYTHON, sleep_ms, ticks_diff, ticks_ms
+from xmpp_lite._compat import MICROPYTHON, const, sleep_ms, ticks_diff, ticks_ms
 
 CONFIG_FILE = "config.json"
 BOARD_FILE = "board.json"
-POLL_MS = 100
-ERROR_SHOW_MS = 30000  # a crash is shown this long before the board resets
-NETWORK_RETRY_MS = 10000
-DEEP_SLEEP_ACK_MS = 10000  # how long a duty cycle waits for the server's ack
+_POLL_MS = const(100)
+_ERROR_SHOW_MS = const(30000)  # a crash is shown this long before the board resets
+_NETWORK_RETRY_MS = const(10000)
+_DEEP_SLEEP_ACK_MS = const(10000)  # how long a duty cycle waits for the server's ack
 # MemoryErrors without the link staying up (the backoff's stable_ms) in between, before the board resets:
 # by then the heap is too fragmented to recover without a reset.
-MAX_MEMORY_ERRORS_IN_ROW = 5
+_MAX_MEMORY_ERRORS_IN_ROW = const(5)
 
-BLINKS_CONFIG = 2
-BLINKS_NETWORK = 3
-BLINKS_AUTH = 4
-BLINKS_CRASH = 5
-BLINKS_MEMORY = 6
+_BLINKS_CONFIG = const(2)
+_BLINKS_NETWORK = const(3)
+_BLINKS_AUTH = const(4)
+_BLINKS_CRASH = const(5)
+_BLINKS_MEMORY = const(6)
 
 
 def say(text):
@@ -93,10 +93,10 @@ class StatusLed:
 
 
 def stop_with(led, blinks, message, forever=True):
-    """Say what is wrong and show it on the LED: forever (a person must act), or ERROR_SHOW_MS then reset."""
+    """Say what is wrong and show it on the LED: forever (a person must act), or _ERROR_SHOW_MS then reset."""
     say(message)
     start = ticks_ms()
-    while forever or ticks_diff(ticks_ms(), start) < ERROR_SHOW_MS:
+    while forever or ticks_diff(ticks_ms(), start) < _ERROR_SHOW_MS:
         led.burst(blinks)
     machine.reset()
 
@@ -186,7 +186,7 @@ def load_config(led):
     try:
         return load(CONFIG_FILE)
     except ConfigError as error:
-        stop_with(led, BLINKS_CONFIG, "configuration error: %s" % error)
+        stop_with(led, _BLINKS_CONFIG, "configuration error: %s" % error)
 
 
 def run(led, board):
@@ -216,9 +216,9 @@ def run(led, board):
             if sleeping:
                 say("%s; sleeping" % error)
                 machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
-            say("%s; again in %d s" % (error, NETWORK_RETRY_MS // 1000))
-            for _ in range(NETWORK_RETRY_MS // 2000):
-                led.burst(BLINKS_NETWORK)
+            say("%s; again in %d s" % (error, _NETWORK_RETRY_MS // 1000))
+            for _ in range(_NETWORK_RETRY_MS // 2000):
+                led.burst(_BLINKS_NETWORK)
                 feed_while_trying(booted)
 
     device, node = make_device(config, board)
@@ -243,10 +243,10 @@ def run(led, board):
         # The link is already torn down and its memory collected (xmpp_lite.robust).
         say("out of memory: %d in a row, %d in all; heap free %d"
             % (device.memory_errors_in_row, device.stats["memory_errors"], gc.mem_free()))
-        if device.memory_errors_in_row >= MAX_MEMORY_ERRORS_IN_ROW:
-            stop_with(led, BLINKS_MEMORY, "out of memory %d times in a row; resetting in %d s"
-                      % (device.memory_errors_in_row, ERROR_SHOW_MS // 1000), forever=False)
-        led.burst(BLINKS_MEMORY)
+        if device.memory_errors_in_row >= _MAX_MEMORY_ERRORS_IN_ROW:
+            stop_with(led, _BLINKS_MEMORY, "out of memory %d times in a row; resetting in %d s"
+                      % (device.memory_errors_in_row, _ERROR_SHOW_MS // 1000), forever=False)
+        led.burst(_BLINKS_MEMORY)
 
     def watch():
         """Once a loop turn: feed the watchdog while healthy; offline, blink, and now and then check the network."""
@@ -257,7 +257,7 @@ def run(led, board):
         led.toggle()
         feed_while_trying(offline_since)
         now = ticks_ms()
-        if states["interface"] is not None and ticks_diff(now, states["checked"]) >= NETWORK_RETRY_MS:
+        if states["interface"] is not None and ticks_diff(now, states["checked"]) >= _NETWORK_RETRY_MS:
             states["checked"] = now
             states["interface"] = network_back(config, board, states["interface"],
                                                lambda: feed_while_trying(offline_since))
@@ -271,10 +271,10 @@ def run(led, board):
     try:
         device.connect()
     except AuthError as error:
-        stop_with(led, BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
+        stop_with(led, _BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
                   % (config["xmpp"]["jid"], error))
     except StreamError as error:
-        stop_with(led, BLINKS_AUTH, "the server ended the stream: %s" % error)
+        stop_with(led, _BLINKS_AUTH, "the server ended the stream: %s" % error)
     try:
         node.start(ticks_ms())
     except MemoryError as error:
@@ -282,8 +282,8 @@ def run(led, board):
 
     if sleeping:
         start = ticks_ms()
-        while device.unacked and ticks_diff(ticks_ms(), start) < DEEP_SLEEP_ACK_MS:
-            device.poll(POLL_MS)
+        while device.unacked and ticks_diff(ticks_ms(), start) < _DEEP_SLEEP_ACK_MS:
+            device.poll(_POLL_MS)
             feed()
         left = device.close()
         say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
@@ -291,11 +291,11 @@ def run(led, board):
 
     while True:
         try:
-            device.poll(POLL_MS)
+            device.poll(_POLL_MS)
         except AuthError as error:
-            stop_with(led, BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
+            stop_with(led, _BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
         except StreamError as error:  # fatal ones only: conflict (another board with this JID), ...
-            stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
+            stop_with(led, _BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
                       % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
         try:
             node.tick(ticks_ms())
@@ -310,7 +310,7 @@ async def report_timer(node):
 
     while True:
         node.tick(ticks_ms())
-        await sleep_ms(POLL_MS)
+        await sleep_ms(_POLL_MS)
 
 
 async def serve_with_asyncio(config, device, node, led, feed, watch):
@@ -335,32 +335,32 @@ async def serve_with_asyncio(config, device, node, led, feed, watch):
     try:
         await device.connect()
     except AuthError as error:
-        stop_with(led, BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
+        stop_with(led, _BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
                   % (config["xmpp"]["jid"], error))
     except Exception as error:  # noqa: BLE001 - the fatal stream errors (conflict, ...): a person must look
-        stop_with(led, BLINKS_AUTH, "the server ended the stream: %s" % error)
+        stop_with(led, _BLINKS_AUTH, "the server ended the stream: %s" % error)
     node.start(ticks_ms())
 
     if device_config["deep_sleep_s"] > 0:
         async def keep_fed():
             while True:
                 feed()
-                await sleep_ms(POLL_MS)
+                await sleep_ms(_POLL_MS)
 
         feeder = asyncio.create_task(keep_fed())
-        left = await device.close(DEEP_SLEEP_ACK_MS)  # asks the server for its ack, waits for it (bounded)
+        left = await device.close(_DEEP_SLEEP_ACK_MS)  # asks the server for its ack, waits for it (bounded)
         feeder.cancel()
         say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
         machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
 
     asyncio.create_task(report_timer(node))
     while True:
-        await sleep_ms(POLL_MS)
+        await sleep_ms(_POLL_MS)
         if stopped:
             error = stopped[0]
             if isinstance(error, AuthError):
-                stop_with(led, BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
-            stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
+                stop_with(led, _BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
+            stop_with(led, _BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
                       % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
         watch()
 
@@ -380,7 +380,7 @@ def main():
             import traceback
 
             traceback.print_exc()
-        stop_with(led, BLINKS_CRASH, "crashed: %r; resetting in %d s" % (error, ERROR_SHOW_MS // 1000),
+        stop_with(led, _BLINKS_CRASH, "crashed: %r; resetting in %d s" % (error, _ERROR_SHOW_MS // 1000),
                   forever=False)
 
 
