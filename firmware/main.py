@@ -122,19 +122,22 @@ def forget_module(name):
 def bring_up_network(config, board, feed):
     """The network interface, or None for "none" (a host where the network is already up).
 
-    xmpp_lite.netup is loaded for the time it takes and forgotten after: Wi-Fi needs it again only
-    when the network itself is lost, and then it is loaded again.
+    xmpp_lite.netup (Wi-Fi) or xmpp_lite.modem (PPP) is loaded for the time it takes and forgotten
+    after: it is needed again only when the network itself is lost.
     """
     kind = config["network"]["kind"]
     if kind == "none":
         return None
-    from xmpp_lite import netup
-
     try:
         if kind == "wifi":
-            return netup.wifi_up(config["network"], feed)
-        return netup.modem_up(config["network"], board.get("modem"), feed)
+            from xmpp_lite.netup import wifi_up
+
+            return wifi_up(config["network"], feed)
+        from xmpp_lite.modem import modem_up
+
+        return modem_up(config["network"], board.get("modem"), feed)
     finally:
+        forget_module("xmpp_lite.modem")
         forget_module("xmpp_lite.netup")
 
 
@@ -145,7 +148,7 @@ def network_back(config, board, interface, feed):
     say("network lost; bringing it up again")
     try:
         return bring_up_network(config, board, feed)
-    except OSError as error:  # netup.NetworkError, or the network stack's own
+    except OSError as error:  # xmpp_lite.netup.NetworkError, or the network stack's own
         say(str(error))
         return interface
 
@@ -212,7 +215,7 @@ def run(led, board):
         try:
             interface = bring_up_network(config, board, lambda: feed_while_trying(booted))
             break
-        except OSError as error:  # netup.NetworkError, or the network stack's own
+        except OSError as error:  # xmpp_lite.netup.NetworkError, or the network stack's own
             if sleeping:
                 say("%s; sleeping" % error)
                 machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
