@@ -53,12 +53,14 @@ def say(text):
 
 
 class StatusLed:
-    """The board's LED from board.json ({"pin", "active_low", "kind": "gpio"|"neopixel"}), or nothing."""
+    """The board's LED from board.json ({"pin", "active_low", "kind": "gpio"|"neopixel"}): nothing until ``use``."""
 
-    def __init__(self, spec):
+    def __init__(self):
         self._pin = None
         self._pixel = None
         self._lit = False
+
+    def use(self, spec):
         if not spec:
             return
         pin = machine.Pin(spec["pin"], machine.Pin.OUT)
@@ -192,11 +194,13 @@ def load_config(led):
         stop_with(led, _BLINKS_CONFIG, "configuration error: %s" % error)
 
 
-def run(led, board):
+def run(led):
     from xmpp_lite.errors import AuthError
     from xmpp_lite.linkstate import STATE_ONLINE
     from xmpp_lite.stream import StreamError
 
+    board = load_board()
+    led.use(board.get("led"))
     config = load_config(led)
     forget_module("xmpp_lite.config")
     device_config = config["device"]
@@ -226,6 +230,12 @@ def run(led, board):
 
     device, node = make_device(config, board)
     forget_module("xmpp_lite.device")  # xmpp_lite.sensors stays: the sensors' methods are its code
+    # The sections made into the link and the node go, with all of board.json but the modem (to bring
+    # the network back): while online the loop needs the network, device and xmpp sections only.
+    board = {"modem": board.get("modem")}
+    for name in ("report", "keepalive", "sensors", "outputs", "admins"):
+        del config[name]
+    gc.collect()
     # offline_since: ticks when the link went down (None while online); checked: the last network check.
     states = {"offline_since": None, "clock": False, "interface": interface, "checked": ticks_ms()}
 
@@ -369,11 +379,9 @@ async def serve_with_asyncio(config, device, node, led, feed, watch):
 
 
 def main():
-    led = StatusLed(None)
+    led = StatusLed()  # dark until run() has read board.json: a crash before that is shown on the REPL only
     try:
-        board = load_board()
-        led = StatusLed(board.get("led"))
-        run(led, board)
+        run(led)
     except KeyboardInterrupt:
         say("stopped by Ctrl-C")
     except Exception as error:  # noqa: BLE001 - the last line of defence: show it, then reset
