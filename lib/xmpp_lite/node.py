@@ -42,15 +42,17 @@ their clients show the board's status), from anyone else refused.
 
 RAM: this module is the report path, which runs all the time. Commands and
 subscription answers are rare: xmpp_lite.nodecmd answers them, loaded for
-the time it takes and unloaded again. Its public names (``parse_readings``,
-``report_readings``, ``bare``, ``HELP``, the limits) are reachable from here
-too, for the programs that read reports.
+the time it takes and unloaded again; strangers are turned away here, without
+loading it (a flood of their messages costs no more than a look at the
+sender). Its public names (``parse_readings``, ``report_readings``, ``HELP``,
+the limits) are reachable from here too, for the programs that read reports.
 """
 
 from xmpp_lite._compat import const, ticks_add, ticks_diff
 from xmpp_lite.sm import QueueFull
-from xmpp_lite.stanza import Element
+from xmpp_lite.stanza import Element, error_reply
 from xmpp_lite.stanza import message as make_message
+from xmpp_lite.stream import split_jid
 
 NS_SENSOR = "urn:xmpp-lite:sensor:0"
 NS_COMMAND = "urn:xmpp-lite:command:0"
@@ -65,6 +67,12 @@ def __getattr__(name):
     from xmpp_lite import nodecmd
 
     return getattr(nodecmd, name)
+
+
+def bare(jid):
+    """The bare JID, its local part in lower case: what the allow-list compares."""
+    local, domain, _ = split_jid(jid or "")
+    return (local.lower() + "@" + domain) if local else domain
 
 
 def format_value(value):
@@ -96,7 +104,9 @@ class Node:
         self.sensors = list(sensors)
         self.outputs = list(outputs)
         self.controller = controller
-        self.admins = admins
+        self.allowed = []  # bare JIDs that may command the board
+        for jid in ((controller,) if controller else ()) + tuple(admins):
+            self.allowed.append(bare(jid))
         self.interval_ms = interval_ms
         self.report_message = report_message
         self.report_format = report_format
@@ -202,10 +212,22 @@ class Node:
         """A message, presence or command iq from the link: xmpp_lite.nodecmd answers, loaded for the time it takes.
 
         Returns the iq's answer (None for the others). Presences other than subscription requests and
-        error messages (most of what arrives) are passed over here, without loading it.
+        error messages (most of what arrives) are passed over here, without loading it, and messages and
+        iqs from JIDs not on the allow-list are turned away.
         """
         kind = stanza.get("type")
-        if kind == "error" or stanza.name == "presence" and kind != "subscribe":
+        name = stanza.name
+        if kind == "error" or name == "presence" and kind != "subscribe":
+            return None
+        sender = stanza.get("from")
+        if name != "presence" and bare(sender) not in self.allowed:
+            # A stranger, maybe one of a flood: turned away here, without loading the commands' code.
+            if name == "iq":
+                self.ignored += 1
+                return error_reply(stanza, "auth", "forbidden")
+            if stanza.find_text("body") is not None:
+                self.ignored += 1
+                print("node: ignored a command from %s" % sender)
             return None
         from xmpp_lite import nodecmd, unload
 

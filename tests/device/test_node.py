@@ -316,6 +316,11 @@ def test_commands_load_their_module_for_the_time_they_take():
     link.on_presence(parse(b"<presence from='controller@example.net/desk'><status>x</status></presence>"))
     link.on_message(parse(b"<message from='controller@example.net/d' type='error'><body>help</body></message>"))
     assert "xmpp_lite.nodecmd" not in sys.modules  # presence updates and errors: passed over without it
+    for _ in range(3):  # strangers, a flood maybe: turned away without it
+        link.on_message(chat("status", "mallory@evil.example/x"))
+        assert link.handlers[NS_COMMAND](parse(("<iq type='set' id='c1' from='mallory@evil.example/x'><command "
+                                                "xmlns='%s' name='read'/></iq>" % NS_COMMAND).encode())).get("type") == "error"
+    assert "xmpp_lite.nodecmd" not in sys.modules and node.ignored == 6 and link.messages == []
     link.on_message(chat("help"))
     assert link.messages[-1][1] == HELP
     assert "xmpp_lite.nodecmd" not in sys.modules  # answered, and unloaded again
