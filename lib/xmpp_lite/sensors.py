@@ -13,7 +13,8 @@ humidity reading under ``humidity_name``, default "hum"), "internal_temp"
 modules are imported only by the sensor that needs them.
 
 RAM: one class for every kind (each class costs a type object and a method table on a board), the
-kind's device kept in ``_device``; ``read`` branches on the kind.
+kind's device kept in ``_device``; ``read`` branches on the kind. Setting a sensor up is done once, at
+boot, by xmpp_lite.device (``sensor_parts``), which the firmware unloads once the node is made.
 """
 
 from xmpp_lite._compat import ticks_diff, ticks_ms
@@ -25,49 +26,12 @@ class Sensor:
     not answer, ...)."""
 
     def __init__(self, spec):
-        kind = spec["kind"]
-        self.kind = kind
-        self.name = spec["name"]
-        # Temperatures default to Celsius; raw values (ADC counts, pin levels) have no unit.
-        self.unit = spec.get("unit", "" if kind in ("adc", "digital", "blinka_analog") else "C")
-        self.threshold = spec.get("threshold", 0)
-        self.scale = spec.get("scale", 1)
-        self.offset = spec.get("offset", 0)
+        # The set-up by kind runs once, at boot: its code is xmpp_lite.device's, which the firmware unloads after.
+        from xmpp_lite.device import sensor_parts
+
+        (self.kind, self.name, self.unit, self.threshold, self.scale, self.offset, self.humidity_name,
+         self._device) = sensor_parts(spec)
         self.failures = 0
-        self.humidity_name = spec.get("humidity_name", "hum")  # dht11/dht22: the second reading
-        self._device = None  # what the kind reads: a machine.ADC, a Pin, a DHT, ... set below
-        if kind == "simulated":  # (base, amplitude, period in ms, start)
-            self._device = (spec.get("base", 21.0), spec.get("amplitude", 2.0), int(spec.get("period_s", 600) * 1000),
-                            ticks_ms())
-        elif kind == "internal_temp":
-            import esp32
-
-            self._device = esp32
-        elif kind == "blinka_analog":
-            import analogio
-            import board
-
-            if not hasattr(board, spec["pin"]):
-                raise ValueError("blinka board %s has no pin %s" % (getattr(board, "board_id", "?"), spec["pin"]))
-            self._device = analogio.AnalogIn(getattr(board, spec["pin"]))
-        else:
-            import machine
-
-            pin = machine.Pin
-            if kind == "digital":
-                pull = spec.get("pull")
-                if pull is None:
-                    self._device = pin(spec["pin"], pin.IN)
-                else:
-                    self._device = pin(spec["pin"], pin.IN, pin.PULL_UP if pull == "up" else pin.PULL_DOWN)
-            elif kind == "adc":
-                self._device = machine.ADC(pin(spec["pin"]))
-                if hasattr(self._device, "atten") and hasattr(machine.ADC, "ATTN_11DB"):
-                    self._device.atten(machine.ADC.ATTN_11DB)  # the full 0-3.3 V range on ESP32
-            else:
-                import dht
-
-                self._device = (dht.DHT22 if kind == "dht22" else dht.DHT11)(pin(spec["pin"]))
 
     def read(self):
         kind = self.kind
