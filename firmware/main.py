@@ -103,6 +103,20 @@ def stop_with(led, blinks, message, forever=True):
     machine.reset()
 
 
+def stop_for(led, config, error, logging_in):
+    """A fatal error of the link (the credentials, another board with this JID, ...): shown until a person acts."""
+    from xmpp_lite.errors import AuthError
+
+    jid = config["xmpp"]["jid"]
+    if isinstance(error, AuthError):
+        stop_with(led, _BLINKS_AUTH, "the server refused %s: %s%s"
+                  % (jid, error, " (check xmpp.jid and xmpp.password)" if logging_in else ""))
+    if logging_in:
+        stop_with(led, _BLINKS_AUTH, "the server ended the stream: %s" % error)
+    stop_with(led, _BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
+              % (error, jid, config["xmpp"]["resource"]))
+
+
 def load_board():
     try:
         with open(BOARD_FILE) as f:
@@ -283,11 +297,8 @@ def run(led):
         return
     try:
         device.connect()
-    except AuthError as error:
-        stop_with(led, _BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
-                  % (config["xmpp"]["jid"], error))
-    except StreamError as error:
-        stop_with(led, _BLINKS_AUTH, "the server ended the stream: %s" % error)
+    except (AuthError, StreamError) as error:
+        stop_for(led, config, error, True)
     try:
         node.start(ticks_ms())
     except MemoryError as error:
@@ -305,11 +316,8 @@ def run(led):
     while True:
         try:
             device.poll(_POLL_MS)
-        except AuthError as error:
-            stop_with(led, _BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
-        except StreamError as error:  # fatal ones only: conflict (another board with this JID), ...
-            stop_with(led, _BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
-                      % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
+        except (AuthError, StreamError) as error:  # fatal ones only: conflict (another board with this JID), ...
+            stop_for(led, config, error, False)
         try:
             node.tick(ticks_ms())
         except MemoryError as error:  # in the node's own work (readings, reports): the same cure
@@ -333,7 +341,6 @@ async def serve_with_asyncio(config, device, node, led, feed, watch):
 
     from xmpp_lite.aio import sleep_ms
     from xmpp_lite.linkstate import STATE_STOPPED
-    from xmpp_lite.errors import AuthError
 
     device_config = config["device"]
     stopped = []
@@ -347,11 +354,8 @@ async def serve_with_asyncio(config, device, node, led, feed, watch):
     device.on_state = on_state_async
     try:
         await device.connect()
-    except AuthError as error:
-        stop_with(led, _BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
-                  % (config["xmpp"]["jid"], error))
-    except Exception as error:  # noqa: BLE001 - the fatal stream errors (conflict, ...): a person must look
-        stop_with(led, _BLINKS_AUTH, "the server ended the stream: %s" % error)
+    except Exception as error:  # noqa: BLE001 - credentials, fatal stream errors (conflict, ...): a person must look
+        stop_for(led, config, error, True)
     node.start(ticks_ms())
 
     if device_config["deep_sleep_s"] > 0:
@@ -370,11 +374,7 @@ async def serve_with_asyncio(config, device, node, led, feed, watch):
     while True:
         await sleep_ms(_POLL_MS)
         if stopped:
-            error = stopped[0]
-            if isinstance(error, AuthError):
-                stop_with(led, _BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
-            stop_with(led, _BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
-                      % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
+            stop_for(led, config, stopped[0], False)
         watch()
 
 

@@ -318,8 +318,9 @@ def test_commands_load_their_module_for_the_time_they_take():
     assert "xmpp_lite.nodecmd" not in sys.modules  # presence updates and errors: passed over without it
     for _ in range(3):  # strangers, a flood maybe: turned away without it
         link.on_message(chat("status", "mallory@evil.example/x"))
-        assert link.handlers[NS_COMMAND](parse(("<iq type='set' id='c1' from='mallory@evil.example/x'><command "
-                                                "xmlns='%s' name='read'/></iq>" % NS_COMMAND).encode())).get("type") == "error"
+        iq = parse(("<iq type='set' id='c1' from='mallory@evil.example/x'><command xmlns='%s' name='read'/></iq>"
+                    % NS_COMMAND).encode())
+        assert link.handlers[NS_COMMAND](iq).get("type") == "error"
     assert "xmpp_lite.nodecmd" not in sys.modules and node.ignored == 6 and link.messages == []
     link.on_message(chat("help"))
     assert link.messages[-1][1] == HELP
@@ -331,7 +332,8 @@ def test_commands_load_their_module_for_the_time_they_take():
 def test_the_readers_of_reports_are_reachable_from_node():
     from xmpp_lite import node, nodecmd
 
-    assert node.parse_readings("t=1C") == [("t", 1, "C")] and node.bare("Admin@example.net/phone") == "admin@example.net"
+    assert node.parse_readings("t=1C") == [("t", 1, "C")]
+    assert node.bare("Admin@example.net/phone") == "admin@example.net"
     assert node.MAX_COMMAND_CHARS == nodecmd.MAX_COMMAND_CHARS
     try:
         node.no_such_name
