@@ -17,9 +17,9 @@ Problems are printed on the REPL as one line starting with "xmpp_lite:" and
 shown by the status LED: on while online, a slow blink while offline; a
 repeating burst of short blinks names an error that needs a person
 (2: configuration, 3: network, 4: credentials or another board with the
-same JID, 5: the firmware crashed, then it resets after ERROR_SHOW_MS,
+same JID, 5: the firmware crashed, then it resets after 30 s,
 6: out of memory: the link is torn down and comes back after its backoff;
-after MAX_MEMORY_ERRORS_IN_ROW in a row the board resets). The ``status``
+after 5 in a row the board resets). The ``status``
 command tells the free heap and how many MemoryErrors there were.
 """
 
@@ -29,23 +29,23 @@ import sys
 
 import machine
 
-from xmpp_lite._compat import MICROPYTHON, sleep_ms, ticks_diff, ticks_ms
+from xmpp_lite._compat import MICROPYTHON, const, sleep_ms, ticks_diff, ticks_ms
 
 CONFIG_FILE = "config.json"
 BOARD_FILE = "board.json"
-POLL_MS = 100
-ERROR_SHOW_MS = 30000  # a crash is shown this long before the board resets
-NETWORK_RETRY_MS = 10000
-DEEP_SLEEP_ACK_MS = 10000  # how long a duty cycle waits for the server's ack
+_POLL_MS = const(100)
+_ERROR_SHOW_MS = const(30000)  # a crash is shown this long before the board resets
+_NETWORK_RETRY_MS = const(10000)
+_DEEP_SLEEP_ACK_MS = const(10000)  # how long a duty cycle waits for the server's ack
 # MemoryErrors without the link staying up (the backoff's stable_ms) in between, before the board resets:
 # by then the heap is too fragmented to recover without a reset.
-MAX_MEMORY_ERRORS_IN_ROW = 5
+_MAX_MEMORY_ERRORS_IN_ROW = const(5)
 
-BLINKS_CONFIG = 2
-BLINKS_NETWORK = 3
-BLINKS_AUTH = 4
-BLINKS_CRASH = 5
-BLINKS_MEMORY = 6
+_BLINKS_CONFIG = const(2)
+_BLINKS_NETWORK = const(3)
+_BLINKS_AUTH = const(4)
+_BLINKS_CRASH = const(5)
+_BLINKS_MEMORY = const(6)
 
 
 def say(text):
@@ -53,12 +53,14 @@ def say(text):
 
 
 class StatusLed:
-    """The board's LED from board.json ({"pin", "active_low", "kind": "gpio"|"neopixel"}), or nothing."""
+    """The board's LED from board.json ({"pin", "active_low", "kind": "gpio"|"neopixel"}): nothing until ``use``."""
 
-    def __init__(self, spec):
+    def __init__(self):
         self._pin = None
         self._pixel = None
         self._lit = False
+
+    def use(self, spec):
         if not spec:
             return
         pin = machine.Pin(spec["pin"], machine.Pin.OUT)
@@ -93,12 +95,26 @@ class StatusLed:
 
 
 def stop_with(led, blinks, message, forever=True):
-    """Say what is wrong and show it on the LED: forever (a person must act), or ERROR_SHOW_MS then reset."""
+    """Say what is wrong and show it on the LED: forever (a person must act), or _ERROR_SHOW_MS then reset."""
     say(message)
     start = ticks_ms()
-    while forever or ticks_diff(ticks_ms(), start) < ERROR_SHOW_MS:
+    while forever or ticks_diff(ticks_ms(), start) < _ERROR_SHOW_MS:
         led.burst(blinks)
     machine.reset()
+
+
+def stop_for(led, config, error, logging_in):
+    """A fatal error of the link (the credentials, another board with this JID, ...): shown until a person acts."""
+    from xmpp_lite.errors import AuthError
+
+    jid = config["xmpp"]["jid"]
+    if isinstance(error, AuthError):
+        stop_with(led, _BLINKS_AUTH, "the server refused %s: %s%s"
+                  % (jid, error, " (check xmpp.jid and xmpp.password)" if logging_in else ""))
+    if logging_in:
+        stop_with(led, _BLINKS_AUTH, "the server ended the stream: %s" % error)
+    stop_with(led, _BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
+              % (error, jid, config["xmpp"]["resource"]))
 
 
 def load_board():
@@ -120,15 +136,25 @@ def forget_module(name):
 
 
 def bring_up_network(config, board, feed):
-    """The network interface, or None for "none" (a host where the network is already up)."""
+    """The network interface, or None for "none" (a host where the network is already up).
+
+    xmpp_lite.netup (Wi-Fi) or xmpp_lite.modem (PPP) is loaded for the time it takes and forgotten
+    after: it is needed again only when the network itself is lost.
+    """
     kind = config["network"]["kind"]
     if kind == "none":
         return None
-    from xmpp_lite import netup
+    try:
+        if kind == "wifi":
+            from xmpp_lite.netup import wifi_up
 
-    if kind == "wifi":
-        return netup.wifi_up(config["network"], feed)
-    return netup.modem_up(config["network"], board.get("modem"), feed)
+            return wifi_up(config["network"], feed)
+        from xmpp_lite.modem import modem_up
+
+        return modem_up(config["network"], board.get("modem"), feed)
+    finally:
+        forget_module("xmpp_lite.modem")
+        forget_module("xmpp_lite.netup")
 
 
 def network_back(config, board, interface, feed):
@@ -138,12 +164,13 @@ def network_back(config, board, interface, feed):
     say("network lost; bringing it up again")
     try:
         return bring_up_network(config, board, feed)
-    except OSError as error:  # netup.NetworkError, or the network stack's own
+    except OSError as error:  # xmpp_lite.netup.NetworkError, or the network stack's own
         say(str(error))
         return interface
 
 
 def make_device(config, board):
+    """The link and the node (run() forgets xmpp_lite.device once they are made)."""
     from xmpp_lite.device import make_link, make_node
 
     link = make_link(config)
@@ -178,14 +205,16 @@ def load_config(led):
     try:
         return load(CONFIG_FILE)
     except ConfigError as error:
-        stop_with(led, BLINKS_CONFIG, "configuration error: %s" % error)
+        stop_with(led, _BLINKS_CONFIG, "configuration error: %s" % error)
 
 
-def run(led, board):
+def run(led):
     from xmpp_lite.errors import AuthError
     from xmpp_lite.linkstate import STATE_ONLINE
     from xmpp_lite.stream import StreamError
 
+    board = load_board()
+    led.use(board.get("led"))
     config = load_config(led)
     forget_module("xmpp_lite.config")
     device_config = config["device"]
@@ -204,20 +233,25 @@ def run(led, board):
         try:
             interface = bring_up_network(config, board, lambda: feed_while_trying(booted))
             break
-        except OSError as error:  # netup.NetworkError, or the network stack's own
+        except OSError as error:  # xmpp_lite.netup.NetworkError, or the network stack's own
             if sleeping:
                 say("%s; sleeping" % error)
                 machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
-            say("%s; again in %d s" % (error, NETWORK_RETRY_MS // 1000))
-            for _ in range(NETWORK_RETRY_MS // 2000):
-                led.burst(BLINKS_NETWORK)
+            say("%s; again in %d s" % (error, _NETWORK_RETRY_MS // 1000))
+            for _ in range(_NETWORK_RETRY_MS // 2000):
+                led.burst(_BLINKS_NETWORK)
                 feed_while_trying(booted)
 
-    if interface is None or config["network"]["kind"] != "wifi":
-        forget_module("xmpp_lite.netup")  # Wi-Fi may need it again; PPP and "none" do not
     device, node = make_device(config, board)
+    forget_module("xmpp_lite.device")  # xmpp_lite.sensors stays: the sensors' methods are its code
+    # The sections made into the link and the node go, with all of board.json but the modem (to bring
+    # the network back): while online the loop needs the network, device and xmpp sections only.
+    board = {"modem": board.get("modem")}
+    for name in ("report", "keepalive", "sensors", "outputs", "admins"):
+        del config[name]
     gc.collect()
-    states = {"offline_since": None, "clock": False}
+    # offline_since: ticks when the link went down (None while online); checked: the last network check.
+    states = {"offline_since": None, "clock": False, "interface": interface, "checked": ticks_ms()}
 
     def on_state(state, detail):
         say("%s (%s)" % (state, detail))
@@ -236,25 +270,35 @@ def run(led, board):
         # The link is already torn down and its memory collected (xmpp_lite.robust).
         say("out of memory: %d in a row, %d in all; heap free %d"
             % (device.memory_errors_in_row, device.stats["memory_errors"], gc.mem_free()))
-        if device.memory_errors_in_row >= MAX_MEMORY_ERRORS_IN_ROW:
-            stop_with(led, BLINKS_MEMORY, "out of memory %d times in a row; resetting in %d s"
-                      % (device.memory_errors_in_row, ERROR_SHOW_MS // 1000), forever=False)
-        led.burst(BLINKS_MEMORY)
+        if device.memory_errors_in_row >= _MAX_MEMORY_ERRORS_IN_ROW:
+            stop_with(led, _BLINKS_MEMORY, "out of memory %d times in a row; resetting in %d s"
+                      % (device.memory_errors_in_row, _ERROR_SHOW_MS // 1000), forever=False)
+        led.burst(_BLINKS_MEMORY)
+
+    def watch():
+        """Once a loop turn: feed the watchdog while healthy; offline, blink, and now and then check the network."""
+        offline_since = states["offline_since"]
+        if offline_since is None:
+            feed()
+            return
+        led.toggle()
+        feed_while_trying(offline_since)
+        now = ticks_ms()
+        if states["interface"] is not None and ticks_diff(now, states["checked"]) >= _NETWORK_RETRY_MS:
+            states["checked"] = now
+            states["interface"] = network_back(config, board, states["interface"],
+                                               lambda: feed_while_trying(offline_since))
 
     device.on_state = on_state
     if device_config["driver"] == "asyncio":
         import asyncio
 
-        asyncio.run(serve_with_asyncio(config, board, device, node, led, feed, feed_while_trying, interface,
-                                       states))
+        asyncio.run(serve_with_asyncio(config, device, node, led, feed, watch))
         return
     try:
         device.connect()
-    except AuthError as error:
-        stop_with(led, BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
-                  % (config["xmpp"]["jid"], error))
-    except StreamError as error:
-        stop_with(led, BLINKS_AUTH, "the server ended the stream: %s" % error)
+    except (AuthError, StreamError) as error:
+        stop_for(led, config, error, True)
     try:
         node.start(ticks_ms())
     except MemoryError as error:
@@ -262,36 +306,23 @@ def run(led, board):
 
     if sleeping:
         start = ticks_ms()
-        while device.unacked and ticks_diff(ticks_ms(), start) < DEEP_SLEEP_ACK_MS:
-            device.poll(POLL_MS)
+        while device.unacked and ticks_diff(ticks_ms(), start) < _DEEP_SLEEP_ACK_MS:
+            device.poll(_POLL_MS)
             feed()
         left = device.close()
         say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
         machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
 
-    last_network_check = ticks_ms()
     while True:
         try:
-            device.poll(POLL_MS)
-        except AuthError as error:
-            stop_with(led, BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
-        except StreamError as error:  # fatal ones only: conflict (another board with this JID), ...
-            stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
-                      % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
-        now = ticks_ms()
+            device.poll(_POLL_MS)
+        except (AuthError, StreamError) as error:  # fatal ones only: conflict (another board with this JID), ...
+            stop_for(led, config, error, False)
         try:
-            node.tick(now)
+            node.tick(ticks_ms())
         except MemoryError as error:  # in the node's own work (readings, reports): the same cure
             device.drop_for_memory(error)
-        offline_since = states["offline_since"]
-        if offline_since is None:
-            feed()
-            continue
-        led.toggle()
-        feed_while_trying(offline_since)
-        if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
-            last_network_check = now
-            interface = network_back(config, board, interface, lambda: feed_while_trying(offline_since))
+        watch()
 
 
 async def report_timer(node):
@@ -300,17 +331,16 @@ async def report_timer(node):
 
     while True:
         node.tick(ticks_ms())
-        await sleep_ms(POLL_MS)
+        await sleep_ms(_POLL_MS)
 
 
-async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_trying, interface, states):
+async def serve_with_asyncio(config, device, node, led, feed, watch):
     """run()'s loop with device.driver "asyncio": the link (xmpp_lite.aio) and the report timer are tasks
-    (commands arrive by the link's callbacks); this task keeps the watchdog, the LED and the network."""
+    (commands arrive by the link's callbacks); this task keeps the watchdog, the LED and the network (``watch``)."""
     import asyncio
 
     from xmpp_lite.aio import sleep_ms
     from xmpp_lite.linkstate import STATE_STOPPED
-    from xmpp_lite.errors import AuthError
 
     device_config = config["device"]
     stopped = []
@@ -324,53 +354,34 @@ async def serve_with_asyncio(config, board, device, node, led, feed, feed_while_
     device.on_state = on_state_async
     try:
         await device.connect()
-    except AuthError as error:
-        stop_with(led, BLINKS_AUTH, "the server refused %s: %s (check xmpp.jid and xmpp.password)"
-                  % (config["xmpp"]["jid"], error))
-    except Exception as error:  # noqa: BLE001 - the fatal stream errors (conflict, ...): a person must look
-        stop_with(led, BLINKS_AUTH, "the server ended the stream: %s" % error)
+    except Exception as error:  # noqa: BLE001 - credentials, fatal stream errors (conflict, ...): a person must look
+        stop_for(led, config, error, True)
     node.start(ticks_ms())
 
     if device_config["deep_sleep_s"] > 0:
         async def keep_fed():
             while True:
                 feed()
-                await sleep_ms(POLL_MS)
+                await sleep_ms(_POLL_MS)
 
         feeder = asyncio.create_task(keep_fed())
-        left = await device.close(DEEP_SLEEP_ACK_MS)  # asks the server for its ack, waits for it (bounded)
+        left = await device.close(_DEEP_SLEEP_ACK_MS)  # asks the server for its ack, waits for it (bounded)
         feeder.cancel()
         say("report sent (%d unacked); sleeping %d s" % (left, device_config["deep_sleep_s"]))
         machine.deepsleep(int(device_config["deep_sleep_s"] * 1000))
 
     asyncio.create_task(report_timer(node))
-    last_network_check = ticks_ms()
     while True:
-        await sleep_ms(POLL_MS)
+        await sleep_ms(_POLL_MS)
         if stopped:
-            error = stopped[0]
-            if isinstance(error, AuthError):
-                stop_with(led, BLINKS_AUTH, "the server refused %s: %s" % (config["xmpp"]["jid"], error))
-            stop_with(led, BLINKS_AUTH, "stopped: %s (is another board using %s/%s?)"
-                      % (error, config["xmpp"]["jid"], config["xmpp"]["resource"]))
-        now = ticks_ms()
-        offline_since = states["offline_since"]
-        if offline_since is None:
-            feed()
-            continue
-        led.toggle()
-        feed_while_trying(offline_since)
-        if interface is not None and ticks_diff(now, last_network_check) >= NETWORK_RETRY_MS:
-            last_network_check = now
-            interface = network_back(config, board, interface, lambda: feed_while_trying(offline_since))
+            stop_for(led, config, stopped[0], False)
+        watch()
 
 
 def main():
-    led = StatusLed(None)
+    led = StatusLed()  # dark until run() has read board.json: a crash before that is shown on the REPL only
     try:
-        board = load_board()
-        led = StatusLed(board.get("led"))
-        run(led, board)
+        run(led)
     except KeyboardInterrupt:
         say("stopped by Ctrl-C")
     except Exception as error:  # noqa: BLE001 - the last line of defence: show it, then reset
@@ -380,7 +391,7 @@ def main():
             import traceback
 
             traceback.print_exc()
-        stop_with(led, BLINKS_CRASH, "crashed: %r; resetting in %d s" % (error, ERROR_SHOW_MS // 1000),
+        stop_with(led, _BLINKS_CRASH, "crashed: %r; resetting in %d s" % (error, _ERROR_SHOW_MS // 1000),
                   forever=False)
 
 

@@ -11,152 +11,64 @@ humidity reading under ``humidity_name``, default "hum"), "internal_temp"
 ``base``, for boards without hardware and for tests), "blinka_analog"
 (adafruit-blinka's analogio on a host, the CircuitPython API). Hardware
 modules are imported only by the sensor that needs them.
+
+RAM: one class for every kind (each class costs a type object and a method table on a board), the
+kind's device kept in ``_device``; ``read`` branches on the kind. Setting a sensor up is done once, at
+boot, by xmpp_lite.device (``sensor_parts``), which the firmware unloads once the node is made.
 """
 
-import math
-
-from xmpp_lite._compat import ticks_ms
+from xmpp_lite._compat import ticks_diff, ticks_ms
 
 
 class Sensor:
-    """One configured sensor; ``read()`` gives [(name, value or None, unit)]."""
+    """One configured sensor (a checked ``sensors`` entry, see xmpp_lite.config); ``read()`` gives
+    [(name, value or None, unit)]. ``failures`` counts the reads that raised OSError (a DHT that did
+    not answer, ...)."""
 
     def __init__(self, spec):
-        self.name = spec["name"]
-        self.unit = spec.get("unit", "")
-        self.threshold = spec.get("threshold", 0)
-        self.scale = spec.get("scale", 1)
-        self.offset = spec.get("offset", 0)
-        self.failures = 0  # reads that raised OSError (a DHT that did not answer, ...)
+        # The set-up by kind runs once, at boot: its code is xmpp_lite.device's, which the firmware unloads after.
+        from xmpp_lite.device import sensor_parts
+
+        (self.kind, self.name, self.unit, self.threshold, self.scale, self.offset, self.humidity_name,
+         self._device) = sensor_parts(spec)
+        self.failures = 0
 
     def read(self):
+        kind = self.kind
+        device = self._device
+        value = None
         try:
-            return self._read()
+            if kind == "adc":
+                value = device.read_u16()
+            elif kind == "digital":
+                value = device.value()
+            elif kind == "blinka_analog":
+                value = device.value
+            elif kind == "internal_temp":
+                if hasattr(device, "mcu_temperature"):  # ESP32-S2/S3/C3 and newer MicroPython
+                    value = round(device.mcu_temperature(), 1)
+                else:  # the original ESP32 reports Fahrenheit
+                    value = round((device.raw_temperature() - 32) / 1.8, 1)
+            elif kind == "simulated":
+                import math
+
+                base, amplitude, period_ms, start = device
+                phase = (ticks_diff(ticks_ms(), start) % period_ms) / period_ms
+                value = round(base + amplitude * math.sin(2 * math.pi * phase), 1)
+            else:
+                device.measure()
+                return [(self.name, device.temperature(), self.unit), (self.humidity_name, device.humidity(), "%")]
         except OSError:
             self.failures += 1
-            return [(self.name, None, self.unit)]
-
-    def _read(self):
-        raise NotImplementedError  # each kind reads its own hardware
-
-    def _scaled(self, raw):
-        if self.scale == 1 and self.offset == 0:
-            return raw
-        return round(raw * self.scale + self.offset, 2)
+            value = None
+            if kind[:3] == "dht":
+                return [(self.name, None, self.unit), (self.humidity_name, None, "%")]
+        if value is not None and kind in ("adc", "blinka_analog") and (self.scale != 1 or self.offset != 0):
+            value = round(value * self.scale + self.offset, 2)
+        return [(self.name, value, self.unit)]
 
 
-class AdcSensor(Sensor):
-    def __init__(self, spec):
-        super().__init__(spec)
-        import machine
-
-        self._adc = machine.ADC(machine.Pin(spec["pin"]))
-        if hasattr(self._adc, "atten") and hasattr(machine.ADC, "ATTN_11DB"):
-            self._adc.atten(machine.ADC.ATTN_11DB)  # the full 0-3.3 V range on ESP32
-
-    def _read(self):
-        return [(self.name, self._scaled(self._adc.read_u16()), self.unit)]
-
-
-class DigitalSensor(Sensor):
-    def __init__(self, spec):
-        super().__init__(spec)
-        import machine
-
-        pull = {"up": machine.Pin.PULL_UP, "down": machine.Pin.PULL_DOWN}.get(spec.get("pull"))
-        if pull is None:
-            self._pin = machine.Pin(spec["pin"], machine.Pin.IN)
-        else:
-            self._pin = machine.Pin(spec["pin"], machine.Pin.IN, pull)
-
-    def _read(self):
-        return [(self.name, self._pin.value(), self.unit)]
-
-
-class DhtSensor(Sensor):
-    def __init__(self, spec):
-        super().__init__(spec)
-        import dht
-        import machine
-
-        model = dht.DHT22 if spec["kind"] == "dht22" else dht.DHT11
-        self._dht = model(machine.Pin(spec["pin"]))
-        self.unit = spec.get("unit", "C")
-        self.humidity_name = spec.get("humidity_name", "hum")
-
-    def read(self):
-        try:
-            self._dht.measure()
-            return [(self.name, self._dht.temperature(), self.unit), (self.humidity_name, self._dht.humidity(), "%")]
-        except OSError:
-            self.failures += 1
-            return [(self.name, None, self.unit), (self.humidity_name, None, "%")]
-
-
-class InternalTemperature(Sensor):
-    def __init__(self, spec):
-        super().__init__(spec)
-        import esp32
-
-        self._esp32 = esp32
-        self.unit = spec.get("unit", "C")
-
-    def _read(self):
-        if hasattr(self._esp32, "mcu_temperature"):  # ESP32-S2/S3/C3 and newer MicroPython
-            celsius = self._esp32.mcu_temperature()
-        else:  # the original ESP32 reports Fahrenheit
-            celsius = (self._esp32.raw_temperature() - 32) / 1.8
-        return [(self.name, round(celsius, 1), self.unit)]
-
-
-class SimulatedSensor(Sensor):
-    """A sine of ``amplitude`` around ``base`` over ``period_s``: readings that move, without hardware."""
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.base = spec.get("base", 21.0)
-        self.amplitude = spec.get("amplitude", 2.0)
-        self.period_ms = int(spec.get("period_s", 600) * 1000)
-        self._start = ticks_ms()
-        self.unit = spec.get("unit", "C")
-
-    def _read(self):
-        from xmpp_lite._compat import ticks_diff
-
-        phase = (ticks_diff(ticks_ms(), self._start) % self.period_ms) / self.period_ms
-        return [(self.name, round(self.base + self.amplitude * math.sin(2 * math.pi * phase), 1), self.unit)]
-
-
-class BlinkaAnalog(Sensor):
-    """An analog input through adafruit-blinka (CPython on a host; board pins like "Ax_INPUT_WAVE_SINE")."""
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        import analogio
-        import board
-
-        if not hasattr(board, spec["pin"]):
-            raise ValueError("blinka board %s has no pin %s" % (getattr(board, "board_id", "?"), spec["pin"]))
-        self._input = analogio.AnalogIn(getattr(board, spec["pin"]))
-
-    def _read(self):
-        return [(self.name, self._scaled(self._input.value), self.unit)]
-
-
-_KINDS = {
-    "adc": AdcSensor,
-    "digital": DigitalSensor,
-    "dht11": DhtSensor,
-    "dht22": DhtSensor,
-    "internal_temp": InternalTemperature,
-    "simulated": SimulatedSensor,
-    "blinka_analog": BlinkaAnalog,
-}
-
-
-def make_sensor(spec):
-    """The Sensor for one checked ``sensors`` entry (see xmpp_lite.config)."""
-    return _KINDS[spec["kind"]](spec)
+make_sensor = Sensor  # the Sensor for one checked ``sensors`` entry
 
 
 class Output:

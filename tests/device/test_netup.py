@@ -1,4 +1,5 @@
-"""Tests of the network bring-up (xmpp_lite.netup) on the fake ESP32 modules: Wi-Fi, and a SIM800 over AT + PPP."""
+"""Tests of the network bring-up on the fake ESP32 modules: Wi-Fi (xmpp_lite.netup), and a SIM800 over AT + PPP
+(xmpp_lite.modem)."""
 
 from support import raises, use_fake_board
 
@@ -10,18 +11,18 @@ class Fast:
     """Shorter modem waits for the tests (a real SIM800 needs seconds to power up and answer)."""
 
     def __init__(self):
-        from xmpp_lite import netup
+        from xmpp_lite import modem
 
-        self.netup = netup
+        self.modem = modem
 
     def __enter__(self):
-        netup = self.netup
-        self.saved = (netup.AT_TIMEOUT_MS, netup.AT_ATTEMPTS, netup.MODEM_POWER_ON_MS)
-        netup.AT_TIMEOUT_MS, netup.AT_ATTEMPTS, netup.MODEM_POWER_ON_MS = 50, 2, 1
-        return netup
+        modem = self.modem
+        self.saved = (modem.AT_TIMEOUT_MS, modem.AT_ATTEMPTS, modem.MODEM_POWER_ON_MS)
+        modem.AT_TIMEOUT_MS, modem.AT_ATTEMPTS, modem.MODEM_POWER_ON_MS = 50, 2, 1
+        return modem
 
     def __exit__(self, *exc):
-        self.netup.AT_TIMEOUT_MS, self.netup.AT_ATTEMPTS, self.netup.MODEM_POWER_ON_MS = self.saved
+        self.modem.AT_TIMEOUT_MS, self.modem.AT_ATTEMPTS, self.modem.MODEM_POWER_ON_MS = self.saved
         return False
 
 
@@ -49,36 +50,36 @@ def test_wifi_names_the_network_it_could_not_join():
 
 def test_modem_attaches_and_starts_ppp():
     use_fake_board()
-    with Fast() as netup:
-        ppp = netup.modem_up(MODEM_NET, T_CALL)
+    with Fast() as modem:
+        ppp = modem.modem_up(MODEM_NET, T_CALL)
     assert ppp.isconnected()
 
 
 def test_modem_with_a_sim_pin():
     settings = use_fake_board()
     settings["FAKE_SIM_PIN"] = "1234"
-    with Fast() as netup:
-        error = raises(netup.NetworkError, netup.modem_up, MODEM_NET, T_CALL)
+    with Fast() as modem:
+        error = raises(modem.NetworkError, modem.modem_up, MODEM_NET, T_CALL)
         assert str(error) == "modem: the SIM needs a PIN: set network.pin"
         wrong = dict(MODEM_NET)
         wrong["pin"] = "0000"
-        assert str(raises(netup.NetworkError, netup.modem_up, wrong, T_CALL)) == "modem: the SIM refused network.pin"
+        assert str(raises(modem.NetworkError, modem.modem_up, wrong, T_CALL)) == "modem: the SIM refused network.pin"
         right = dict(MODEM_NET)
         right["pin"] = "1234"
-        assert netup.modem_up(right, T_CALL).isconnected()
+        assert modem.modem_up(right, T_CALL).isconnected()
 
 
 def test_a_silent_modem_is_a_clear_error():
     settings = use_fake_board()
     settings["FAKE_MODEM_DEAD"] = "1"
-    with Fast() as netup:
-        error = raises(netup.NetworkError, netup.modem_up, MODEM_NET, T_CALL)
+    with Fast() as modem:
+        error = raises(modem.NetworkError, modem.modem_up, MODEM_NET, T_CALL)
     assert str(error) == "modem: does not answer AT (power, wiring or baud rate?)"
 
 
 def test_no_modem_in_the_board_file():
     use_fake_board()
-    from xmpp_lite.netup import NetworkError, modem_up
+    from xmpp_lite.modem import NetworkError, modem_up
 
     assert str(raises(NetworkError, modem_up, MODEM_NET, None)).startswith("network.kind is \"modem\"")
 
@@ -87,8 +88,15 @@ def test_at_channel_reports_errors():
     use_fake_board()
     import machine
 
-    from xmpp_lite.netup import ATChannel, NetworkError
+    from xmpp_lite.modem import ATChannel, NetworkError
 
     channel = ATChannel(machine.UART(1))
     assert channel.command("AT+CSQ").find(b"+CSQ: 18,0") >= 0
     assert str(raises(NetworkError, channel.command, "AT+BOGUS")).startswith("modem: AT+BOGUS answered ERROR")
+
+
+def test_modem_errors_are_network_errors():
+    # The firmware catches one error class for both ways up.
+    from xmpp_lite import modem, netup
+
+    assert modem.NetworkError is netup.NetworkError and issubclass(netup.NetworkError, OSError)

@@ -307,3 +307,37 @@ def test_sensor_drivers_on_the_fake_board():
     led = Output({"name": "led", "pin": 2, "active_low": True})
     led.set(True)
     assert led.state and led._pin.value() == 0
+
+
+def test_commands_load_their_module_for_the_time_they_take():
+    import sys
+
+    node, link = node_with()
+    link.on_presence(parse(b"<presence from='controller@example.net/desk'><status>x</status></presence>"))
+    link.on_message(parse(b"<message from='controller@example.net/d' type='error'><body>help</body></message>"))
+    assert "xmpp_lite.nodecmd" not in sys.modules  # presence updates and errors: passed over without it
+    for _ in range(3):  # strangers, a flood maybe: turned away without it
+        link.on_message(chat("status", "mallory@evil.example/x"))
+        iq = parse(("<iq type='set' id='c1' from='mallory@evil.example/x'><command xmlns='%s' name='read'/></iq>"
+                    % NS_COMMAND).encode())
+        assert link.handlers[NS_COMMAND](iq).get("type") == "error"
+    assert "xmpp_lite.nodecmd" not in sys.modules and node.ignored == 6 and link.messages == []
+    link.on_message(chat("help"))
+    assert link.messages[-1][1] == HELP
+    assert "xmpp_lite.nodecmd" not in sys.modules  # answered, and unloaded again
+    link.on_message(chat("status"))
+    assert link.messages[-1][1].startswith("reports 1, ")
+
+
+def test_the_readers_of_reports_are_reachable_from_node():
+    from xmpp_lite import node, nodecmd
+
+    assert node.parse_readings("t=1C") == [("t", 1, "C")]
+    assert node.bare("Admin@example.net/phone") == "admin@example.net"
+    assert node.MAX_COMMAND_CHARS == nodecmd.MAX_COMMAND_CHARS
+    try:
+        node.no_such_name
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("no AttributeError")

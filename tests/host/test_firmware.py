@@ -262,3 +262,40 @@ def test_memory_errors_reconnect_then_reset_the_board(prosody, mpy_lib, running,
     board.wait_for("xmpp_lite: out of memory 5 times in a row; resetting in 30 s", timeout=60)
     output = board.output()
     assert "Traceback" not in output and "crashed" not in output, output
+
+
+# The firmware's boot: load_config() imports xmpp_lite.config in a function of its own and forget_module()
+# unloads it once the configuration is checked. What stays is the configuration itself and interned names.
+CONFIG_UNLOAD = """
+import gc, sys
+sys.path.insert(0, sys.argv[1])
+import xmpp_lite.stream  # what the check imports: the device path keeps it loaded anyway
+from xmpp_lite import unload
+
+def load_config():
+    from xmpp_lite.config import load
+    return load(sys.argv[2])
+
+gc.collect()
+before = gc.mem_alloc()
+config = load_config()
+gc.collect()
+loaded = gc.mem_alloc()
+unload("xmpp_lite.config")
+gc.collect()
+print(loaded - before, gc.mem_alloc() - before, config["xmpp"]["port"], "xmpp_lite.config" in sys.modules)
+"""
+
+
+def test_the_configuration_check_gives_its_heap_back(prosody, mpy_lib, tmp_path):
+    import subprocess
+
+    folder = make_board(tmp_path, prosody, "esp32-devkitc", outputs=[{"name": "relay", "pin": 4}])
+    result = subprocess.run([find_tool("micropython"), "-X", "heapsize=" + VM_HEAP, "-c", CONFIG_UNLOAD, mpy_lib,
+                             str(folder / "config.json")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            timeout=60)
+    output = result.stdout.decode("utf-8", "replace")
+    assert result.returncode == 0, output
+    loaded, kept, port, still_there = output.split()
+    assert int(port) == prosody.c2s_port and still_there == "False"
+    assert int(loaded) > 4096 and int(kept) < int(loaded) // 3, output
