@@ -13,8 +13,8 @@ Every problem with what the server sent raises AuthError; misuse by the caller
 (bad arguments, calls out of order) raises ValueError.
 
 The SASL and SASL2 (XEP-0388) elements are read and written here too: a
-session imports this module only while logging in, and a client unloads it
-once the login is over.
+session imports this module (with xmpp_lite.login) only while logging in, and
+unloads both once the login is over.
 
 Not done, by choice:
 - SASLprep (RFC 4013) is not applied. The SCRAM username is only escaped
@@ -47,7 +47,10 @@ import os
 
 from xmpp_lite._compat import const, pbkdf2_hmac
 from xmpp_lite.errors import AuthError
-from xmpp_lite.stream import NS_BIND2, NS_SASL, NS_SASL2
+
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_SASL2 = "urn:xmpp:sasl:2"  # XEP-0388, Extensible SASL Profile
+NS_BIND2 = "urn:xmpp:bind:0"  # XEP-0386, Bind 2
 
 # RFC 5802 section 5.1: the iteration count SHOULD be at least 4096. A lower
 # count from the server would make an offline attack on the proof cheap; a

@@ -34,8 +34,9 @@ from xmpp_peer import (
 )
 
 from xmpp_lite import sasl
+from xmpp_lite.login import NS_BIND, NS_SESSION
 from xmpp_lite.parser import XMLError
-from xmpp_lite.sasl import AuthError
+from xmpp_lite.sasl import NS_SASL, AuthError
 from xmpp_lite.session import (
     EVENT_ERROR,
     EVENT_ONLINE,
@@ -44,10 +45,8 @@ from xmpp_lite.session import (
     ProtocolError,
     Session,
     StreamError,
-    split_host_port,
-    split_jid,
 )
-from xmpp_lite.stream import NS_BIND, NS_SASL, NS_SESSION
+from xmpp_lite.stream import split_host_port, split_jid
 
 
 # -- login transcripts ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from host_tools.tools import find_tool
 LIB = str(Path(__file__).resolve().parent.parent.parent / "lib")
 HEAP_SIZE = "256k"
 TIMEOUT_SECONDS = 60
-ON_DEMAND = ("xmpp_lite.sasl", "xmpp_lite.responder", "xmpp_lite.register", "xmpp_lite.config", "xmpp_lite.netup")
+ON_DEMAND = ("xmpp_lite.login", "xmpp_lite.sasl", "xmpp_lite.responder", "xmpp_lite.register", "xmpp_lite.config", "xmpp_lite.netup")
 
 LOADED = """
 import sys
