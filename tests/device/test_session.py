@@ -422,3 +422,35 @@ def test_data_between_success_and_restart_is_refused():
     peer.take()
     events = peer.reply(sasl_element(b"success") + b" <message/>")
     assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+
+
+def test_the_login_code_is_unloaded_once_online_or_over_and_loads_again():
+    # MicroPython unloads xmpp_lite.login and xmpp_lite.sasl once a session is online or over (the
+    # online part needs neither); here on both runtimes, the flag set on CPython too.
+    import sys
+
+    from xmpp_lite import session as session_module
+
+    login_modules = ("xmpp_lite.login", "xmpp_lite.sasl")
+    on_micropython = session_module.MICROPYTHON
+    session_module.MICROPYTHON = True
+    try:
+        for _ in range(2):  # the second login loads them again
+            session, peer = online_session()
+            assert [name for name in login_modules if name in sys.modules] == []
+            session.send_message("controller@example.net", "online without the login's code")
+            peer.reply(b"<iq type='get' id='p1' from='example.net'><ping xmlns='urn:xmpp:ping'/></iq>")
+            assert [item[1].get("type") for item in peer.take()] == ["chat", "result"]
+            peer.reply(stream_error("conflict", "replaced by a new connection"))
+            assert session.finished and "xmpp_lite.login" not in sys.modules  # a stream error needs none
+        # A login that fails unloads them as well.
+        session = Session(JID, PASSWORD)
+        peer = Peer(session)
+        peer.start()
+        assert [name for name in login_modules if name in sys.modules] == list(login_modules)
+        events = peer.reply(HEADER + stream_error("host-unknown"))
+        assert events[0][0] == EVENT_ERROR and events[0][1].condition == "host-unknown"
+        assert [name for name in login_modules if name in sys.modules] == []
+        raises(ProtocolError, session.start)  # over: no second login on the same session
+    finally:
+        session_module.MICROPYTHON = on_micropython
