@@ -51,9 +51,9 @@ _HEADER = (
     "xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='%s'%s>"
 )
 
-TLS_NOT_OFFERED = 0
-TLS_OFFERED = 1
-TLS_MANDATORY = 2
+_TLS_NOT_OFFERED = const(0)
+_TLS_OFFERED = const(1)
+_TLS_MANDATORY = const(2)
 
 # The session's states: the same numbers as in xmpp_lite.session.
 _IDLE = const(0)
@@ -69,63 +69,20 @@ _RESUME = const(9)
 _CLOSED = const(11)
 _ERROR = const(12)
 
-# Which state may follow which while logging in; the session itself goes to closing, closed or error.
-_NEXT = {
-    _IDLE: (_OPENING,),
-    _OPENING: (_STARTTLS, _AUTH, _REGISTER),
-    _STARTTLS: (_TLS,),
-    _TLS: (_OPENING, _AUTH),
-    _AUTH: (_BIND, _RESUME, _ONLINE),  # _ONLINE: bound inline by SASL2 with Bind2
-    _BIND: (_SESSION, _ONLINE),
-    _SESSION: (_ONLINE,),
-    _REGISTER: (),
-    _RESUME: (_BIND, _ONLINE),
-}
-
-# First-level elements the server may send while we log in, by kind.
-_K_FEATURES = const(1)
-_K_PROCEED = const(2)
-_K_TLS_FAILURE = const(3)
-_K_CHALLENGE = const(4)
-_K_SUCCESS = const(5)
-_K_SASL_FAILURE = const(6)
-_K_IQ = const(7)
-_K_STREAM_ERROR = const(10)
-_K_SM_FAILED = const(12)
-_K_SM_RESUMED = const(13)
-_K_SASL2_CONTINUE = const(16)
-
-# (namespace, local name) -> kind
-_KINDS = {
-    (NS_STREAMS, "features"): _K_FEATURES,
-    (NS_STREAMS, "error"): _K_STREAM_ERROR,
-    (NS_TLS, "proceed"): _K_PROCEED,
-    (NS_TLS, "failure"): _K_TLS_FAILURE,
-    (NS_SASL, "challenge"): _K_CHALLENGE,
-    (NS_SASL, "success"): _K_SUCCESS,
-    (NS_SASL, "failure"): _K_SASL_FAILURE,
-    (NS_SASL2, "challenge"): _K_CHALLENGE,
-    (NS_SASL2, "success"): _K_SUCCESS,
-    (NS_SASL2, "failure"): _K_SASL_FAILURE,
-    (NS_SASL2, "continue"): _K_SASL2_CONTINUE,
-    (NS_CLIENT, "iq"): _K_IQ,
-    (NS_SM, "failed"): _K_SM_FAILED,
-    (NS_SM, "resumed"): _K_SM_RESUMED,
-}
-
-# Which kinds each login state takes; a stream error is taken in every state.
-# Features come once per stream: _AUTH sees them only when the initial response went out with the
-# header; after a SASL2 success (no restart) the server may send them once more, in whatever state the
-# client is then (on_features, and the session once online, check that).
-_ACCEPTS = {
-    _OPENING: (_K_FEATURES,),
-    _STARTTLS: (_K_FEATURES, _K_PROCEED, _K_TLS_FAILURE),
-    _AUTH: (_K_FEATURES, _K_CHALLENGE, _K_SUCCESS, _K_SASL_FAILURE, _K_SASL2_CONTINUE),
-    _BIND: (_K_FEATURES, _K_IQ),
-    _SESSION: (_K_FEATURES, _K_IQ),
-    _REGISTER: (_K_IQ,),
-    _RESUME: (_K_FEATURES, _K_SM_RESUMED, _K_SM_FAILED),
-}
+# Which state may follow which while logging in, by state: bit n set if state n may follow (the
+# session itself goes to closing, closed or error).
+_NEXT = (
+    1 << _OPENING,  # _IDLE
+    1 << _STARTTLS | 1 << _AUTH | 1 << _REGISTER,  # _OPENING
+    1 << _TLS,  # _STARTTLS
+    1 << _OPENING | 1 << _AUTH,  # _TLS
+    1 << _BIND | 1 << _RESUME | 1 << _ONLINE,  # _AUTH (_ONLINE: bound inline by SASL2 with Bind2)
+    1 << _SESSION | 1 << _ONLINE,  # _BIND
+    1 << _ONLINE,  # _SESSION
+    0,  # _ONLINE
+    0,  # _REGISTER
+    1 << _BIND | 1 << _ONLINE,  # _RESUME
+)
 
 
 # -- the vocabulary -----------------------------------------------------------------------------------
@@ -140,32 +97,12 @@ def stream_header(domain, sender=None, declaration=True):
     return XML_DECLARATION + header if declaration else header
 
 
-def check_stream_header(name, attrs):
-    """None if the server's stream header is one we talk to, else (stream error condition, reason)."""
-    colon = name.find(":")
-    namespace = attrs.get("xmlns:" + name[:colon]) if colon >= 0 else attrs.get("xmlns")
-    if name[colon + 1:] != "stream" or namespace != NS_STREAMS:
-        return "invalid-namespace", "not an XMPP stream: <" + name + ">"
-    if attrs.get("xmlns") != NS_CLIENT:
-        return "invalid-namespace", "the stream is not in jabber:client"
-    version = attrs.get("version", "")
-    if version.split(".")[0] != "1":
-        return "unsupported-version", "the server does not speak XMPP 1.0 (version '" + version + "')"
-    return None
-
-
-def tls_offer(features):
-    """TLS_NOT_OFFERED, TLS_OFFERED or TLS_MANDATORY (<starttls><required/>)."""
+def _tls_offer(features):
+    """_TLS_NOT_OFFERED, _TLS_OFFERED or _TLS_MANDATORY (<starttls><required/>)."""
     starttls = features.find("starttls", NS_TLS)
     if starttls is None:
-        return TLS_NOT_OFFERED
-    return TLS_MANDATORY if starttls.find("required") is not None else TLS_OFFERED
-
-
-def session_required(features):
-    """True if the legacy session (RFC 3921) is offered and not marked <optional/>."""
-    session = features.find("session", NS_SESSION)
-    return session is not None and session.find("optional") is None
+        return _TLS_NOT_OFFERED
+    return _TLS_MANDATORY if starttls.find("required") is not None else _TLS_OFFERED
 
 
 def bind_request(stanza_id, resource=None):
@@ -237,7 +174,7 @@ class Login:
         old = session._state
         if old >= _CLOSED:
             raise ProtocolError("the session is over (%s)" % session.state)
-        if new not in _NEXT[old]:
+        if not _NEXT[old] >> new & 1:
             session._state = _ERROR
             names = _STATE_NAMES.split()
             raise ProtocolError("no transition from %s to %s" % (names[old], names[new]))
@@ -273,53 +210,75 @@ class Login:
                                           if self.session.secure else None, declaration=first))
 
     def on_stream_start(self, name, attrs):
-        problem = check_stream_header(name, attrs)
-        if problem is not None:
-            self.session._fail(ProtocolError(problem[1]), problem[0])
-            raise EOFError  # stops the parser: see Session.receive_data
-        self.session.stream_id = attrs.get("id")
+        """The server's stream header: one we talk to, or a stream error."""
+        colon = name.find(":")
+        namespace = attrs.get("xmlns:" + name[:colon]) if colon >= 0 else attrs.get("xmlns")
+        version = attrs.get("version", "")
+        condition = "invalid-namespace"
+        if name[colon + 1:] != "stream" or namespace != NS_STREAMS:
+            problem = "not an XMPP stream: <" + name + ">"
+        elif attrs.get("xmlns") != NS_CLIENT:
+            problem = "the stream is not in jabber:client"
+        elif version.split(".")[0] != "1":
+            problem = "the server does not speak XMPP 1.0 (version '" + version + "')"
+            condition = "unsupported-version"
+        else:
+            self.session.stream_id = attrs.get("id")
+            return
+        self.session._fail(ProtocolError(problem), condition)
+        raise EOFError  # stops the parser: see Session.receive_data
 
     def on_element(self, elem):
-        """A first-level element while logging in (the session refused it already if it was cut)."""
+        """A first-level element while logging in (the session refused it already if it was cut).
+
+        What each state takes: features once per stream in every state that waits for something (in
+        _AUTH only when the initial response went out with the header; after a SASL2 success, with
+        no restart, the server may send them once more); a stream error in every state; the rest
+        only in the state that waits for it.
+        """
         session = self.session
         state = session._state
-        kind = _KINDS.get((elem.xmlns, elem.local))
+        xmlns = elem.xmlns
+        local = elem.local
         if self.restart:
             session._fail(ProtocolError("<%s/> before the stream restart" % elem.name), "policy-violation")
-        elif kind == _K_STREAM_ERROR:
+        elif xmlns == NS_STREAMS and local == "error":
             session._on_stream_error(elem)
-        elif kind is None or kind not in _ACCEPTS.get(state, ()):
-            session._fail(ProtocolError("unexpected <%s/> in state %s" % (elem.name, session.state)),
-                          "unsupported-stanza-type")
-        elif kind == _K_IQ:
-            self._on_iq(elem)
-        elif kind == _K_FEATURES:
+        elif xmlns == NS_STREAMS and local == "features" and state != _IDLE and state != _TLS and state != _REGISTER:
             self._on_features(elem)
-        elif kind == _K_SM_RESUMED:
+        elif xmlns == NS_CLIENT and local == "iq" and (state == _BIND or state == _SESSION or state == _REGISTER):
+            self._on_iq(elem)
+        elif xmlns == NS_SM and state == _RESUME and local == "resumed":
             self._on_resumed(elem)
-        elif kind == _K_SM_FAILED:  # in _RESUME: the server no longer knows the stream
+        elif xmlns == NS_SM and state == _RESUME and local == "failed":  # the server no longer knows the stream
             sm = session.sm
             h = xsm.parse_h(elem)
             if h is not None:
                 sm.ack(h)  # XEP-0198 1.6: what the old stream delivered need not go again
             sm.forget()
             self._send_bind()
-        elif kind == _K_PROCEED:
+        elif xmlns == NS_TLS and state == _STARTTLS and local == "proceed":
             self.go(_TLS)
             self.restart = True
             session._event(EVENT_STARTTLS, None)
-        elif kind == _K_TLS_FAILURE:
+        elif xmlns == NS_TLS and state == _STARTTLS and local == "failure":
             session._fail(ProtocolError("the server could not start TLS"))
-        elif (elem.xmlns == NS_SASL2) != session.sasl2_used:
+        elif state != _AUTH or not (
+                (xmlns == NS_SASL or xmlns == NS_SASL2)
+                and (local == "challenge" or local == "success" or local == "failure")
+                or xmlns == NS_SASL2 and local == "continue"):
+            session._fail(ProtocolError("unexpected <%s/> in state %s" % (elem.name, session.state)),
+                          "unsupported-stanza-type")
+        elif (xmlns == NS_SASL2) != session.sasl2_used:
             session._fail(ProtocolError("<%s xmlns='%s'/> in a %s login" % (
-                elem.local, elem.xmlns, "SASL2" if session.sasl2_used else "SASL")), "unsupported-stanza-type")
-        elif kind == _K_CHALLENGE:
+                local, xmlns, "SASL2" if session.sasl2_used else "SASL")), "unsupported-stanza-type")
+        elif local == "challenge":
             self._on_challenge(elem)
-        elif kind == _K_SUCCESS:
+        elif local == "success":
             self._on_success(elem)
-        elif kind == _K_SASL2_CONTINUE:
+        elif local == "continue":
             session._fail(AuthError("invalid-mechanism", "the server asks for SASL2 tasks; none is supported"))
-        else:  # _K_SASL_FAILURE
+        else:  # <failure/>
             if self._mech is not None:
                 self._mech.discard_cache()
             self._mech = None
@@ -353,7 +312,7 @@ class Login:
         self.features = features
         state = session._state
         if state == _STARTTLS:
-            if tls_offer(features) == TLS_NOT_OFFERED:
+            if _tls_offer(features) == _TLS_NOT_OFFERED:
                 # Stripped STARTTLS (or a server without TLS): never log in in the clear.
                 session._fail(ProtocolError("the server offers no STARTTLS and tls='required': "
                                             "refusing to continue unencrypted"))
@@ -367,10 +326,12 @@ class Login:
                 if features.find("bind", NS_BIND) is None:
                     session._fail(ProtocolError("the server offers no resource binding"))
                     return
-                self._session_needed = session_required(features)
+                # The legacy session (RFC 3921), when offered and not marked <optional/>.
+                session_offer = features.find("session", NS_SESSION)
+                self._session_needed = session_offer is not None and session_offer.find("optional") is None
             return  # _RESUME: <resumed/> or <failed/> follows; _BIND, _SESSION: their result
         # _OPENING: TLS is settled; authenticate (or register).
-        if not session.secure and tls_offer(features) == TLS_MANDATORY:
+        if not session.secure and _tls_offer(features) == _TLS_MANDATORY:
             session._fail(ProtocolError("the server requires TLS and tls='none'"))
             return
         if self._registration is not None:

@@ -43,7 +43,7 @@ EVENT_ERROR, EVENT_SEE_OTHER_HOST and EVENT_CLOSED are each the last event
 of a session.
 
 The session is a small state machine (xmpp_lite.login's ``_NEXT`` says which
-state may follow which while logging in, ``_ACCEPTS`` which first-level
+state may follow which while logging in, ``Login.on_element`` which first-level
 elements each state takes); anything else is a ProtocolError and the error
 state is final. This module keeps what runs while online; the login
 (stream negotiation, STARTTLS, SASL, binding, resumption, registration) is
