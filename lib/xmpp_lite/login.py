@@ -337,34 +337,36 @@ class Login:
         if self._registration is not None:
             self._start_registration()
             return
-        offer = sasl.sasl2_offer(features) if self.sasl2 else None
+        offer = features.find("authentication", NS_SASL2) if self.sasl2 else None  # XEP-0388
         if offer is not None:
-            offered = sasl.mechanism_names(offer)
             session.sasl2_used = True
+            inline = offer.find("inline", NS_SASL2)
             sm = session.sm
-            # Bind2 picks the resource itself; a resumption needs no new one.
-            self._bind2 = (sasl.sasl2_offers_bind2(offer) and self.resource is None
-                           and not (sm is not None and sm.resumable))
+            # Bind2 (XEP-0386) picks the resource itself; a resumption needs no new one.
+            self._bind2 = (inline is not None and inline.find("bind", NS_BIND2) is not None
+                           and self.resource is None and not (sm is not None and sm.resumable))
         else:
-            offered = sasl.offered_mechanisms(features)
-        if self.mechanisms is not None:
-            offered = [name for name in offered if name in self.mechanisms]
+            offer = features.find("mechanisms", NS_SASL)
+        offered = []
+        if offer is not None:
+            for child in offer.children:
+                if child.local == "mechanism":
+                    name = child.text.strip()
+                    if self.mechanisms is None or name in self.mechanisms:
+                        offered.append(name)
         try:
-            name = sasl.choose_mechanism(offered, allow_plain=self._plain_allowed())
+            name = sasl.choose_mechanism(offered, allow_plain=session.secure or self.insecure_plain)
         except AuthError as error:
             session._fail(error)
             return
         self._send_auth(name)
-
-    def _plain_allowed(self):
-        return self.session.secure or self.insecure_plain
 
     def _pipeline_auth(self):
         """Send the initial response with the header if one mechanism is pinned and allowed here."""
         if self._registration is not None or self.mechanisms is None or len(self.mechanisms) != 1:
             return False
         name = self.mechanisms[0]
-        if name not in sasl.supported_mechanisms() or (name == "PLAIN" and not self._plain_allowed()):
+        if name not in sasl.supported_mechanisms() or (name == "PLAIN" and not self.session.secure and not self.insecure_plain):
             return False
         self._send_auth(name)
         return True

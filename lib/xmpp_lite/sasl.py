@@ -163,10 +163,6 @@ def hmac_digest(hash_name, key, msg):
     return h2.digest()
 
 
-def hmac_sha1(key, msg):
-    return hmac_digest("sha1", key, msg)
-
-
 def _xor(a, b):
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
@@ -479,28 +475,6 @@ class Mechanism:
 
 # SASL2: the Bind2 request inside <authenticate/> (XEP-0386); the server picks the resource.
 BIND2 = b"<bind xmlns='urn:xmpp:bind:0'/>"
-
-
-def offered_mechanisms(features):
-    """The SASL mechanism names in the features."""
-    mechanisms = features.find("mechanisms", NS_SASL)
-    return mechanism_names(mechanisms) if mechanisms is not None else []
-
-
-def mechanism_names(offer):
-    """The names in the <mechanism/> children of a SASL or SASL2 offer."""
-    return [child.text.strip() for child in offer.children if child.local == "mechanism"]
-
-
-def sasl2_offer(features):
-    """The XEP-0388 <authentication/> offer in the features, or None."""
-    return features.find("authentication", NS_SASL2)
-
-
-def sasl2_offers_bind2(offer):
-    """True if the SASL2 offer can bind a resource inline (XEP-0386)."""
-    inline = offer.find("inline", NS_SASL2)
-    return inline is not None and inline.find("bind", NS_BIND2) is not None
 
 
 def auth(mechanism, initial):
