@@ -374,14 +374,12 @@ class Session:
         state = self._state
         if state >= _CLOSING:
             return
-        if state != _IDLE:
-            self._settle_ack()  # else the server may think our last stanzas lost and deliver them again
-            self._send_close()
-            self._state = _CLOSING
-            self._end_sm(False)  # our stream end ends the server's XEP-0198 session
-        else:
-            self._state = _CLOSED
-        self._drop_login()
+        if state == _IDLE:
+            self._end(_CLOSED, None, True)
+            return
+        self._settle_ack()  # else the server may think our last stanzas lost and deliver them again
+        self._send_close()
+        self._end(_CLOSING)  # our stream end ends the server's XEP-0198 session
 
     def _send_close(self):
         if not self._sent_close and self._state != _IDLE:
@@ -398,10 +396,7 @@ class Session:
             self._out.append(error_bytes)
             self.output_pending += len(error_bytes)
         self._send_close()
-        self._state = _ERROR
-        self._end_sm(False)  # a stream error ends the server's XEP-0198 session too
-        self._events.append((EVENT_ERROR, error))
-        self._drop_login()
+        self._end(_ERROR, (EVENT_ERROR, error))  # a stream error ends the server's XEP-0198 session too
 
     def _closed(self, reason, resumable=False):
         state = self._state
@@ -409,17 +404,23 @@ class Session:
             return
         if state != _ONLINE and state != _CLOSING:
             reason += " (during %s)" % self.state
-        self._state = _CLOSED
-        self._end_sm(resumable)
-        self._events.append((EVENT_CLOSED, reason))
-        self._drop_login()
+        self._end(_CLOSED, (EVENT_CLOSED, reason), resumable)
 
-    def _end_sm(self, resumable):
-        if self.sm is not None:
+    def _end(self, state, event=None, resumable=False):
+        """Go to closing, closed or error, with its last event; the login's code goes.
+
+        The XEP-0198 session ends with the stream, unless the stream may be resumed.
+        """
+        self._state = state
+        sm = self.sm
+        if sm is not None:
             if resumable:
-                self.sm.stream_ended()
+                sm.stream_ended()
             else:
-                self.sm.forget()
+                sm.forget()
+        if event is not None:
+            self._events.append(event)
+        self._drop_login()
 
     # -- parser callbacks (the stream header goes to the login) -----------------------------------
 
@@ -483,9 +484,7 @@ class Session:
         condition, text, host = xs.read_stream_error(elem)
         if condition == "see-other-host" and host:
             self._send_close()
-            self._state = _ERROR
-            self._events.append((EVENT_SEE_OTHER_HOST, split_host_port(host)))
-            self._drop_login()
+            self._end(_ERROR, (EVENT_SEE_OTHER_HOST, split_host_port(host)), True)  # the new host may resume
             return
         self._fail(StreamError(condition, text))
 
