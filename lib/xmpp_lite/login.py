@@ -154,13 +154,12 @@ class Login:
         self.insecure_plain = insecure_plain
         self.mechanisms = tuple(mechanisms) if mechanisms is not None else None
         self.sasl2 = sasl2
-        self.features = None  # the last <stream:features/> received
         self.restart = False  # reset the parser after this chunk (after <proceed/>, <success/>)
-        self._password = password
-        self._sasl_cache = sasl_cache
-        self._client_nonce = client_nonce
-        self._registration = registration
-        self._presence = presence
+        self.password = password
+        self.sasl_cache = sasl_cache
+        self.client_nonce = client_nonce
+        self.registration = registration
+        self.presence = presence
         self._mech = None
         self._session_needed = False
         self._pending_id = None  # id of our bind, session or registration request
@@ -249,7 +248,21 @@ class Login:
         elif xmlns == NS_CLIENT and local == "iq" and (state == _BIND or state == _SESSION or state == _REGISTER):
             self._on_iq(elem)
         elif xmlns == NS_SM and state == _RESUME and local == "resumed":
-            self._on_resumed(elem)
+            sm = session.sm
+            h = xsm.parse_h(elem)
+            if elem.get("previd") != sm.id or h is None or not sm.ack(h):
+                session._fail(ProtocolError("a <resumed/> that does not fit the stream (previd %s, h %s)"
+                                            % (elem.get("previd"), elem.get("h"))), "undefined-condition")
+                return
+            sm.resumed()
+            session.jid = sm.jid
+            session.resumed = True
+            for data in sm.unacked:  # the server did not get these: again, in order
+                session._queue(data)
+            self.go(_ONLINE)
+            session.login_round_trips = session.flights
+            session._event(EVENT_RESUMED, session.jid)
+            session._drop_login()
         elif xmlns == NS_SM and state == _RESUME and local == "failed":  # the server no longer knows the stream
             sm = session.sm
             h = xsm.parse_h(elem)
@@ -273,7 +286,14 @@ class Login:
             session._fail(ProtocolError("<%s xmlns='%s'/> in a %s login" % (
                 local, xmlns, "SASL2" if session.sasl2_used else "SASL")), "unsupported-stanza-type")
         elif local == "challenge":
-            self._on_challenge(elem)
+            try:
+                answer = self._mech.challenge(sasl.b64decode(elem.text))
+            except AuthError as error:
+                session._fail(error)
+                return
+            session._queue(sasl.response(answer, NS_SASL2 if session.sasl2_used else NS_SASL))
+            if session.sasl2_used:
+                self._after_last_message()
         elif local == "success":
             self._on_success(elem)
         elif local == "continue":
@@ -292,14 +312,38 @@ class Login:
             return
         state = session._state
         if state == _BIND:
-            self._on_bound(iq)
+            if kind != "result":
+                session._fail(ProtocolError("resource binding failed: " + error_condition(iq)))
+                return
+            bind = iq.find("bind", NS_BIND)
+            session.jid = valid_full_jid(bind.find_text("jid") if bind is not None else None, self.domain)
+            if session.jid is None:
+                session._fail(ProtocolError("the bind result has no valid JID"))
+            elif self._session_needed:
+                self._pending_id = session.new_id()
+                session._queue_element(make_iq("set", self._pending_id, payload=Element("session", xmlns=NS_SESSION)))
+                self.go(_SESSION)
+            else:
+                self._go_online()
         elif state == _SESSION:
             if kind == "result":
                 self._go_online()
             else:
                 session._fail(ProtocolError("session establishment failed: " + error_condition(iq)))
-        else:
-            self._on_registration_answer(iq)
+        else:  # _REGISTER: the protocol itself is in xmpp_lite.register
+            try:
+                reply = self.registration.receive(iq, session.username, self.password)
+            except Exception as error:  # RegistrationError, or a form this client cannot fill in
+                session._fail(error)
+                return
+            if reply is None:
+                self.password = None
+                session._event(EVENT_REGISTERED, session.username)
+                session.close()
+                return
+            self._pending_id = session.new_id()
+            reply.set("id", self._pending_id)
+            session._queue_element(reply)
 
     # -- negotiation ----------------------------------------------------------------------------
 
@@ -309,7 +353,6 @@ class Login:
             session._fail(ProtocolError("stream features twice"), "policy-violation")
             return
         session._features_seen = True
-        self.features = features
         state = session._state
         if state == _STARTTLS:
             if _tls_offer(features) == _TLS_NOT_OFFERED:
@@ -334,8 +377,14 @@ class Login:
         if not session.secure and _tls_offer(features) == _TLS_MANDATORY:
             session._fail(ProtocolError("the server requires TLS and tls='none'"))
             return
-        if self._registration is not None:
-            self._start_registration()
+        if self.registration is not None:  # in-band registration (XEP-0077) in place of a login
+            if not session.secure and not self.insecure_plain:
+                session._fail(ProtocolError("in-band registration sends the password: refused without TLS "
+                                            "unless insecure_plain=True"))
+                return
+            self._pending_id = session.new_id()
+            session._queue_element(self.registration.request(features, self._pending_id))
+            self.go(_REGISTER)
             return
         offer = features.find("authentication", NS_SASL2) if self.sasl2 else None  # XEP-0388
         if offer is not None:
@@ -363,10 +412,12 @@ class Login:
 
     def _pipeline_auth(self):
         """Send the initial response with the header if one mechanism is pinned and allowed here."""
-        if self._registration is not None or self.mechanisms is None or len(self.mechanisms) != 1:
+        if self.registration is not None or self.mechanisms is None or len(self.mechanisms) != 1:
             return False
         name = self.mechanisms[0]
-        if name not in sasl.supported_mechanisms() or (name == "PLAIN" and not self.session.secure and not self.insecure_plain):
+        if name not in sasl.supported_mechanisms():
+            return False
+        if name == "PLAIN" and not self.session.secure and not self.insecure_plain:
             return False
         self._send_auth(name)
         return True
@@ -374,14 +425,14 @@ class Login:
     def _send_auth(self, name):
         session = self.session
         try:
-            self._mech = sasl.Mechanism(name, session.username, self._password, salted_cache=self._sasl_cache,
-                                        client_nonce=self._client_nonce)
+            self._mech = sasl.Mechanism(name, session.username, self.password, salted_cache=self.sasl_cache,
+                                        client_nonce=self.client_nonce)
             initial = self._mech.initial()
         except ValueError as error:  # e.g. a NUL in the password for PLAIN
             session._fail(AuthError(sasl.INVALID_MECHANISM, str(error)))
             return
         session.mechanism = name
-        self._password = None  # the mechanism holds what it needs
+        self.password = None  # the mechanism holds what it needs
         if session.sasl2_used:
             session._queue(sasl.authenticate(name, initial, sasl.BIND2 if self._bind2 else b""))
             self.go(_AUTH)
@@ -389,17 +440,6 @@ class Login:
             return
         session._queue(sasl.auth(name, initial))
         self.go(_AUTH)
-
-    def _on_challenge(self, elem):
-        session = self.session
-        try:
-            answer = self._mech.challenge(sasl.b64decode(elem.text))
-        except AuthError as error:
-            session._fail(error)
-            return
-        session._queue(sasl.response(answer, NS_SASL2 if session.sasl2_used else NS_SASL))
-        if session.sasl2_used:
-            self._after_last_message()
 
     def _after_last_message(self):
         """SASL2: what must follow <success/> goes right behind our last SASL message.
@@ -426,11 +466,11 @@ class Login:
 
     def _send_initial_presence(self):
         session = self.session
-        if self._presence is not None and not session.presence_sent:
+        if self.presence is not None and not session.presence_sent:
             if session.login_round_trips is None:
                 session.login_round_trips = session.flights  # the first stanza rides on the next flight
             session.presence_sent = True
-            session._send_stanza(serialise(self._presence, NS_CLIENT))
+            session._send_stanza(serialise(self.presence, NS_CLIENT))
 
     def _on_success(self, elem):
         session = self.session
@@ -442,7 +482,22 @@ class Login:
             return
         self._mech = None
         if sasl2:
-            self._on_sasl2_success(elem)
+            session._features_seen = False  # no restart; the server may send the logged-in features once
+            after = self._after_auth
+            if after != _ONLINE:
+                self.go(after)  # the <resume/> or bind request is out: its answer follows
+                return
+            failed = elem.find("failed", NS_BIND2)
+            if elem.find("bound", NS_BIND2) is None:
+                reason = error_condition(failed) if failed is not None else "no <bound/> in <success/>"
+                session._fail(ProtocolError("resource binding failed: " + reason))
+                return
+            session.jid = valid_full_jid(elem.find_text("authorization-identifier"), self.domain)
+            if session.jid is None:
+                session._fail(ProtocolError("the SASL2 success has no valid full JID"))
+                return
+            # XEP-0198 goes on with the logged-in features, if the server sends them.
+            self._go_online(session.sm is not None)
             return
         # Restart without waiting: the new header and the bind (or resume) request go together.
         self.restart = True
@@ -454,25 +509,6 @@ class Login:
             return
         self._send_bind()
 
-    def _on_sasl2_success(self, elem):
-        session = self.session
-        session._features_seen = False  # no restart; the server may send the logged-in features once
-        after = self._after_auth
-        if after != _ONLINE:
-            self.go(after)  # the <resume/> or bind request is out: its answer follows
-            return
-        failed = elem.find("failed", NS_BIND2)
-        if elem.find("bound", NS_BIND2) is None:
-            reason = error_condition(failed) if failed is not None else "no <bound/> in <success/>"
-            session._fail(ProtocolError("resource binding failed: " + reason))
-            return
-        session.jid = valid_full_jid(elem.find_text("authorization-identifier"), self.domain)
-        if session.jid is None:
-            session._fail(ProtocolError("the SASL2 success has no valid full JID"))
-            return
-        # XEP-0198 goes on with the logged-in features, if the server sends them.
-        self._go_online(session.sm is not None)
-
     def _send_bind(self):
         self._request_bind()
         self.go(_BIND)
@@ -480,22 +516,6 @@ class Login:
     def _request_bind(self):
         self._pending_id = self.session.new_id()
         self.session._queue_element(bind_request(self._pending_id, self.resource))
-
-    def _on_bound(self, iq):
-        session = self.session
-        if iq.get("type") != "result":
-            session._fail(ProtocolError("resource binding failed: " + error_condition(iq)))
-            return
-        bind = iq.find("bind", NS_BIND)
-        session.jid = valid_full_jid(bind.find_text("jid") if bind is not None else None, self.domain)
-        if session.jid is None:
-            session._fail(ProtocolError("the bind result has no valid JID"))
-        elif self._session_needed:
-            self._pending_id = session.new_id()
-            session._queue_element(make_iq("set", self._pending_id, payload=Element("session", xmlns=NS_SESSION)))
-            self.go(_SESSION)
-        else:
-            self._go_online()
 
     def _go_online(self, sm_later=False):
         session = self.session
@@ -509,49 +529,3 @@ class Login:
             session.login_round_trips = session.flights
         session._event(EVENT_ONLINE, session.jid)
         session._drop_login()
-
-    def _on_resumed(self, elem):
-        session = self.session
-        sm = session.sm
-        h = xsm.parse_h(elem)
-        if elem.get("previd") != sm.id or h is None or not sm.ack(h):
-            session._fail(ProtocolError("a <resumed/> that does not fit the stream (previd %s, h %s)"
-                                        % (elem.get("previd"), elem.get("h"))), "undefined-condition")
-            return
-        sm.resumed()
-        session.jid = sm.jid
-        session.resumed = True
-        for data in sm.unacked:  # the server did not get these: again, in order
-            session._queue(data)
-        self.go(_ONLINE)
-        session.login_round_trips = session.flights
-        session._event(EVENT_RESUMED, session.jid)
-        session._drop_login()
-
-    # -- in-band registration (the protocol itself is in xmpp_lite.register) ---------------------
-
-    def _start_registration(self):
-        session = self.session
-        if not session.secure and not self.insecure_plain:
-            session._fail(ProtocolError("in-band registration sends the password: refused without TLS "
-                                        "unless insecure_plain=True"))
-            return
-        self._pending_id = session.new_id()
-        session._queue_element(self._registration.request(self.features, self._pending_id))
-        self.go(_REGISTER)
-
-    def _on_registration_answer(self, iq):
-        session = self.session
-        try:
-            reply = self._registration.receive(iq, session.username, self._password)
-        except Exception as error:  # RegistrationError, or a form this client cannot fill in
-            session._fail(error)
-            return
-        if reply is None:
-            self._password = None
-            session._event(EVENT_REGISTERED, session.username)
-            session.close()
-            return
-        self._pending_id = session.new_id()
-        reply.set("id", self._pending_id)
-        session._queue_element(reply)
