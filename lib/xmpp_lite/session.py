@@ -184,8 +184,6 @@ class Session:
     def __init__(self, jid, password, resource=None, tls=TLS_REQUIRED, insecure_plain=False, sasl_cache=None,
                  software=None, identity=None, mechanisms=None, registration=None, client_nonce=None,
                  sm=None, sasl2=True, presence=None):
-        from xmpp_lite.login import Login
-
         self.sm = sm
         self._software = software  # None: ("xmpp_lite", its version), filled in by the responder
         self._identity = identity
@@ -217,6 +215,10 @@ class Session:
         builder = self._builder = Builder(self._on_stanza, None, self._on_stream_end)
         builder.text = self._on_text  # the parser's handler is the builder, but text between stanzas comes here
         self._parser = Parser(builder)
+        # The login's code is loaded after what stays while online: once unloaded, it leaves one free
+        # stretch of heap rather than holes between the session's objects.
+        from xmpp_lite.login import Login
+
         # Checks the JID and tls, sets username, tls and secure, and takes the stream header callback.
         self._login = Login(self, jid, password, resource, tls, insecure_plain, sasl_cache, mechanisms,
                             registration, client_nonce, sasl2, presence)
