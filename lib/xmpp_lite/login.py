@@ -155,6 +155,7 @@ class Login:
         self.mechanisms = tuple(mechanisms) if mechanisms is not None else None
         self.sasl2 = sasl2
         self.restart = False  # reset the parser after this chunk (after <proceed/>, <success/>)
+        self._auth_due = None  # the mechanism chosen from the features: authenticate after this chunk
         self.password = password
         self.sasl_cache = sasl_cache
         self.client_nonce = client_nonce
@@ -194,13 +195,24 @@ class Login:
         if not self._pipeline_auth():
             self.go(_OPENING)
 
-    def restart_stream(self):
-        """After <proceed/> or <success/>: the server sends nothing before our new header, so the chunk ended there."""
+    def after_chunk(self):
+        """What waits until the server's chunk is parsed: a stream restart, or our authentication.
+
+        After <proceed/> or <success/> the server sends nothing before our new
+        header, so the chunk ended there. The authentication waits until the
+        features, a tree of a few KB, are freed: the mechanism needs the room.
+        """
         session = self.session
-        self.restart = False
-        session._parser.reset()
-        session._builder.reset()
-        session._features_seen = False
+        if self.restart:
+            self.restart = False
+            session._parser.reset()
+            session._builder.reset()
+            session._features_seen = False
+        name = self._auth_due
+        if name is not None:
+            self._auth_due = None
+            if session._state == _OPENING:  # not failed or closed meanwhile
+                self._send_auth(name)
 
     def _open_stream(self):
         first = self._headers == 0
@@ -408,7 +420,7 @@ class Login:
         except AuthError as error:
             session._fail(error)
             return
-        self._send_auth(name)
+        self._auth_due = name
 
     def _pipeline_auth(self):
         """Send the initial response with the header if one mechanism is pinned and allowed here."""

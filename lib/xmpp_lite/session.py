@@ -288,9 +288,8 @@ class Session:
             return
         except EOFError:  # raised by our parser callbacks once the session is over
             return
-        login = self._login
-        if login is not None and login.restart:
-            login.restart_stream()
+        if self._login is not None:
+            self._login.after_chunk()
 
     @property
     def accepting_input(self):

@@ -339,6 +339,18 @@ def test_stream_error_while_online():
     assert session.finished
 
 
+def test_authentication_waits_for_the_end_of_the_chunk_and_not_after_a_stream_error():
+    # The mechanism is made once the features are freed (the end of the server's chunk), unless the
+    # session ended in between: nothing about the account goes out then. (Fed byte by byte, the
+    # features end a chunk of their own, and the <auth/> goes before the stream error arrives.)
+    session = Session(JID, PASSWORD, tls="none", insecure_plain=True)
+    peer = Peer(session)
+    peer.start()
+    events = peer.reply(HEADER + mechanisms("PLAIN") + stream_error("conflict"))
+    assert [event[0] for event in events] == [EVENT_ERROR] and events[0][1].condition == "conflict"
+    assert peer.names() == ["/stream"] and session.mechanism is None
+
+
 def test_see_other_host():
     for mode in range(MODES):
         session = Session(JID, PASSWORD)
