@@ -599,7 +599,7 @@ class Session:
                 self._queue_element(error_reply(iq, "modify", "bad-request"))
 
     def register_iq_handler(self, xmlns, fn):
-        """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see Responder.register)."""
+        """Answer iq get/set in ``xmlns`` with ``fn(iq) -> reply Element`` (see xmpp_lite.responder.Responder)."""
         self._iq_handlers[xmlns] = fn
 
     # -- sending ----------------------------------------------------------------------------------
