@@ -22,31 +22,15 @@ class Responder:
     """Answers iq get/set for one session; ``software`` is (name, version).
 
     ``identity`` is the XEP-0030 (category, type), None for DEFAULT_IDENTITY; ``handlers`` maps payload
-    namespaces to handlers (see ``register``), None for none yet.
+    namespaces to handlers (``fn(iq) -> reply Element``), None for none. A handler's reply gets the
+    request's id (and ``to``) when it has none; a handler that returns None answers
+    <service-unavailable/>. Each handler's namespace is listed in disco#info.
     """
 
     def __init__(self, software, identity=None, handlers=None):
         self.software = software
         self.identity = identity if identity is not None else DEFAULT_IDENTITY
         self.handlers = handlers if handlers is not None else {}
-
-    def register(self, xmlns, fn):
-        """Answer get/set whose payload is in ``xmlns`` with ``fn(iq) -> reply Element``.
-
-        The reply's id (and ``to``) are filled in when missing; returning
-        None answers <service-unavailable/>. The namespace is then listed in
-        disco#info.
-        """
-        self.handlers[xmlns] = fn
-
-    def features(self):
-        """The XEP-0030 features answered here, sorted."""
-        names = list(BUILT_IN)
-        for xmlns in self.handlers:
-            if xmlns not in names:
-                names.append(xmlns)
-        names.sort()
-        return names
 
     def answer(self, iq):
         """(reply Element, exception raised by a handler or None) for an iq get/set."""
@@ -66,27 +50,26 @@ class Responder:
             if reply.get("to") is None and iq.get("from") is not None:
                 reply.set("to", iq.get("from"))
             return reply, None
-        if iq.get("type") == "get":
-            if payload.xmlns == NS_PING and payload.local == "ping":
-                return self._result(iq), None
-            if payload.xmlns == NS_DISCO_INFO and payload.local == "query":
-                if payload.get("node") is not None:
-                    return error_reply(iq, "cancel", "item-not-found"), None
-                return self._result(iq, self._disco_info()), None
-            if payload.xmlns == NS_VERSION and payload.local == "query":
-                query = Element("query", xmlns=NS_VERSION)
-                query.append(Element("name", text=self.software[0]))
-                query.append(Element("version", text=self.software[1]))
-                return self._result(iq, query), None
-        return error_reply(iq, "cancel", "service-unavailable"), None
-
-    def _result(self, iq, payload=None):
-        return make_iq("result", iq.get("id"), to=iq.get("from"), payload=payload)
-
-    def _disco_info(self):
-        query = Element("query", xmlns=NS_DISCO_INFO)
-        query.append(Element("identity", {
-            "category": self.identity[0], "type": self.identity[1], "name": self.software[0]}))
-        for name in self.features():
-            query.append(Element("feature", {"var": name}))
-        return query
+        query = None
+        if iq.get("type") != "get" or payload.local != ("ping" if payload.xmlns == NS_PING else "query"):
+            return error_reply(iq, "cancel", "service-unavailable"), None
+        if payload.xmlns == NS_DISCO_INFO:
+            if payload.get("node") is not None:
+                return error_reply(iq, "cancel", "item-not-found"), None
+            query = Element("query", xmlns=NS_DISCO_INFO)
+            query.append(Element("identity", {
+                "category": self.identity[0], "type": self.identity[1], "name": self.software[0]}))
+            names = list(BUILT_IN)  # the features answered here, sorted
+            for xmlns in self.handlers:
+                if xmlns not in names:
+                    names.append(xmlns)
+            names.sort()
+            for name in names:
+                query.append(Element("feature", {"var": name}))
+        elif payload.xmlns == NS_VERSION:
+            query = Element("query", xmlns=NS_VERSION)
+            query.append(Element("name", text=self.software[0]))
+            query.append(Element("version", text=self.software[1]))
+        elif payload.xmlns != NS_PING:
+            return error_reply(iq, "cancel", "service-unavailable"), None
+        return make_iq("result", iq.get("id"), to=iq.get("from"), payload=query), None

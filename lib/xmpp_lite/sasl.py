@@ -13,8 +13,8 @@ Every problem with what the server sent raises AuthError; misuse by the caller
 (bad arguments, calls out of order) raises ValueError.
 
 The SASL and SASL2 (XEP-0388) elements are read and written here too: a
-session imports this module only while logging in, and a client unloads it
-once the login is over.
+session imports this module (with xmpp_lite.login) only while logging in, and
+unloads both once the login is over.
 
 Not done, by choice:
 - SASLprep (RFC 4013) is not applied. The SCRAM username is only escaped
@@ -47,7 +47,10 @@ import os
 
 from xmpp_lite._compat import const, pbkdf2_hmac
 from xmpp_lite.errors import AuthError
-from xmpp_lite.stream import NS_BIND2, NS_SASL, NS_SASL2
+
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_SASL2 = "urn:xmpp:sasl:2"  # XEP-0388, Extensible SASL Profile
+NS_BIND2 = "urn:xmpp:bind:0"  # XEP-0386, Bind 2
 
 # RFC 5802 section 5.1: the iteration count SHOULD be at least 4096. A lower
 # count from the server would make an offline attack on the proof cheap; a
@@ -160,14 +163,6 @@ def hmac_digest(hash_name, key, msg):
     return h2.digest()
 
 
-def hmac_sha1(key, msg):
-    return hmac_digest("sha1", key, msg)
-
-
-def _xor(a, b):
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
-
-
 def _pbkdf2_loop(hash_name, password, salt, iterations, dklen=None):
     """PBKDF2-HMAC (RFC 8018) in Python, for runtimes without it in C.
 
@@ -272,13 +267,6 @@ def _printable(value):
     return True
 
 
-def _peer_text(value):
-    try:
-        return str(value, "utf-8")
-    except UnicodeError:
-        return "(not UTF-8)"
-
-
 class Mechanism:
     """One login attempt with ``name`` ("SCRAM-SHA-256", "SCRAM-SHA-1" or "PLAIN").
 
@@ -295,31 +283,31 @@ class Mechanism:
         self.name = name
         self.cache_entry = None
         self.cache_hit = False
-        self._user = _utf8(username, "username")
-        self._password = _utf8(password, "password")
-        if not self._user:
+        self.username = _utf8(username, "username")
+        self.password = _utf8(password, "password")
+        if not self.username:
             raise ValueError("empty username")
-        self._cache = salted_cache
+        self.salted_cache = salted_cache
         self._state = _START
-        self._hash_name = None
-        self._nonce = None
+        self.hash_name = None
+        self.client_nonce = None
         self._first_bare = None
         self._server_signature = None
         self._cache_key = None
         self._cache_value = None
         if name == "PLAIN":
-            if b"\0" in self._user or b"\0" in self._password:
+            if b"\0" in self.username or b"\0" in self.password:
                 raise ValueError("PLAIN cannot carry a NUL in the username or password")
             return
         hash_name = _SCRAM_HASHES.get(name)
         if hash_name is None or getattr(hashlib, hash_name, None) is None:
             raise AuthError(INVALID_MECHANISM, "unsupported mechanism " + str(name))
-        self._hash_name = hash_name
+        self.hash_name = hash_name
         if client_nonce is None:
-            self._nonce = b64encode(os.urandom(_NONCE_BYTES)).encode()
+            self.client_nonce = b64encode(os.urandom(_NONCE_BYTES)).encode()
         else:
-            self._nonce = _utf8(client_nonce, "client_nonce")
-            if not self._nonce or not _printable(self._nonce):
+            self.client_nonce = _utf8(client_nonce, "client_nonce")
+            if not self.client_nonce or not _printable(self.client_nonce):
                 raise ValueError("client nonce must be printable ASCII without ','")
 
     def initial(self):
@@ -327,18 +315,18 @@ class Mechanism:
         if self._state != _START:
             raise ValueError("initial() called twice")
         self._state = _FIRST_SENT
-        if self._hash_name is None:
+        if self.hash_name is None:
             # RFC 4616: authzid NUL authcid NUL passwd, with an empty authzid.
-            message = b"\0" + self._user + b"\0" + self._password
-            self._password = None
+            message = b"\0" + self.username + b"\0" + self.password
+            self.password = None
             return message
-        user = self._user.replace(b"=", b"=3D").replace(b",", b"=2C")
-        self._first_bare = b"n=" + user + b",r=" + self._nonce
+        user = self.username.replace(b"=", b"=3D").replace(b",", b"=2C")
+        self._first_bare = b"n=" + user + b",r=" + self.client_nonce
         return _GS2_HEADER + self._first_bare
 
     def challenge(self, data):
         """The response to a server challenge, raw bytes."""
-        if self._hash_name is None:
+        if self.hash_name is None:
             raise AuthError(MALFORMED_CHALLENGE, "PLAIN takes no challenge")
         data = bytes(data)
         if self._state == _FIRST_SENT:
@@ -356,7 +344,7 @@ class Mechanism:
     def success(self, data):
         """Accept <success/>; for SCRAM the server must have proved itself."""
         data = bytes(data)
-        if self._hash_name is None:
+        if self.hash_name is None:
             if self._state != _FIRST_SENT:
                 raise AuthError(MALFORMED_CHALLENGE, "unexpected success")
             self._state = _DONE
@@ -377,13 +365,19 @@ class Mechanism:
         self._state = _DONE
         self._server_signature = None
         self.cache_entry = (self._cache_key, self._cache_value)
-        if self._cache is not None and not self.cache_hit:
-            self._store_in_cache()
+        cache = self.salted_cache
+        if cache is not None and not self.cache_hit:
+            # One entry per mechanism: drop entries of older salts or counts.
+            prefix = self.name + ","
+            for old in [k for k in cache if isinstance(k, str) and k.startswith(prefix)]:
+                if old != self._cache_key:
+                    del cache[old]
+            cache[self._cache_key] = self._cache_value
 
     @property
     def client_done(self):
         """True once our last message is out: only the server's outcome is left (PLAIN: the initial response)."""
-        return self._state == _FINAL_SENT or (self._hash_name is None and self._state == _FIRST_SENT)
+        return self._state == _FINAL_SENT or (self.hash_name is None and self._state == _FIRST_SENT)
 
     def discard_cache(self):
         """Forget the cache entry this login used (call it on <failure/>).
@@ -391,8 +385,8 @@ class Mechanism:
         A cached entry goes stale if the server changes the password but keeps
         salt and iteration count; dropping it makes the next login run PBKDF2.
         """
-        if self._cache is not None and self.cache_hit:
-            self._cache.pop(self._cache_key, None)
+        if self.salted_cache is not None and self.cache_hit:
+            self.salted_cache.pop(self._cache_key, None)
         self.cache_hit = False
         self.cache_entry = None
 
@@ -407,7 +401,7 @@ class Mechanism:
         ):
             raise AuthError(MALFORMED_CHALLENGE, "server-first message is not r=...,s=...,i=...")
         nonce = parts[0][2:]
-        if len(nonce) <= len(self._nonce) or not nonce.startswith(self._nonce):
+        if len(nonce) <= len(self.client_nonce) or not nonce.startswith(self.client_nonce):
             raise AuthError(NONCE_MISMATCH, "server nonce does not extend the client nonce")
         if not _printable(nonce):
             raise AuthError(MALFORMED_CHALLENGE, "server nonce has forbidden characters")
@@ -425,35 +419,38 @@ class Mechanism:
                 "server asks for %d iterations; accepted: %d to %d"
                 % (iterations, MIN_ITERATIONS, MAX_ITERATIONS),
             )
-        client_key, server_key = self._keys(salt_b64.decode(), salt, iterations)
-        without_proof = b"c=" + _GS2_HEADER_B64 + b",r=" + nonce
-        auth_message = self._first_bare + b"," + server_first + b"," + without_proof
-        stored_key = _hash_constructor(self._hash_name)(client_key).digest()
-        proof = _xor(client_key, hmac_digest(self._hash_name, stored_key, auth_message))
-        self._server_signature = hmac_digest(self._hash_name, server_key, auth_message)
-        return without_proof + b",p=" + b64encode(proof).encode()
-
-    def _keys(self, salt_b64, salt, iterations):
-        """ClientKey and ServerKey, from the cache or through PBKDF2."""
-        size = len(_hash_constructor(self._hash_name)().digest())
-        key = "%s,%s,%d" % (self.name, salt_b64, iterations)
-        cached = self._cache.get(key) if self._cache is not None else None
+        # ClientKey and ServerKey, from the cache or through PBKDF2.
+        size = len(_hash_constructor(self.hash_name)().digest())
+        key = "%s,%s,%d" % (self.name, salt_b64.decode(), iterations)
+        cached = self.salted_cache.get(key) if self.salted_cache is not None else None
         if isinstance(cached, (bytes, bytearray)) and len(cached) == 2 * size:
             self.cache_hit = True
             value = bytes(cached)
         else:
-            salted = pbkdf2(self._hash_name, self._password, salt, iterations)
-            value = hmac_digest(self._hash_name, salted, b"Client Key") + hmac_digest(
-                self._hash_name, salted, b"Server Key"
+            salted = pbkdf2(self.hash_name, self.password, salt, iterations)
+            value = hmac_digest(self.hash_name, salted, b"Client Key") + hmac_digest(
+                self.hash_name, salted, b"Server Key"
             )
-        self._password = None
+        self.password = None
         self._cache_key = key
         self._cache_value = value
-        return value[:size], value[size:]
+        client_key = value[:size]
+        server_key = value[size:]
+        without_proof = b"c=" + _GS2_HEADER_B64 + b",r=" + nonce
+        auth_message = self._first_bare + b"," + server_first + b"," + without_proof
+        stored_key = _hash_constructor(self.hash_name)(client_key).digest()
+        signature = hmac_digest(self.hash_name, stored_key, auth_message)
+        proof = (int.from_bytes(client_key, "big") ^ int.from_bytes(signature, "big")).to_bytes(len(client_key), "big")
+        self._server_signature = hmac_digest(self.hash_name, server_key, auth_message)
+        return without_proof + b",p=" + b64encode(proof).encode()
 
     def _verify(self, server_final):
         if server_final.startswith(b"e="):
-            raise AuthError(SERVER_ERROR, _peer_text(server_final[2:].split(b",")[0]))
+            try:
+                text = str(server_final[2:].split(b",")[0], "utf-8")
+            except UnicodeError:
+                text = "(not UTF-8)"
+            raise AuthError(SERVER_ERROR, text)
         if not server_final.startswith(b"v="):
             raise AuthError(MALFORMED_CHALLENGE, "server-final message has no v=")
         signature = b64decode(server_final[2:].split(b",")[0])
@@ -462,42 +459,11 @@ class Mechanism:
                 SERVER_SIGNATURE_MISMATCH, "the server does not know the password (or someone is in between)"
             )
 
-    def _store_in_cache(self):
-        # One entry per mechanism: drop entries of older salts or counts.
-        prefix = self.name + ","
-        stale = [k for k in self._cache if isinstance(k, str) and k.startswith(prefix)]
-        for old in stale:
-            if old != self._cache_key:
-                del self._cache[old]
-        self._cache[self._cache_key] = self._cache_value
-
 
 # --- the SASL and SASL2 elements (RFC 6120 section 6, XEP-0388) -------------------------------------
 
 # SASL2: the Bind2 request inside <authenticate/> (XEP-0386); the server picks the resource.
 BIND2 = b"<bind xmlns='urn:xmpp:bind:0'/>"
-
-
-def offered_mechanisms(features):
-    """The SASL mechanism names in the features."""
-    mechanisms = features.find("mechanisms", NS_SASL)
-    return mechanism_names(mechanisms) if mechanisms is not None else []
-
-
-def mechanism_names(offer):
-    """The names in the <mechanism/> children of a SASL or SASL2 offer."""
-    return [child.text.strip() for child in offer.children if child.local == "mechanism"]
-
-
-def sasl2_offer(features):
-    """The XEP-0388 <authentication/> offer in the features, or None."""
-    return features.find("authentication", NS_SASL2)
-
-
-def sasl2_offers_bind2(offer):
-    """True if the SASL2 offer can bind a resource inline (XEP-0386)."""
-    inline = offer.find("inline", NS_SASL2)
-    return inline is not None and inline.find("bind", NS_BIND2) is not None
 
 
 def auth(mechanism, initial):

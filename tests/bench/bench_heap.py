@@ -101,12 +101,28 @@ def load_order(roots, loaded):
 
 
 def on_demand(modules):
-    """Modules that ``modules`` and the firmware import only inside functions, and none imports at load time."""
+    """Modules that ``modules`` and the firmware import only inside functions, and none imports at load time.
+
+    Followed on, each after the modules it imports at load time: a module loaded on demand may load
+    others (xmpp_lite.login loads xmpp_lite.sasl).
+    """
     found = []
+    seen = set(modules)
+
+    def add(name):
+        if name in seen:
+            return
+        seen.add(name)
+        top, inner = _imports(_source(name))
+        for dependency in sorted(top):
+            add(dependency)
+        found.append(name)
+        for dependency in sorted(inner):
+            add(dependency)
+
     for path in [_source(module) for module in modules] + [FIRMWARE_MAIN]:
         for name in sorted(_imports(path)[1]):
-            if name not in modules and name not in found:
-                found.append(name)
+            add(name)
     return found
 
 

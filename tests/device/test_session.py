@@ -34,8 +34,9 @@ from xmpp_peer import (
 )
 
 from xmpp_lite import sasl
+from xmpp_lite.login import NS_BIND, NS_SESSION
 from xmpp_lite.parser import XMLError
-from xmpp_lite.sasl import AuthError
+from xmpp_lite.sasl import NS_SASL, AuthError
 from xmpp_lite.session import (
     EVENT_ERROR,
     EVENT_ONLINE,
@@ -44,10 +45,8 @@ from xmpp_lite.session import (
     ProtocolError,
     Session,
     StreamError,
-    split_host_port,
-    split_jid,
 )
-from xmpp_lite.stream import NS_BIND, NS_SASL, NS_SESSION
+from xmpp_lite.stream import split_host_port, split_jid
 
 
 # -- login transcripts ------------------------------------------------------------------------------
@@ -340,6 +339,18 @@ def test_stream_error_while_online():
     assert session.finished
 
 
+def test_authentication_waits_for_the_end_of_the_chunk_and_not_after_a_stream_error():
+    # The mechanism is made once the features are freed (the end of the server's chunk), unless the
+    # session ended in between: nothing about the account goes out then. (Fed byte by byte, the
+    # features end a chunk of their own, and the <auth/> goes before the stream error arrives.)
+    session = Session(JID, PASSWORD, tls="none", insecure_plain=True)
+    peer = Peer(session)
+    peer.start()
+    events = peer.reply(HEADER + mechanisms("PLAIN") + stream_error("conflict"))
+    assert [event[0] for event in events] == [EVENT_ERROR] and events[0][1].condition == "conflict"
+    assert peer.names() == ["/stream"] and session.mechanism is None
+
+
 def test_see_other_host():
     for mode in range(MODES):
         session = Session(JID, PASSWORD)
@@ -423,3 +434,35 @@ def test_data_between_success_and_restart_is_refused():
     peer.take()
     events = peer.reply(sasl_element(b"success") + b" <message/>")
     assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+
+
+def test_the_login_code_is_unloaded_once_online_or_over_and_loads_again():
+    # MicroPython unloads xmpp_lite.login and xmpp_lite.sasl once a session is online or over (the
+    # online part needs neither); here on both runtimes, the flag set on CPython too.
+    import sys
+
+    from xmpp_lite import session as session_module
+
+    login_modules = ("xmpp_lite.login", "xmpp_lite.sasl")
+    on_micropython = session_module.MICROPYTHON
+    session_module.MICROPYTHON = True
+    try:
+        for _ in range(2):  # the second login loads them again
+            session, peer = online_session()
+            assert [name for name in login_modules if name in sys.modules] == []
+            session.send_message("controller@example.net", "online without the login's code")
+            peer.reply(b"<iq type='get' id='p1' from='example.net'><ping xmlns='urn:xmpp:ping'/></iq>")
+            assert [item[1].get("type") for item in peer.take()] == ["chat", "result"]
+            peer.reply(stream_error("conflict", "replaced by a new connection"))
+            assert session.finished and "xmpp_lite.login" not in sys.modules  # a stream error needs none
+        # A login that fails unloads them as well.
+        session = Session(JID, PASSWORD)
+        peer = Peer(session)
+        peer.start()
+        assert [name for name in login_modules if name in sys.modules] == list(login_modules)
+        events = peer.reply(HEADER + stream_error("host-unknown"))
+        assert events[0][0] == EVENT_ERROR and events[0][1].condition == "host-unknown"
+        assert [name for name in login_modules if name in sys.modules] == []
+        raises(ProtocolError, session.start)  # over: no second login on the same session
+    finally:
+        session_module.MICROPYTHON = on_micropython

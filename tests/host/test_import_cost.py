@@ -16,8 +16,8 @@ from host_tools.tools import find_tool
 LIB = str(Path(__file__).resolve().parent.parent.parent / "lib")
 HEAP_SIZE = "256k"
 TIMEOUT_SECONDS = 60
-ON_DEMAND = ("xmpp_lite.sasl", "xmpp_lite.responder", "xmpp_lite.register", "xmpp_lite.config", "xmpp_lite.netup",
-             "xmpp_lite.stanza_equal", "xmpp_lite.modem", "xmpp_lite.nodecmd")
+ON_DEMAND = ("xmpp_lite.login", "xmpp_lite.sasl", "xmpp_lite.responder", "xmpp_lite.register", "xmpp_lite.config",
+             "xmpp_lite.netup", "xmpp_lite.stanza_equal", "xmpp_lite.modem", "xmpp_lite.nodecmd")
 
 LOADED = """
 import sys
