@@ -96,23 +96,31 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
     TLS_ERRORS = (OSError, ValueError)
     TLS_HANDSHAKE_IN_IO = True  # the handshake happens in the first reads and writes
 
-    def wrap_tls(sock, server_hostname, cadata, verify, timeout_ms):
-        """A TLS client socket over the connected non-blocking ``sock``.
+    def tls_context(cadata, verify):
+        """The client SSLContext: made once per client and kept, it holds the CA certificates parsed.
 
-        ``cadata``: DER certificates to trust. The handshake runs inside the
-        first reads and writes; their errors are in TLS_ERRORS.
+        ``cadata``: DER certificates to trust. Made before the first login: it is one
+        allocation of about 3 KB that a heap fragmented by a login may not have. The
+        ``tls`` module directly: ``ssl`` is a Python wrapper over it that only costs heap.
         """
-        import ssl
+        import tls
 
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
         if verify:
             if not cadata:
                 raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
-            context.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
+            context.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
             for der in cadata:  # mbedTLS parses one DER certificate per call
-                context.load_verify_locations(cadata=der)
+                context.load_verify_locations(der)
         else:
-            context.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
+            context.verify_mode = tls.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
+        return context
+
+    def wrap_tls(context, sock, server_hostname, timeout_ms):
+        """A TLS client socket over the connected non-blocking ``sock``.
+
+        The handshake runs inside the first reads and writes; their errors are in TLS_ERRORS.
+        """
         return context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
 
 else:
@@ -142,13 +150,11 @@ else:
 
         return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
-    def wrap_tls(sock, server_hostname, cadata, verify, timeout_ms):
+    def wrap_tls(context, sock, server_hostname, timeout_ms):
         """A TLS client socket over the connected non-blocking ``sock``.
 
-        ``cadata``: DER certificates to trust (None: the system's). The
-        handshake is done here, blocking for at most ``timeout_ms``.
+        The handshake is done here, blocking for at most ``timeout_ms``.
         """
-        context = tls_context(cadata, verify)
         sock.settimeout(max(timeout_ms, 1) / 1000)
         try:
             tls = context.wrap_socket(sock, server_hostname=server_hostname)
@@ -158,7 +164,7 @@ else:
         return tls
 
     def tls_context(cadata, verify):
-        """The client SSLContext of wrap_tls, for drivers that do the handshake themselves (asyncio)."""
+        """The client SSLContext, made once per client: ``cadata``, DER certificates to trust (None: the system's)."""
         context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
         if verify:
             if cadata:

@@ -43,8 +43,8 @@ import asyncio
 import errno
 import gc
 
-from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms
-from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error, sleep_ms, tls_args, within
+from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms, tls_context
+from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error, sleep_ms, within
 from xmpp_lite.backoff import Backoff
 from xmpp_lite.certs import TLSError, load_ca
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
@@ -73,6 +73,7 @@ from xmpp_lite.session import (
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
     TLS_DIRECT,
+    TLS_NONE,
     TLS_REQUIRED,
     IdSource,
     Session,
@@ -156,7 +157,7 @@ class AsyncClient:
         self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
                          "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
         self._ca = ca
-        self._cadata = None
+        self._tls_context = None  # made at the first connection that uses TLS, then kept (the CA parsed in it)
         self._handlers = {}
         self._ids = IdSource()
         self._presence = None  # the last broadcast presence (Element), announced again on a fresh stream
@@ -337,11 +338,6 @@ class AsyncClient:
 
     # -- connecting -----------------------------------------------------------------------------------
 
-    def _load_cadata(self):
-        if self._cadata is None and self._ca is not None:
-            self._cadata = load_ca(self._ca)
-        return self._cadata
-
     def _next_server(self):
         """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
         servers = self.servers
@@ -356,8 +352,7 @@ class AsyncClient:
         if not self.verify:
             print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
                   "anyone on the path to %s can read and change this connection" % self.domain)
-            return tls_args(self.domain, None, False)
-        return tls_args(self.domain, self._load_cadata(), True)
+        return (self.domain, self._tls_context)
 
     async def _attempt(self):
         """One connection attempt; True when online. Fatal errors raise (after stopping)."""
@@ -391,6 +386,12 @@ class AsyncClient:
         tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
         try:
             self.host, self.port, tls = self._next_server()
+            if tls != TLS_NONE and self._tls_context is None:
+                # Before the login leaves the heap in pieces (on MicroPython one object of about 3 KB).
+                tls_pending = True  # a CA that mbedTLS refuses is a TLSError
+                self._tls_context = tls_context(
+                    load_ca(self._ca) if self.verify and self._ca is not None else None, self.verify)
+                tls_pending = False
             await link.open(self.host, self.port, self._tls() if tls == TLS_DIRECT else None)
             tls_pending = tls == TLS_DIRECT and MICROPYTHON
             session = Session(self._jid, self._password, tls=tls, sm=self.sm, presence=self._presence,

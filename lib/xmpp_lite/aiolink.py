@@ -1,8 +1,8 @@
 """The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime.
 
     link = Link()
-    await link.open(host, port, tls_args(domain, cadata, verify) or None)   # None: plain TCP
-    await link.start_tls(tls_args(...))     # STARTTLS on the open connection
+    await link.open(host, port, (domain, context) or None)   # None: plain TCP; context: _compat.tls_context
+    await link.start_tls((domain, context))     # STARTTLS on the open connection
     data = await link.read()                # empty at the end of the stream (a view of the read buffer)
     await link.write(data)
     link.close()
@@ -14,8 +14,8 @@ wrapped by xmpp_lite._compat.wrap_tls without a handshake
 the handshake runs inside the stream's reads and writes, each of which waits
 on the loop's I/O poll; a read that only advanced the handshake (or got part
 of a TLS record) returns None and is repeated. CPython: asyncio's streams,
-``start_tls`` for STARTTLS, with xmpp_lite._compat.tls_context (the checks
-of the poll driver). ``within(awaitable, ms)`` and ``sleep_ms(ms)`` are the
+``start_tls`` for STARTTLS, with the SSLContext of xmpp_lite._compat.tls_context
+(the checks of the poll driver). ``within(awaitable, ms)`` and ``sleep_ms(ms)`` are the
 same on both.
 """
 
@@ -73,11 +73,11 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
             if failure:
                 raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
             if tls is not None:
-                self.sock = sock = wrap_tls(sock, *tls)
+                self.sock = sock = wrap_tls(tls[1], sock, tls[0], 0)
             self.stream = asyncio.StreamReader(sock)
 
         async def start_tls(self, tls):
-            self.sock = wrap_tls(self.sock, *tls)
+            self.sock = wrap_tls(tls[1], self.sock, tls[0], 0)
             self.stream = asyncio.StreamReader(self.sock)
 
         async def read(self):
@@ -101,12 +101,7 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
                 except OSError:
                     pass
 
-    def tls_args(domain, cadata, verify):
-        return (domain, cadata, verify, 0)
-
 else:
-    from xmpp_lite._compat import tls_context
-
     def sleep_ms(ms):
         """MicroPython's asyncio.sleep_ms on CPython."""
         return asyncio.sleep(ms / 1000)
@@ -127,14 +122,14 @@ else:
                     self.reader, self.writer = await asyncio.open_connection(host, port)
                 else:
                     self.reader, self.writer = await asyncio.open_connection(
-                        host, port, ssl=tls_context(tls[1], tls[2]), server_hostname=tls[0])
+                        host, port, ssl=tls[1], server_hostname=tls[0])
             except OSError as error:
                 if isinstance(error, TLS_ERRORS):
                     raise
                 raise OSError(error.errno or errno.ECONNREFUSED, "cannot connect to %s:%d: %s" % (host, port, error))
 
         async def start_tls(self, tls):
-            await self.writer.start_tls(tls_context(tls[1], tls[2]), server_hostname=tls[0])
+            await self.writer.start_tls(tls[1], server_hostname=tls[0])
 
         async def read(self):
             return await self.reader.read(READ_SIZE)
@@ -148,9 +143,6 @@ else:
             self.reader = self.writer = None
             if writer is not None:
                 writer.transport.abort()
-
-    def tls_args(domain, cadata, verify):
-        return (domain, cadata, verify)
 
     import ssl as _ssl
 

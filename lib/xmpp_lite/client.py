@@ -55,6 +55,7 @@ from xmpp_lite._compat import (
     socket_error,
     ticks_diff,
     ticks_ms,
+    tls_context,
     wrap_tls,
 )
 from xmpp_lite.session import (
@@ -70,6 +71,7 @@ from xmpp_lite.session import (
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
     TLS_DIRECT,
+    TLS_NONE,
     TLS_REQUIRED,
     ProtocolError,
     Session,
@@ -164,7 +166,7 @@ class Client:
         self._sasl2 = sasl2
         self._presence = None  # the initial presence of the login under way
         self._ca = ca
-        self._cadata = None
+        self._tls_context = None  # made at the first connection that uses TLS, then kept
         self._handlers = {}
         # Both buffers live as long as the Client, across reconnections: no
         # allocation per read or write that a fragmented heap could refuse.
@@ -356,6 +358,14 @@ class Client:
         self.jid = None
         self.host = host
         self.port = port
+        if tls != TLS_NONE and self._tls_context is None:
+            # Made now, before a login leaves the heap in pieces (on MicroPython one object of about 3 KB), and
+            # kept: the CA certificates are parsed into it once, their bytes not kept.
+            try:
+                self._tls_context = tls_context(
+                    load_ca(self._ca) if self.verify and self._ca is not None else None, self.verify)
+            except TLS_ERRORS as error:
+                raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
         sock = self._open_socket(host, port)
         self._use_socket(sock)
         if tls == TLS_DIRECT:
@@ -431,18 +441,12 @@ class Client:
         self._mask = select.POLLIN
         self._poller.register(sock, self._mask)
 
-    def _load_cadata(self):
-        if self._cadata is None and self._ca is not None:
-            self._cadata = load_ca(self._ca)
-        return self._cadata
-
     def _start_tls(self):
         if not self.verify:
             print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
                   "anyone on the path to %s can read and change this connection" % self.domain)
-        raw = self.sock
         try:
-            tls = wrap_tls(raw, self.domain, self._load_cadata() if self.verify else None, self.verify,
+            tls = wrap_tls(self._tls_context, self.sock, self.domain,
                            max(self._remaining(), 1) if self._deadline else CONNECT_TIMEOUT_MS)
         except TLS_ERRORS as error:
             self._drop()
