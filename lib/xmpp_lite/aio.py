@@ -43,10 +43,11 @@ import asyncio
 import errno
 import gc
 
-from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms, tls_context
+from xmpp_lite import unload
+from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms
 from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error, sleep_ms, within
 from xmpp_lite.backoff import Backoff
-from xmpp_lite.certs import TLSError, load_ca
+from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.responder import NS_PING
 from xmpp_lite.linkstate import (
@@ -56,10 +57,7 @@ from xmpp_lite.linkstate import (
     STATE_OFFLINE,
     STATE_ONLINE,
     STATE_STOPPED,
-    check_options,
-    find_servers,
     is_fatal,
-    parse_servers,
 )
 from xmpp_lite.session import (
     EVENT_CLOSED,
@@ -73,7 +71,6 @@ from xmpp_lite.session import (
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
     TLS_DIRECT,
-    TLS_NONE,
     TLS_REQUIRED,
     IdSource,
     Session,
@@ -87,11 +84,6 @@ from xmpp_lite.stanza import presence as make_presence
 MAX_INBOX = 16  # stanzas waiting for ``async for``; the reader pauses above this
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
 CLOSE_POLL_MS = 10  # how often close() looks whether the server's stream end came
-
-def _describe(error):
-    text = str(error).strip()
-    return text or type(error).__name__
-
 
 def _retryable_memory(error):
     # MemoryError is a connection failure (drop, collect, back off, reconnect), never a permanent stop.
@@ -124,6 +116,8 @@ class AsyncClient:
                  resource=None, insecure_plain=False, sasl_cache=None, mechanisms=None, software=None, sasl2=True,
                  heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS,
                  servers=None, nameserver=None):
+        from xmpp_lite.connecting import check_options, parse_servers
+
         domain = check_options(jid, tls, host, servers)
         self.domain = domain
         self.host = host or domain  # the server of the current or last attempt
@@ -343,6 +337,8 @@ class AsyncClient:
         servers = self.servers
         if servers is None:
             if self._found is None or self._turn >= len(self._found):
+                from xmpp_lite.connecting import find_servers
+
                 self._found = find_servers(self.domain, self.port, self.tls, self.nameserver)
                 self._turn = 0
             servers = self._found
@@ -358,7 +354,13 @@ class AsyncClient:
         """One connection attempt; True when online. Fatal errors raise (after stopping)."""
         self.stats["attempts"] += 1
         try:
-            await within(self._login(), self.connect_timeout_ms)
+            try:
+                await within(self._login(), self.connect_timeout_ms)
+            finally:
+                if MICROPYTHON:
+                    # The attempt is over: its code goes until the next one (see xmpp_lite.client).
+                    for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs"):
+                        unload(name)
         except Exception as error:  # noqa: BLE001 - sorted into fatal and retryable below
             self._drop()
             if isinstance(error, asyncio.TimeoutError):
@@ -386,12 +388,9 @@ class AsyncClient:
         tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
         try:
             self.host, self.port, tls = self._next_server()
-            if tls != TLS_NONE and self._tls_context is None:
-                # Before the login leaves the heap in pieces (on MicroPython one object of about 3 KB).
-                tls_pending = True  # a CA that mbedTLS refuses is a TLSError
-                self._tls_context = tls_context(
-                    load_ca(self._ca) if self.verify and self._ca is not None else None, self.verify)
-                tls_pending = False
+            from xmpp_lite.connecting import make_tls_context
+
+            make_tls_context(self, tls)
             await link.open(self.host, self.port, self._tls() if tls == TLS_DIRECT else None)
             tls_pending = tls == TLS_DIRECT and MICROPYTHON
             session = Session(self._jid, self._password, tls=tls, sm=self.sm, presence=self._presence,
@@ -416,7 +415,7 @@ class AsyncClient:
                 await self._flush(link, session)
         except TLS_FAILURES as error:
             if tls_pending or is_tls_error(error):
-                raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
+                raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, describe(error)))
             raise
 
     async def _flush(self, link, session):

@@ -26,7 +26,7 @@ import select
 import socket
 
 from xmpp_lite._compat import const, ticks_diff, ticks_ms
-from xmpp_lite.linkstate import is_address
+from xmpp_lite.connecting import is_address
 
 DNS_PORT = 53
 QUERY_TIMEOUT_MS = 2000  # per datagram sent; a lost one is sent again

@@ -24,7 +24,8 @@ import pytest
 from host_tools.tools import find_tool
 from slixpeer import Controller
 
-from xmpp_lite.client import Client, TLSError, load_ca
+from xmpp_lite.certs import load_ca
+from xmpp_lite.client import Client, TLSError
 from xmpp_lite.register import RegistrationError
 from xmpp_lite.sasl import AuthError
 from xmpp_lite.session import ProtocolError, StreamError

@@ -1,0 +1,263 @@
+"""What a client needs only while it connects: where to connect, the TCP connect, TLS, the login loop.
+
+xmpp_lite.client and xmpp_lite.aio import this module for a connection attempt; on MicroPython they
+unload it again (xmpp_lite.unload) once the attempt is over, with xmpp_lite.dns and xmpp_lite.certs:
+a board online keeps none of it in RAM. Where to connect is described in xmpp_lite.client's docstring.
+"""
+
+import errno
+import select
+import socket
+
+from xmpp_lite._compat import TLS_ERRORS, TLS_HANDSHAKE_IN_IO, socket_error, ticks_diff, ticks_ms, tls_context
+from xmpp_lite._compat import wrap_tls
+from xmpp_lite.errors import TLSError, describe
+from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS
+from xmpp_lite.session import EVENT_REGISTERED, TLS_DIRECT, TLS_NONE, Session
+from xmpp_lite.stream import StreamError, split_jid
+
+MAX_SERVERS = 8  # servers given or found by SRV that are tried; more are left out
+# For one server's TCP handshake, so that the next server gets its turn (DNS not included: getaddrinfo
+# blocks as long as it takes).
+SERVER_CONNECT_TIMEOUT_MS = 10000
+_CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
+
+
+class Redirect(Exception):
+    """The server sent see-other-host (raised by xmpp_lite.client while connecting)."""
+
+    def __init__(self, host, port):
+        super().__init__(host, port)
+        self.host = host
+        self.port = port
+
+
+# -- where to connect: both drivers ------------------------------------------------------------------
+
+
+def check_options(jid, tls, host, servers):
+    """The JID's domain; ValueError for options that no connection can use (both drivers' constructors)."""
+    local, domain, _ = split_jid(jid)
+    if not local or not domain:
+        raise ValueError("the JID needs a local part and a domain: " + jid)
+    if tls not in ("required", "direct", "none"):
+        raise ValueError("tls must be 'required', 'direct' or 'none'")
+    if host and servers:
+        raise ValueError("give host or servers, not both")
+    return domain
+
+
+def parse_servers(servers, port, tls):
+    """[(host, port, tls), ...] from entries "host", "host:port", "[v6]:port" or (host, port)."""
+    out = []
+    for entry in servers[:MAX_SERVERS]:
+        if not isinstance(entry, str):
+            out.append((entry[0], entry[1], tls))
+            continue
+        if entry.startswith("["):  # "[2001:db8::1]:5222"
+            host, _, given = entry[1:].partition("]")
+            given = given[1:]
+        elif entry.count(":") == 1:
+            host, _, given = entry.partition(":")
+        else:  # a name, or an IPv6 address without a port
+            host, given = entry, ""
+        if not host or given and not given.isdigit():
+            raise ValueError("bad server %r: \"host\" or \"host:port\"" % entry)
+        out.append((host, int(given) if given else port, tls))
+    return out
+
+
+def is_address(host):
+    """True for an IPv4 or IPv6 address (never looked up in DNS), False for a name."""
+    return host.find(":") >= 0 or host.replace(".", "").isdigit()
+
+
+def find_servers(domain, port, tls, nameserver=None):
+    """Where to connect for ``domain`` by DNS: [(host, port, tls), ...] (see xmpp_lite.dns).
+
+    SRV records first; without any, the domain's A record on ``port``; when
+    the name server cannot be asked, the domain itself (the system resolver
+    may know it). localhost names and addresses are never looked up (RFC
+    6761 6.3). Raises xmpp_lite.dns.NoService when the domain offers no XMPP.
+    """
+    host = domain
+    if domain != "localhost" and not domain.endswith(".localhost") and not is_address(domain):
+        from xmpp_lite import dns
+
+        nameserver = nameserver or dns.default_nameserver()
+        if nameserver:
+            try:
+                found = dns.xmpp_servers(domain, nameserver, tls)
+                if found:
+                    return [(name, number, "direct" if direct else tls)
+                            for name, number, direct in found[:MAX_SERVERS]]
+                answers = dns.query(nameserver, domain, dns.TYPE_A)  # no SRV: the domain's A record
+                if answers:
+                    host = answers[0][1]
+            except dns.NoService:
+                raise
+            except OSError:  # no answer, or no route to the name server: the system resolver may know the domain
+                pass
+    return [(host, port, tls)]
+
+
+def make_tls_context(client, tls):
+    """The client's SSLContext, made at its first connection that uses TLS and kept.
+
+    Made before the login leaves the heap in pieces (on MicroPython one object of about 3 KB); the CA
+    certificates are parsed into it once and their bytes are not kept. Raises TLSError.
+    """
+    if tls != TLS_NONE and client._tls_context is None:
+        try:
+            if client.verify and client._ca is not None:
+                from xmpp_lite.certs import load_ca
+
+                cadata = load_ca(client._ca)
+            else:
+                cadata = None
+            client._tls_context = tls_context(cadata, client.verify)
+        except TLS_ERRORS as error:
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
+
+
+# -- xmpp_lite.client.Client's connection attempts -------------------------------------------------
+
+
+def remaining(client):
+    start, timeout_ms = client._deadline
+    return timeout_ms - ticks_diff(ticks_ms(), start)
+
+
+def run(client, registration, timeout_ms):
+    """Client.connect and Client.register: the servers in turn, until one takes the login."""
+    if client.sock is not None:
+        # MicroPython's errno has no EISCONN.
+        raise OSError(getattr(errno, "EISCONN", errno.EALREADY), "already connected")
+    client._deadline = (ticks_ms(), timeout_ms)
+    try:
+        # Given, or found by SRV, or the domain itself.
+        candidates = client.servers
+        if candidates is None:
+            candidates = find_servers(client.domain, client.port, client.tls, client.nameserver)
+        count = len(candidates)
+        for turn in range(count):
+            index = (client._preferred + turn) % count
+            host, port, tls = candidates[index]
+            try:
+                result = _attempt_following_redirect(client, host, port, tls, registration)
+                client._preferred = index
+                return result
+            except (OSError, StreamError):
+                if turn == count - 1 or remaining(client) <= 0:
+                    raise
+    finally:
+        client._deadline = None
+
+
+def _attempt_following_redirect(client, host, port, tls, registration):
+    redirected = False
+    while True:
+        try:
+            return _attempt(client, host, port, tls, registration)
+        except Redirect as redirect:
+            if redirected:
+                raise StreamError("see-other-host", "redirected a second time, to " + redirect.host)
+            redirected = True
+            host = redirect.host
+            port = redirect.port or port
+
+
+def _attempt(client, host, port, tls, registration):
+    client._reached = None
+    client._closing = False
+    client._more = False
+    client._refused_seen = 0
+    client.session = None
+    client.jid = None
+    client.host = host
+    client.port = port
+    make_tls_context(client, tls)
+    use_socket(client, _open_socket(client, host, port))
+    if tls == TLS_DIRECT:
+        start_tls(client)
+    session = Session(client._jid, client._password, resource=client._resource, tls=tls,
+                      insecure_plain=client._insecure_plain, sasl_cache=client._sasl_cache,
+                      software=client._software, mechanisms=client._mechanisms, registration=registration,
+                      sm=None if registration is not None else client.sm, sasl2=client._sasl2,
+                      presence=client._presence if registration is None else None)
+    handlers = client._handlers
+    for xmlns in handlers:
+        session.register_iq_handler(xmlns, handlers[xmlns])
+    client.session = session
+    session.start()
+    try:
+        while client._reached is None:
+            left = remaining(client)
+            if left <= 0:
+                raise OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
+                              % (host, port, session.state))
+            client._pump(left)
+            client._handle_events()
+    except BaseException:
+        client._drop()
+        raise
+    if client._reached == EVENT_REGISTERED:
+        client.close()
+        return session.username
+    return client.jid
+
+
+def _open_socket(client, host, port):
+    try:
+        addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except OSError as error:
+        raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, describe(error)))
+    last_error = OSError(errno.EHOSTUNREACH, "no address for " + host)
+    for address in addresses:
+        sock = socket.socket(address[0], socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            try:
+                sock.connect(address[-1])
+            except OSError as error:
+                if not error.args or error.args[0] not in _CONNECTING:
+                    raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
+                                  "cannot connect to %s:%d: %s" % (host, port, describe(error)))
+            poller = select.poll()
+            poller.register(sock, select.POLLOUT)
+            left = min(remaining(client), SERVER_CONNECT_TIMEOUT_MS)
+            events = poller.poll(left) if left > 0 else []
+            if not events:
+                raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))
+            failure = socket_error(sock, events[0][1])
+            if failure:
+                raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
+            return sock
+        except OSError as error:
+            sock.close()
+            last_error = error
+    raise last_error
+
+
+def use_socket(client, sock):
+    client.sock = sock
+    client._poller = poller = select.poll()
+    client._mask = select.POLLIN
+    poller.register(sock, select.POLLIN)
+
+
+def start_tls(client):
+    """TLS over the client's socket: from the first byte, or after the server's STARTTLS <proceed/>."""
+    if not client.verify:
+        print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
+              "anyone on the path to %s can read and change this connection" % client.domain)
+    try:
+        sock = wrap_tls(client._tls_context, client.sock, client.domain,
+                        max(remaining(client), 1) if client._deadline else CONNECT_TIMEOUT_MS)
+    except TLS_ERRORS as error:
+        client._drop()
+        raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
+    client._tls_pending = TLS_HANDSHAKE_IN_IO
+    use_socket(client, sock)
+    if client.session is not None:
+        client.session.tls_established()
