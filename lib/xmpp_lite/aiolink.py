@@ -1,7 +1,7 @@
 """The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime.
 
     link = Link()
-    await link.open(host, port, (domain, context) or None)   # None: plain TCP; context: _compat.tls_context
+    await link.open(host, port, (domain, context) or None)   # None: plain TCP; context: connecting.tls_context
     await link.start_tls((domain, context))     # STARTTLS on the open connection
     data = await link.read()                # empty at the end of the stream (a view of the read buffer)
     await link.write(data)
@@ -9,12 +9,12 @@
 
 MicroPython: getaddrinfo (blocking: there is no other resolver), a
 non-blocking connect checked every CONNECT_POLL_MS, and for TLS the socket
-wrapped by xmpp_lite._compat.wrap_tls without a handshake
+wrapped by xmpp_lite.connecting.wrap_tls without a handshake
 (``do_handshake_on_connect=False``) under a new ``asyncio.StreamReader``:
 the handshake runs inside the stream's reads and writes, each of which waits
 on the loop's I/O poll; a read that only advanced the handshake (or got part
 of a TLS record) returns None and is repeated. CPython: asyncio's streams,
-``start_tls`` for STARTTLS, with the SSLContext of xmpp_lite._compat.tls_context
+``start_tls`` for STARTTLS, with the SSLContext of xmpp_lite.connecting.tls_context
 (the checks of the poll driver). ``within(awaitable, ms)`` and ``sleep_ms(ms)`` are the
 same on both.
 """
@@ -30,8 +30,6 @@ CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPytho
 if MICROPYTHON:  # pragma: no cover - MicroPython
     import select
     import socket
-
-    from xmpp_lite._compat import socket_error, wrap_tls
 
     sleep_ms = asyncio.sleep_ms  # also for applications: the same on both runtimes
 
@@ -69,6 +67,8 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
                 if events:
                     break
                 await sleep_ms(CONNECT_POLL_MS)
+            from xmpp_lite.connecting import socket_error, wrap_tls  # loaded while connecting
+
             failure = socket_error(sock, events[0][1])
             if failure:
                 raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
@@ -77,6 +77,8 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
             self.stream = asyncio.StreamReader(sock)
 
         async def start_tls(self, tls):
+            from xmpp_lite.connecting import wrap_tls  # loaded while connecting
+
             self.sock = wrap_tls(tls[1], self.sock, tls[0], 0)
             self.stream = asyncio.StreamReader(self.sock)
 

@@ -9,8 +9,7 @@ import errno
 import select
 import socket
 
-from xmpp_lite._compat import TLS_ERRORS, TLS_HANDSHAKE_IN_IO, socket_error, ticks_diff, ticks_ms, tls_context
-from xmpp_lite._compat import wrap_tls
+from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS
 from xmpp_lite.session import EVENT_REGISTERED, TLS_DIRECT, TLS_NONE, Session
@@ -21,6 +20,90 @@ MAX_SERVERS = 8  # servers given or found by SRV that are tried; more are left o
 # blocks as long as it takes).
 SERVER_CONNECT_TIMEOUT_MS = 10000
 _CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
+
+
+# -- the runtimes' differences in connecting (see xmpp_lite._compat) --------------------------------------
+
+if MICROPYTHON:  # pragma: no cover - MicroPython
+    TLS_HANDSHAKE_IN_IO = True  # the handshake happens in the first reads and writes
+
+    def socket_error(sock, events):
+        """The errno of a failed non-blocking connect, or 0 if it worked.
+
+        There is no getsockopt: poll flags the failure, a read tells which.
+        """
+        if not events & (select.POLLERR | select.POLLHUP):
+            return 0
+        try:
+            sock.read(1)
+        except OSError as error:
+            if error.args and isinstance(error.args[0], int):
+                return error.args[0]
+        return errno.ECONNREFUSED
+
+    def tls_context(cadata, verify):
+        """The client SSLContext: made once per client and kept, it holds the CA certificates parsed.
+
+        ``cadata``: DER certificates to trust. Made before the first login: it is one
+        allocation of about 3 KB that a heap fragmented by a login may not have. The
+        ``tls`` module directly: ``ssl`` is a Python wrapper over it that only costs heap.
+        """
+        import tls
+
+        context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if not cadata:
+                raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
+            context.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
+            for der in cadata:  # mbedTLS parses one DER certificate per call
+                context.load_verify_locations(der)
+        else:
+            context.verify_mode = tls.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
+        return context
+
+    def wrap_tls(context, sock, server_hostname, timeout_ms):
+        """A TLS client socket over the connected non-blocking ``sock``.
+
+        The handshake runs inside the first reads and writes; their errors are in TLS_ERRORS.
+        """
+        return context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+
+else:
+    TLS_HANDSHAKE_IN_IO = False  # wrap_tls does the handshake
+
+    def socket_error(sock, events):
+        """The errno of a failed non-blocking connect, or 0 if it worked."""
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def wrap_tls(context, sock, server_hostname, timeout_ms):
+        """A TLS client socket over the connected non-blocking ``sock``.
+
+        The handshake is done here, blocking for at most ``timeout_ms``.
+        """
+        sock.settimeout(max(timeout_ms, 1) / 1000)
+        try:
+            tls = context.wrap_socket(sock, server_hostname=server_hostname)
+        except TimeoutError:
+            raise OSError(errno.ETIMEDOUT, "TLS handshake timed out")
+        tls.setblocking(False)
+        return tls
+
+    def tls_context(cadata, verify):
+        """The client SSLContext, made once per client: ``cadata``, DER certificates to trust (None: the system's)."""
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if verify:
+            if cadata:
+                context.load_verify_locations(cadata=b"".join(cadata))
+                # A pinned server certificate (not a CA) is trusted as it is.
+                context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+            else:
+                context.load_default_certs()
+        else:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 class Redirect(Exception):
