@@ -45,9 +45,8 @@ import gc
 
 from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms
-from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error, sleep_ms, within
+from xmpp_lite.aiolink import sleep_ms, within
 from xmpp_lite.backoff import Backoff
-from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.responder import NS_PING
 from xmpp_lite.linkstate import (
@@ -70,10 +69,8 @@ from xmpp_lite.session import (
     EVENT_RESUMED,
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
-    TLS_DIRECT,
     TLS_REQUIRED,
     IdSource,
-    Session,
     StreamError,
 )
 from xmpp_lite.sm import MAX_UNACKED, QueueFull, StreamManagement
@@ -84,6 +81,7 @@ from xmpp_lite.stanza import presence as make_presence
 MAX_INBOX = 16  # stanzas waiting for ``async for``; the reader pauses above this
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
 CLOSE_POLL_MS = 10  # how often close() looks whether the server's stream end came
+
 
 def _retryable_memory(error):
     # MemoryError is a connection failure (drop, collect, back off, reconnect), never a permanent stop.
@@ -332,30 +330,14 @@ class AsyncClient:
 
     # -- connecting -----------------------------------------------------------------------------------
 
-    def _next_server(self):
-        """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
-        servers = self.servers
-        if servers is None:
-            if self._found is None or self._turn >= len(self._found):
-                from xmpp_lite.connecting import find_servers
-
-                self._found = find_servers(self.domain, self.port, self.tls, self.nameserver)
-                self._turn = 0
-            servers = self._found
-        return servers[self._turn % len(servers)]
-
-    def _tls(self):
-        if not self.verify:
-            print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
-                  "anyone on the path to %s can read and change this connection" % self.domain)
-        return (self.domain, self._tls_context)
-
     async def _attempt(self):
         """One connection attempt; True when online. Fatal errors raise (after stopping)."""
         self.stats["attempts"] += 1
         try:
             try:
-                await within(self._login(), self.connect_timeout_ms)
+                from xmpp_lite.connecting import login
+
+                await within(login(self), self.connect_timeout_ms)
             finally:
                 if MICROPYTHON:
                     # The attempt is over: its code goes until the next one (see xmpp_lite.client).
@@ -377,46 +359,6 @@ class AsyncClient:
             return False
         self._went_online()
         return True
-
-    async def _login(self):
-        self._reached = None
-        self._tls_due = False
-        self._closing = False
-        self.jid = None
-        link = Link()
-        self._link = link
-        tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
-        try:
-            self.host, self.port, tls = self._next_server()
-            from xmpp_lite.connecting import make_tls_context
-
-            make_tls_context(self, tls)
-            await link.open(self.host, self.port, self._tls() if tls == TLS_DIRECT else None)
-            tls_pending = tls == TLS_DIRECT and MICROPYTHON
-            session = Session(self._jid, self._password, tls=tls, sm=self.sm, presence=self._presence,
-                              **self._options)
-            for xmlns in self._handlers:
-                session.register_iq_handler(xmlns, self._handlers[xmlns])
-            self.session = session
-            session.start()
-            await self._flush(link, session)
-            while self._reached is None:
-                data = await link.read()
-                if data:
-                    tls_pending = False
-                self._received(session, data)
-                if self._tls_due:
-                    self._tls_due = False
-                    await self._flush(link, session)
-                    tls_pending = True
-                    await link.start_tls(self._tls())
-                    tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
-                    session.tls_established()
-                await self._flush(link, session)
-        except TLS_FAILURES as error:
-            if tls_pending or is_tls_error(error):
-                raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, describe(error)))
-            raise
 
     async def _flush(self, link, session):
         data = session.data_to_send()

@@ -329,11 +329,15 @@ def use_socket(client, sock):
     poller.register(sock, select.POLLIN)
 
 
-def start_tls(client):
-    """TLS over the client's socket: from the first byte, or after the server's STARTTLS <proceed/>."""
+def _warn_unverified(client):
     if not client.verify:
         print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
               "anyone on the path to %s can read and change this connection" % client.domain)
+
+
+def start_tls(client):
+    """TLS over the client's socket: from the first byte, or after the server's STARTTLS <proceed/>."""
+    _warn_unverified(client)
     try:
         sock = wrap_tls(client._tls_context, client.sock, client.domain,
                         max(remaining(client), 1) if client._deadline else CONNECT_TIMEOUT_MS)
@@ -344,3 +348,65 @@ def start_tls(client):
     use_socket(client, sock)
     if client.session is not None:
         client.session.tls_established()
+
+
+# -- xmpp_lite.aio.AsyncClient's connection attempt ---------------------------------------------------
+
+
+def _next_server(client):
+    """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
+    servers = client.servers
+    if servers is None:
+        if client._found is None or client._turn >= len(client._found):
+            client._found = find_servers(client.domain, client.port, client.tls, client.nameserver)
+            client._turn = 0
+        servers = client._found
+    return servers[client._turn % len(servers)]
+
+
+def _tls_args(client):
+    _warn_unverified(client)
+    return (client.domain, client._tls_context)
+
+
+async def login(client):
+    """One AsyncClient attempt at the next server: connect, TLS, log in, until online (the caller bounds it)."""
+    from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error
+
+    client._reached = None
+    client._tls_due = False
+    client._closing = False
+    client.jid = None
+    link = Link()
+    client._link = link
+    tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
+    try:
+        client.host, client.port, tls = _next_server(client)
+        make_tls_context(client, tls)
+        await link.open(client.host, client.port, _tls_args(client) if tls == TLS_DIRECT else None)
+        tls_pending = tls == TLS_DIRECT and MICROPYTHON
+        session = Session(client._jid, client._password, tls=tls, sm=client.sm, presence=client._presence,
+                          **client._options)
+        handlers = client._handlers
+        for xmlns in handlers:
+            session.register_iq_handler(xmlns, handlers[xmlns])
+        client.session = session
+        session.start()
+        await client._flush(link, session)
+        while client._reached is None:
+            data = await link.read()
+            if data:
+                tls_pending = False
+            client._received(session, data)
+            if client._tls_due:
+                client._tls_due = False
+                await client._flush(link, session)
+                tls_pending = True
+                await link.start_tls(_tls_args(client))
+                tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
+                session.tls_established()
+            await client._flush(link, session)
+    except TLS_FAILURES as error:
+        if tls_pending or is_tls_error(error):
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
+        raise
