@@ -45,7 +45,7 @@ import errno
 import select
 
 from xmpp_lite import unload
-from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, sock_recv_into, sock_send, ticks_diff, ticks_ms
+from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const, sock_recv_into, sock_send, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.session import (
     EVENT_CLOSED,
@@ -69,11 +69,11 @@ from xmpp_lite.stanza import Element
 # from source on the device.
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402,I001
 
-CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
+_CLOSE_TIMEOUT_MS = const(2000)  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read, into one buffer allocated with the Client
 FEED_SIZE = 512  # bytes handed to the session at once; its events are handled after each: bounds them
 SEND_BUFFER_SIZE = 1536  # output is copied into this buffer and written from it: one write per poll if it fits
-MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
+_MAX_READS_PER_POLL = const(8)  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
 NS_PING = "urn:xmpp:ping"  # XEP-0199; the same as xmpp_lite.responder's, which is loaded only for an iq get/set
@@ -127,12 +127,8 @@ class Client:
         self.last_received_ms = None  # ticks_ms of the last read
         self._jid = jid
         self._password = password
-        self._insecure_plain = insecure_plain
-        self._resource = resource
-        self._sasl_cache = sasl_cache
-        self._mechanisms = mechanisms
-        self._software = software
-        self._sasl2 = sasl2
+        self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
+                         "mechanisms": mechanisms, "software": software, "sasl2": sasl2}  # the Session's
         self._presence = None  # the initial presence of the login under way
         self._ca = ca
         self._tls_context = None  # made at the first connection that uses TLS, then kept
@@ -150,7 +146,7 @@ class Client:
         self._refused_seen = 0  # refused stanzas (session.refused_iqs + refused_stanzas) when last said
         self._poller = None
         self._mask = 0
-        self._more = False  # the last read stopped at MAX_READS_PER_POLL: input may be waiting
+        self._more = False  # the last read stopped at _MAX_READS_PER_POLL: input may be waiting
         self._tls_pending = False  # TLS set up, handshake not known to be done (MicroPython: done in I/O)
         self._deadline = None  # (start ticks, timeout) while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
@@ -249,7 +245,7 @@ class Client:
         self._drop()
         self.jid = None
 
-    def close(self, timeout_ms=CLOSE_TIMEOUT_MS):
+    def close(self, timeout_ms=_CLOSE_TIMEOUT_MS):
         """Close the stream, wait (bounded) for the server's stream end, close the socket."""
         if self.sock is None:
             return
@@ -366,7 +362,7 @@ class Client:
         self._more = False
         if not self._feed():
             return  # the session is over, or its output must drain first: POLLOUT brings us back
-        for _ in range(MAX_READS_PER_POLL):
+        for _ in range(_MAX_READS_PER_POLL):
             try:
                 count = sock_recv_into(self.sock, self._rx)
             except _IO_ERRORS as error:

@@ -263,11 +263,9 @@ def _attempt(client, host, port, tls, registration):
     use_socket(client, _open_socket(client, host, port))
     if tls == TLS_DIRECT:
         start_tls(client)
-    session = Session(client._jid, client._password, resource=client._resource, tls=tls,
-                      insecure_plain=client._insecure_plain, sasl_cache=client._sasl_cache,
-                      software=client._software, mechanisms=client._mechanisms, registration=registration,
-                      sm=None if registration is not None else client.sm, sasl2=client._sasl2,
-                      presence=client._presence if registration is None else None)
+    session = Session(client._jid, client._password, tls=tls, registration=registration,
+                      sm=None if registration is not None else client.sm,
+                      presence=client._presence if registration is None else None, **client._options)
     handlers = client._handlers
     for xmlns in handlers:
         session.register_iq_handler(xmlns, handlers[xmlns])
