@@ -45,7 +45,7 @@ import gc
 
 from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms
-from xmpp_lite.aiolink import sleep_ms, within
+from xmpp_lite.aiolink import login, sleep_ms, within
 from xmpp_lite.backoff import Backoff
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.responder import NS_PING
@@ -114,15 +114,15 @@ class AsyncClient:
                  resource=None, insecure_plain=False, sasl_cache=None, mechanisms=None, software=None, sasl2=True,
                  heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS,
                  servers=None, nameserver=None):
-        from xmpp_lite.connecting import check_options, parse_servers
+        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
 
-        domain = check_options(jid, tls, host, servers)
+        domain = dns.check_options(jid, tls, host, servers)
         self.domain = domain
         self.host = host or domain  # the server of the current or last attempt
         self.port = port
         self.tls = tls
         self.verify = verify
-        self.servers = parse_servers(servers, port, tls) if servers else [(host, port, tls)] if host else None
+        self.servers = dns.parse_servers(servers, port, tls) if servers else [(host, port, tls)] if host else None
         self.nameserver = nameserver
         self._found = None  # servers found by DNS, until each was tried
         self._turn = 0  # index of the server for the next attempt
@@ -169,6 +169,8 @@ class AsyncClient:
         self._closing = False
         self._stopping = False
         self._online_at = None  # ticks_ms when the link last went online
+        if MICROPYTHON:
+            unload("xmpp_lite.dns")
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -335,8 +337,6 @@ class AsyncClient:
         self.stats["attempts"] += 1
         try:
             try:
-                from xmpp_lite.connecting import login
-
                 await within(login(self), self.connect_timeout_ms)
             finally:
                 if MICROPYTHON:

@@ -1,4 +1,4 @@
-"""The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime.
+"""The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime; the login.
 
     link = Link()
     await link.open(host, port, (domain, context) or None)   # None: plain TCP; context: connecting.tls_context
@@ -23,6 +23,8 @@ import asyncio
 import errno
 
 from xmpp_lite._compat import MICROPYTHON
+from xmpp_lite.errors import TLSError, describe
+from xmpp_lite.session import TLS_DIRECT, Session
 
 READ_SIZE = 1024  # bytes per read (one buffer, reused, on MicroPython)
 CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPython)
@@ -158,3 +160,65 @@ def is_tls_error(error):
 
 # What a TLS failure may raise in a read or write (TLSError when the handshake is not known to be done).
 TLS_FAILURES = (OSError, ValueError) if MICROPYTHON else (OSError,)
+
+
+# -- xmpp_lite.aio.AsyncClient's connection attempt (with xmpp_lite.connecting, loaded for it) ----------
+
+
+def _next_server(client, connecting):
+    """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
+    servers = client.servers
+    if servers is None:
+        if client._found is None or client._turn >= len(client._found):
+            client._found = connecting.find_servers(client)
+            client._turn = 0
+        servers = client._found
+    return servers[client._turn % len(servers)]
+
+
+def _tls_args(client, connecting):
+    connecting.warn_unverified(client)
+    return (client.domain, client._tls_context)
+
+
+async def login(client):
+    """One AsyncClient attempt at the next server: connect, TLS, log in, until online (the caller bounds it)."""
+    from xmpp_lite import connecting
+
+    client._reached = None
+    client._tls_due = False
+    client._closing = False
+    client.jid = None
+    link = Link()
+    client._link = link
+    tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
+    try:
+        client.host, client.port, tls = _next_server(client, connecting)
+        connecting.make_tls_context(client, tls)
+        await link.open(client.host, client.port, _tls_args(client, connecting) if tls == TLS_DIRECT else None)
+        tls_pending = tls == TLS_DIRECT and MICROPYTHON
+        session = Session(client._jid, client._password, tls=tls, sm=client.sm, presence=client._presence,
+                          **client._options)
+        handlers = client._handlers
+        for xmlns in handlers:
+            session.register_iq_handler(xmlns, handlers[xmlns])
+        client.session = session
+        session.start()
+        await client._flush(link, session)
+        while client._reached is None:
+            data = await link.read()
+            if data:
+                tls_pending = False
+            client._received(session, data)
+            if client._tls_due:
+                client._tls_due = False
+                await client._flush(link, session)
+                tls_pending = True
+                await link.start_tls(_tls_args(client, connecting))
+                tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
+                session.tls_established()
+            await client._flush(link, session)
+    except TLS_FAILURES as error:
+        if tls_pending or is_tls_error(error):
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
+        raise

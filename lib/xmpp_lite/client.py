@@ -102,14 +102,14 @@ class Client:
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
                  resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
                  servers=None, nameserver=None):
-        from xmpp_lite.connecting import check_options, parse_servers
+        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
 
-        domain = check_options(jid, tls, host, servers)
+        domain = dns.check_options(jid, tls, host, servers)
         self.jid = None  # the bound full JID while online
         self.domain = domain
         self.host = host or domain  # the server of the last connection attempt
         self.port = port
-        self.servers = parse_servers(servers, port, tls) if servers else None
+        self.servers = dns.parse_servers(servers, port, tls) if servers else None
         if host:
             self.servers = [(host, port, tls)]
         self.nameserver = nameserver
@@ -151,6 +151,8 @@ class Client:
         self._deadline = None  # (start ticks, timeout) while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
         self._closing = False
+        if MICROPYTHON:
+            unload("xmpp_lite.dns")
 
     # -- public API ---------------------------------------------------------------------------------
 

@@ -1,21 +1,22 @@
-"""What a client needs only while it connects: where to connect, the TCP connect, TLS, the login loop.
+"""What a client needs only while it connects: the TCP connect, TLS, the login loop.
 
 xmpp_lite.client and xmpp_lite.aio import this module for a connection attempt; on MicroPython they
-unload it again (xmpp_lite.unload) once the attempt is over, with xmpp_lite.dns and xmpp_lite.certs:
-a board online keeps none of it in RAM. Where to connect is described in xmpp_lite.client's docstring.
+unload it again (xmpp_lite.unload) once the attempt is over, with xmpp_lite.certs: a board online keeps
+none of it in RAM. Where to connect (a server list, or DNS SRV) is xmpp_lite.dns's, described in
+xmpp_lite.client's docstring.
 """
 
 import errno
 import select
 import socket
 
+from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS
 from xmpp_lite.session import EVENT_REGISTERED, TLS_DIRECT, TLS_NONE, Session
-from xmpp_lite.stream import StreamError, split_jid
+from xmpp_lite.stream import StreamError
 
-MAX_SERVERS = 8  # servers given or found by SRV that are tried; more are left out
 # For one server's TCP handshake, so that the next server gets its turn (DNS not included: getaddrinfo
 # blocks as long as it takes).
 SERVER_CONNECT_TIMEOUT_MS = 10000
@@ -115,73 +116,15 @@ class Redirect(Exception):
         self.port = port
 
 
-# -- where to connect: both drivers ------------------------------------------------------------------
+def find_servers(client):
+    """The client's servers by DNS (xmpp_lite.dns.find_servers); on MicroPython xmpp_lite.dns is unloaded again."""
+    from xmpp_lite import dns
 
-
-def check_options(jid, tls, host, servers):
-    """The JID's domain; ValueError for options that no connection can use (both drivers' constructors)."""
-    local, domain, _ = split_jid(jid)
-    if not local or not domain:
-        raise ValueError("the JID needs a local part and a domain: " + jid)
-    if tls not in ("required", "direct", "none"):
-        raise ValueError("tls must be 'required', 'direct' or 'none'")
-    if host and servers:
-        raise ValueError("give host or servers, not both")
-    return domain
-
-
-def parse_servers(servers, port, tls):
-    """[(host, port, tls), ...] from entries "host", "host:port", "[v6]:port" or (host, port)."""
-    out = []
-    for entry in servers[:MAX_SERVERS]:
-        if not isinstance(entry, str):
-            out.append((entry[0], entry[1], tls))
-            continue
-        if entry.startswith("["):  # "[2001:db8::1]:5222"
-            host, _, given = entry[1:].partition("]")
-            given = given[1:]
-        elif entry.count(":") == 1:
-            host, _, given = entry.partition(":")
-        else:  # a name, or an IPv6 address without a port
-            host, given = entry, ""
-        if not host or given and not given.isdigit():
-            raise ValueError("bad server %r: \"host\" or \"host:port\"" % entry)
-        out.append((host, int(given) if given else port, tls))
-    return out
-
-
-def is_address(host):
-    """True for an IPv4 or IPv6 address (never looked up in DNS), False for a name."""
-    return host.find(":") >= 0 or host.replace(".", "").isdigit()
-
-
-def find_servers(domain, port, tls, nameserver=None):
-    """Where to connect for ``domain`` by DNS: [(host, port, tls), ...] (see xmpp_lite.dns).
-
-    SRV records first; without any, the domain's A record on ``port``; when
-    the name server cannot be asked, the domain itself (the system resolver
-    may know it). localhost names and addresses are never looked up (RFC
-    6761 6.3). Raises xmpp_lite.dns.NoService when the domain offers no XMPP.
-    """
-    host = domain
-    if domain != "localhost" and not domain.endswith(".localhost") and not is_address(domain):
-        from xmpp_lite import dns
-
-        nameserver = nameserver or dns.default_nameserver()
-        if nameserver:
-            try:
-                found = dns.xmpp_servers(domain, nameserver, tls)
-                if found:
-                    return [(name, number, "direct" if direct else tls)
-                            for name, number, direct in found[:MAX_SERVERS]]
-                answers = dns.query(nameserver, domain, dns.TYPE_A)  # no SRV: the domain's A record
-                if answers:
-                    host = answers[0][1]
-            except dns.NoService:
-                raise
-            except OSError:  # no answer, or no route to the name server: the system resolver may know the domain
-                pass
-    return [(host, port, tls)]
+    try:
+        return dns.find_servers(client.domain, client.port, client.tls, client.nameserver)
+    finally:
+        if MICROPYTHON:
+            unload("xmpp_lite.dns")  # before the login: it needs the room
 
 
 def make_tls_context(client, tls):
@@ -221,7 +164,7 @@ def run(client, registration, timeout_ms):
         # Given, or found by SRV, or the domain itself.
         candidates = client.servers
         if candidates is None:
-            candidates = find_servers(client.domain, client.port, client.tls, client.nameserver)
+            candidates = find_servers(client)
         count = len(candidates)
         for turn in range(count):
             index = (client._preferred + turn) % count
@@ -327,7 +270,7 @@ def use_socket(client, sock):
     poller.register(sock, select.POLLIN)
 
 
-def _warn_unverified(client):
+def warn_unverified(client):
     if not client.verify:
         print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
               "anyone on the path to %s can read and change this connection" % client.domain)
@@ -335,7 +278,7 @@ def _warn_unverified(client):
 
 def start_tls(client):
     """TLS over the client's socket: from the first byte, or after the server's STARTTLS <proceed/>."""
-    _warn_unverified(client)
+    warn_unverified(client)
     try:
         sock = wrap_tls(client._tls_context, client.sock, client.domain,
                         max(remaining(client), 1) if client._deadline else CONNECT_TIMEOUT_MS)
@@ -346,65 +289,3 @@ def start_tls(client):
     use_socket(client, sock)
     if client.session is not None:
         client.session.tls_established()
-
-
-# -- xmpp_lite.aio.AsyncClient's connection attempt ---------------------------------------------------
-
-
-def _next_server(client):
-    """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
-    servers = client.servers
-    if servers is None:
-        if client._found is None or client._turn >= len(client._found):
-            client._found = find_servers(client.domain, client.port, client.tls, client.nameserver)
-            client._turn = 0
-        servers = client._found
-    return servers[client._turn % len(servers)]
-
-
-def _tls_args(client):
-    _warn_unverified(client)
-    return (client.domain, client._tls_context)
-
-
-async def login(client):
-    """One AsyncClient attempt at the next server: connect, TLS, log in, until online (the caller bounds it)."""
-    from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error
-
-    client._reached = None
-    client._tls_due = False
-    client._closing = False
-    client.jid = None
-    link = Link()
-    client._link = link
-    tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
-    try:
-        client.host, client.port, tls = _next_server(client)
-        make_tls_context(client, tls)
-        await link.open(client.host, client.port, _tls_args(client) if tls == TLS_DIRECT else None)
-        tls_pending = tls == TLS_DIRECT and MICROPYTHON
-        session = Session(client._jid, client._password, tls=tls, sm=client.sm, presence=client._presence,
-                          **client._options)
-        handlers = client._handlers
-        for xmlns in handlers:
-            session.register_iq_handler(xmlns, handlers[xmlns])
-        client.session = session
-        session.start()
-        await client._flush(link, session)
-        while client._reached is None:
-            data = await link.read()
-            if data:
-                tls_pending = False
-            client._received(session, data)
-            if client._tls_due:
-                client._tls_due = False
-                await client._flush(link, session)
-                tls_pending = True
-                await link.start_tls(_tls_args(client))
-                tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
-                session.tls_established()
-            await client._flush(link, session)
-    except TLS_FAILURES as error:
-        if tls_pending or is_tls_error(error):
-            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
-        raise

@@ -9,7 +9,8 @@ from support import raises
 
 from xmpp_lite import dns
 from xmpp_lite.client import Client
-from xmpp_lite.connecting import SERVER_CONNECT_TIMEOUT_MS, find_servers
+from xmpp_lite.connecting import SERVER_CONNECT_TIMEOUT_MS
+from xmpp_lite.dns import find_servers
 from xmpp_lite.config import ConfigError, check
 
 IDENT = 0x1234
