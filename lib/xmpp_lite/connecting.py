@@ -135,12 +135,13 @@ def make_tls_context(client, tls):
     """
     if tls != TLS_NONE and client._tls_context is None:
         try:
+            cadata = None
             if client.verify and client._ca is not None:
                 from xmpp_lite.certs import load_ca
 
+                if MICROPYTHON:
+                    unload("xmpp_lite.certs")  # needed this once: the next connection has the context
                 cadata = load_ca(client._ca)
-            else:
-                cadata = None
             client._tls_context = tls_context(cadata, client.verify)
         except TLS_ERRORS as error:
             raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
@@ -202,6 +203,11 @@ def _attempt(client, host, port, tls, registration):
     client.jid = None
     client.host = host
     client.port = port
+    # The session imports the SASL mechanisms when the server's features come; loaded now instead, while
+    # the heap is in one piece: its functions need blocks of up to 1 KB that a heap cut up by TCP, TLS and
+    # the stream's first bytes may not have (client.connect unloads it again once the login is over).
+    from xmpp_lite import sasl  # noqa: F401
+
     make_tls_context(client, tls)
     use_socket(client, _open_socket(client, host, port))
     if tls == TLS_DIRECT:
