@@ -184,6 +184,7 @@ def _tls_args(client, connecting):
 async def login(client):
     """One AsyncClient attempt at the next server: connect, TLS, log in, until online (the caller bounds it)."""
     from xmpp_lite import connecting
+    from xmpp_lite import sasl  # noqa: F401 - now, while the heap is in one piece (see xmpp_lite.connecting)
 
     client._reached = None
     client._tls_due = False
