@@ -59,6 +59,7 @@ from xmpp_lite.session import (
     EVENT_RESUMED,
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
+    TLS_NONE,
     TLS_REQUIRED,
     ProtocolError,
     StreamError,
@@ -153,6 +154,16 @@ class Client:
         self._closing = False
         if MICROPYTHON:
             unload("xmpp_lite.dns")
+            if tls != TLS_NONE:
+                # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
+                # at the first connect, where it would split the room the login needs.
+                from xmpp_lite import connecting
+
+                try:
+                    connecting.make_tls_context(self, tls)
+                except OSError:
+                    pass  # a CA that cannot be loaded: connect() tries again and raises it, as on CPython
+                unload("xmpp_lite.connecting")
 
     # -- public API ---------------------------------------------------------------------------------
 
