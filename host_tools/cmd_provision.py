@@ -177,7 +177,7 @@ def _read_ca(path, what):
     """The one DER certificate in a PEM or DER file."""
     from cryptography import x509
 
-    from xmpp_lite.client import load_ca
+    from xmpp_lite.certs import load_ca
 
     try:
         certs = load_ca(path)

@@ -51,7 +51,8 @@ else:
 #
 # Sockets are non-blocking. MicroPython reads and writes plain and TLS sockets
 # alike with read()/write(), which return None when nothing can move now;
-# CPython has recv()/send() and raises for that.
+# CPython has recv()/send() and raises for that. What only connecting needs
+# (the connect's outcome, the TLS context and wrapping) is xmpp_lite.connecting's.
 
 if MICROPYTHON:  # pragma: no cover - MicroPython
     import errno as _errno
@@ -76,51 +77,14 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
                 return 0
             raise
 
-    def socket_error(sock, events):
-        """The errno of a failed non-blocking connect, or 0 if it worked.
-
-        There is no getsockopt: poll flags the failure, a read tells which.
-        """
-        import select
-
-        if not events & (select.POLLERR | select.POLLHUP):
-            return 0
-        try:
-            sock.read(1)
-        except OSError as error:
-            if error.args and isinstance(error.args[0], int):
-                return error.args[0]
-        return _errno.ECONNREFUSED
-
     # What mbedTLS raises for a failed handshake or a rejected certificate.
     TLS_ERRORS = (OSError, ValueError)
-    TLS_HANDSHAKE_IN_IO = True  # the handshake happens in the first reads and writes
-
-    def wrap_tls(sock, server_hostname, cadata, verify, timeout_ms):
-        """A TLS client socket over the connected non-blocking ``sock``.
-
-        ``cadata``: DER certificates to trust. The handshake runs inside the
-        first reads and writes; their errors are in TLS_ERRORS.
-        """
-        import ssl
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if not cadata:
-                raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
-            context.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
-            for der in cadata:  # mbedTLS parses one DER certificate per call
-                context.load_verify_locations(cadata=der)
-        else:
-            context.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
-        return context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
 
 else:
     import ssl as _ssl
 
     _WOULD_BLOCK = (BlockingIOError, InterruptedError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError)
     TLS_ERRORS = (_ssl.SSLError, _ssl.CertificateError)
-    TLS_HANDSHAKE_IN_IO = False  # wrap_tls does the handshake
 
     def sock_recv_into(sock, buf):
         """Bytes read into ``buf``; 0 at end of stream; None if nothing is there now."""
@@ -135,39 +99,3 @@ else:
             return sock.send(data)
         except _WOULD_BLOCK:
             return 0
-
-    def socket_error(sock, events):
-        """The errno of a failed non-blocking connect, or 0 if it worked."""
-        import socket
-
-        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-
-    def wrap_tls(sock, server_hostname, cadata, verify, timeout_ms):
-        """A TLS client socket over the connected non-blocking ``sock``.
-
-        ``cadata``: DER certificates to trust (None: the system's). The
-        handshake is done here, blocking for at most ``timeout_ms``.
-        """
-        context = tls_context(cadata, verify)
-        sock.settimeout(max(timeout_ms, 1) / 1000)
-        try:
-            tls = context.wrap_socket(sock, server_hostname=server_hostname)
-        except TimeoutError:
-            raise OSError(110, "TLS handshake timed out")
-        tls.setblocking(False)
-        return tls
-
-    def tls_context(cadata, verify):
-        """The client SSLContext of wrap_tls, for drivers that do the handshake themselves (asyncio)."""
-        context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if cadata:
-                context.load_verify_locations(cadata=b"".join(cadata))
-                # A pinned server certificate (not a CA) is trusted as it is.
-                context.verify_flags |= _ssl.VERIFY_X509_PARTIAL_CHAIN
-            else:
-                context.load_default_certs()
-        else:
-            context.check_hostname = False
-            context.verify_mode = _ssl.CERT_NONE
-        return context

@@ -43,10 +43,10 @@ import asyncio
 import errno
 import gc
 
+from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, ticks_diff, ticks_ms
-from xmpp_lite.aiolink import TLS_FAILURES, Link, is_tls_error, sleep_ms, tls_args, within
+from xmpp_lite.aiolink import login, sleep_ms, within
 from xmpp_lite.backoff import Backoff
-from xmpp_lite.certs import TLSError, load_ca
 from xmpp_lite.keepalive import LINK_DEAD, SEND_PROBE, SEND_WHITESPACE, Heartbeat
 from xmpp_lite.responder import NS_PING
 from xmpp_lite.linkstate import (
@@ -56,10 +56,7 @@ from xmpp_lite.linkstate import (
     STATE_OFFLINE,
     STATE_ONLINE,
     STATE_STOPPED,
-    check_options,
-    find_servers,
     is_fatal,
-    parse_servers,
 )
 from xmpp_lite.session import (
     EVENT_CLOSED,
@@ -72,10 +69,8 @@ from xmpp_lite.session import (
     EVENT_RESUMED,
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
-    TLS_DIRECT,
     TLS_REQUIRED,
     IdSource,
-    Session,
     StreamError,
 )
 from xmpp_lite.sm import MAX_UNACKED, QueueFull, StreamManagement
@@ -86,10 +81,6 @@ from xmpp_lite.stanza import presence as make_presence
 MAX_INBOX = 16  # stanzas waiting for ``async for``; the reader pauses above this
 CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
 CLOSE_POLL_MS = 10  # how often close() looks whether the server's stream end came
-
-def _describe(error):
-    text = str(error).strip()
-    return text or type(error).__name__
 
 
 def _retryable_memory(error):
@@ -123,13 +114,15 @@ class AsyncClient:
                  resource=None, insecure_plain=False, sasl_cache=None, mechanisms=None, software=None, sasl2=True,
                  heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS,
                  servers=None, nameserver=None):
-        domain = check_options(jid, tls, host, servers)
+        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
+
+        domain = dns.check_options(jid, tls, host, servers)
         self.domain = domain
         self.host = host or domain  # the server of the current or last attempt
         self.port = port
         self.tls = tls
         self.verify = verify
-        self.servers = parse_servers(servers, port, tls) if servers else [(host, port, tls)] if host else None
+        self.servers = dns.parse_servers(servers, port, tls) if servers else [(host, port, tls)] if host else None
         self.nameserver = nameserver
         self._found = None  # servers found by DNS, until each was tried
         self._turn = 0  # index of the server for the next attempt
@@ -156,7 +149,7 @@ class AsyncClient:
         self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
                          "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
         self._ca = ca
-        self._cadata = None
+        self._tls_context = None  # made at the first connection that uses TLS, then kept (the CA parsed in it)
         self._handlers = {}
         self._ids = IdSource()
         self._presence = None  # the last broadcast presence (Element), announced again on a fresh stream
@@ -176,6 +169,8 @@ class AsyncClient:
         self._closing = False
         self._stopping = False
         self._online_at = None  # ticks_ms when the link last went online
+        if MICROPYTHON:
+            unload("xmpp_lite.dns")
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -337,33 +332,17 @@ class AsyncClient:
 
     # -- connecting -----------------------------------------------------------------------------------
 
-    def _load_cadata(self):
-        if self._cadata is None and self._ca is not None:
-            self._cadata = load_ca(self._ca)
-        return self._cadata
-
-    def _next_server(self):
-        """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
-        servers = self.servers
-        if servers is None:
-            if self._found is None or self._turn >= len(self._found):
-                self._found = find_servers(self.domain, self.port, self.tls, self.nameserver)
-                self._turn = 0
-            servers = self._found
-        return servers[self._turn % len(servers)]
-
-    def _tls(self):
-        if not self.verify:
-            print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
-                  "anyone on the path to %s can read and change this connection" % self.domain)
-            return tls_args(self.domain, None, False)
-        return tls_args(self.domain, self._load_cadata(), True)
-
     async def _attempt(self):
         """One connection attempt; True when online. Fatal errors raise (after stopping)."""
         self.stats["attempts"] += 1
         try:
-            await within(self._login(), self.connect_timeout_ms)
+            try:
+                await within(login(self), self.connect_timeout_ms)
+            finally:
+                if MICROPYTHON:
+                    # The attempt is over: its code goes until the next one (see xmpp_lite.client).
+                    for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs"):
+                        unload(name)
         except Exception as error:  # noqa: BLE001 - sorted into fatal and retryable below
             self._drop()
             if isinstance(error, asyncio.TimeoutError):
@@ -380,43 +359,6 @@ class AsyncClient:
             return False
         self._went_online()
         return True
-
-    async def _login(self):
-        self._reached = None
-        self._tls_due = False
-        self._closing = False
-        self.jid = None
-        link = Link()
-        self._link = link
-        tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
-        try:
-            self.host, self.port, tls = self._next_server()
-            await link.open(self.host, self.port, self._tls() if tls == TLS_DIRECT else None)
-            tls_pending = tls == TLS_DIRECT and MICROPYTHON
-            session = Session(self._jid, self._password, tls=tls, sm=self.sm, presence=self._presence,
-                              **self._options)
-            for xmlns in self._handlers:
-                session.register_iq_handler(xmlns, self._handlers[xmlns])
-            self.session = session
-            session.start()
-            await self._flush(link, session)
-            while self._reached is None:
-                data = await link.read()
-                if data:
-                    tls_pending = False
-                self._received(session, data)
-                if self._tls_due:
-                    self._tls_due = False
-                    await self._flush(link, session)
-                    tls_pending = True
-                    await link.start_tls(self._tls())
-                    tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
-                    session.tls_established()
-                await self._flush(link, session)
-        except TLS_FAILURES as error:
-            if tls_pending or is_tls_error(error):
-                raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
-            raise
 
     async def _flush(self, link, session):
         data = session.data_to_send()

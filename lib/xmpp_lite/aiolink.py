@@ -1,21 +1,21 @@
-"""The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime.
+"""The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime; the login.
 
     link = Link()
-    await link.open(host, port, tls_args(domain, cadata, verify) or None)   # None: plain TCP
-    await link.start_tls(tls_args(...))     # STARTTLS on the open connection
+    await link.open(host, port, (domain, context) or None)   # None: plain TCP; context: connecting.tls_context
+    await link.start_tls((domain, context))     # STARTTLS on the open connection
     data = await link.read()                # empty at the end of the stream (a view of the read buffer)
     await link.write(data)
     link.close()
 
 MicroPython: getaddrinfo (blocking: there is no other resolver), a
 non-blocking connect checked every CONNECT_POLL_MS, and for TLS the socket
-wrapped by xmpp_lite._compat.wrap_tls without a handshake
+wrapped by xmpp_lite.connecting.wrap_tls without a handshake
 (``do_handshake_on_connect=False``) under a new ``asyncio.StreamReader``:
 the handshake runs inside the stream's reads and writes, each of which waits
 on the loop's I/O poll; a read that only advanced the handshake (or got part
 of a TLS record) returns None and is repeated. CPython: asyncio's streams,
-``start_tls`` for STARTTLS, with xmpp_lite._compat.tls_context (the checks
-of the poll driver). ``within(awaitable, ms)`` and ``sleep_ms(ms)`` are the
+``start_tls`` for STARTTLS, with the SSLContext of xmpp_lite.connecting.tls_context
+(the checks of the poll driver). ``within(awaitable, ms)`` and ``sleep_ms(ms)`` are the
 same on both.
 """
 
@@ -23,6 +23,8 @@ import asyncio
 import errno
 
 from xmpp_lite._compat import MICROPYTHON
+from xmpp_lite.errors import TLSError, describe
+from xmpp_lite.session import TLS_DIRECT, Session
 
 READ_SIZE = 1024  # bytes per read (one buffer, reused, on MicroPython)
 CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPython)
@@ -30,8 +32,6 @@ CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPytho
 if MICROPYTHON:  # pragma: no cover - MicroPython
     import select
     import socket
-
-    from xmpp_lite._compat import socket_error, wrap_tls
 
     sleep_ms = asyncio.sleep_ms  # also for applications: the same on both runtimes
 
@@ -69,15 +69,19 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
                 if events:
                     break
                 await sleep_ms(CONNECT_POLL_MS)
+            from xmpp_lite.connecting import socket_error, wrap_tls  # loaded while connecting
+
             failure = socket_error(sock, events[0][1])
             if failure:
                 raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
             if tls is not None:
-                self.sock = sock = wrap_tls(sock, *tls)
+                self.sock = sock = wrap_tls(tls[1], sock, tls[0], 0)
             self.stream = asyncio.StreamReader(sock)
 
         async def start_tls(self, tls):
-            self.sock = wrap_tls(self.sock, *tls)
+            from xmpp_lite.connecting import wrap_tls  # loaded while connecting
+
+            self.sock = wrap_tls(tls[1], self.sock, tls[0], 0)
             self.stream = asyncio.StreamReader(self.sock)
 
         async def read(self):
@@ -101,12 +105,7 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
                 except OSError:
                     pass
 
-    def tls_args(domain, cadata, verify):
-        return (domain, cadata, verify, 0)
-
 else:
-    from xmpp_lite._compat import tls_context
-
     def sleep_ms(ms):
         """MicroPython's asyncio.sleep_ms on CPython."""
         return asyncio.sleep(ms / 1000)
@@ -127,14 +126,14 @@ else:
                     self.reader, self.writer = await asyncio.open_connection(host, port)
                 else:
                     self.reader, self.writer = await asyncio.open_connection(
-                        host, port, ssl=tls_context(tls[1], tls[2]), server_hostname=tls[0])
+                        host, port, ssl=tls[1], server_hostname=tls[0])
             except OSError as error:
                 if isinstance(error, TLS_ERRORS):
                     raise
                 raise OSError(error.errno or errno.ECONNREFUSED, "cannot connect to %s:%d: %s" % (host, port, error))
 
         async def start_tls(self, tls):
-            await self.writer.start_tls(tls_context(tls[1], tls[2]), server_hostname=tls[0])
+            await self.writer.start_tls(tls[1], server_hostname=tls[0])
 
         async def read(self):
             return await self.reader.read(READ_SIZE)
@@ -149,9 +148,6 @@ else:
             if writer is not None:
                 writer.transport.abort()
 
-    def tls_args(domain, cadata, verify):
-        return (domain, cadata, verify)
-
     import ssl as _ssl
 
     TLS_ERRORS = (_ssl.SSLError, _ssl.CertificateError)
@@ -164,3 +160,66 @@ def is_tls_error(error):
 
 # What a TLS failure may raise in a read or write (TLSError when the handshake is not known to be done).
 TLS_FAILURES = (OSError, ValueError) if MICROPYTHON else (OSError,)
+
+
+# -- xmpp_lite.aio.AsyncClient's connection attempt (with xmpp_lite.connecting, loaded for it) ----------
+
+
+def _next_server(client, connecting):
+    """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
+    servers = client.servers
+    if servers is None:
+        if client._found is None or client._turn >= len(client._found):
+            client._found = connecting.find_servers(client)
+            client._turn = 0
+        servers = client._found
+    return servers[client._turn % len(servers)]
+
+
+def _tls_args(client, connecting):
+    connecting.warn_unverified(client)
+    return (client.domain, client._tls_context)
+
+
+async def login(client):
+    """One AsyncClient attempt at the next server: connect, TLS, log in, until online (the caller bounds it)."""
+    from xmpp_lite import connecting
+    from xmpp_lite import sasl  # noqa: F401 - now, while the heap is in one piece (see xmpp_lite.connecting)
+
+    client._reached = None
+    client._tls_due = False
+    client._closing = False
+    client.jid = None
+    link = Link()
+    client._link = link
+    tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
+    try:
+        client.host, client.port, tls = _next_server(client, connecting)
+        connecting.make_tls_context(client, tls)
+        await link.open(client.host, client.port, _tls_args(client, connecting) if tls == TLS_DIRECT else None)
+        tls_pending = tls == TLS_DIRECT and MICROPYTHON
+        session = Session(client._jid, client._password, tls=tls, sm=client.sm, presence=client._presence,
+                          **client._options)
+        handlers = client._handlers
+        for xmlns in handlers:
+            session.register_iq_handler(xmlns, handlers[xmlns])
+        client.session = session
+        session.start()
+        await client._flush(link, session)
+        while client._reached is None:
+            data = await link.read()
+            if data:
+                tls_pending = False
+            client._received(session, data)
+            if client._tls_due:
+                client._tls_due = False
+                await client._flush(link, session)
+                tls_pending = True
+                await link.start_tls(_tls_args(client, connecting))
+                tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
+                session.tls_established()
+            await client._flush(link, session)
+    except TLS_FAILURES as error:
+        if tls_pending or is_tls_error(error):
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
+        raise

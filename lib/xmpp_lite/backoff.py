@@ -14,13 +14,12 @@ drops every login still sees growing delays.
 
 import os
 
-from xmpp_lite._compat import ticks_diff
+from xmpp_lite._compat import const, ticks_diff
 
-INITIAL_DELAY_MS = 1000
-MAX_DELAY_MS = 300000  # 5 minutes: a board off the network for a day still tries 12 times an hour
-FACTOR = 2
-JITTER = 0.5  # fraction of each delay that is random
-STABLE_MS = 60000  # online this long and the next loss starts over at INITIAL_DELAY_MS
+_INITIAL_DELAY_MS = const(1000)
+_MAX_DELAY_MS = const(300000)  # 5 minutes: a board off the network for a day still tries 12 times an hour
+_FACTOR = const(2)
+_STABLE_MS = const(60000)  # online this long and the next loss starts over at _INITIAL_DELAY_MS
 
 
 def _urandom_fraction():
@@ -31,8 +30,9 @@ def _urandom_fraction():
 class Backoff:
     """Delays for successive reconnection attempts; ``rand()`` gives floats in [0, 1)."""
 
-    def __init__(self, initial_ms=INITIAL_DELAY_MS, max_ms=MAX_DELAY_MS, factor=FACTOR, jitter=JITTER,
-                 stable_ms=STABLE_MS, rand=None):
+    # jitter: the fraction of each delay that is random.
+    def __init__(self, initial_ms=_INITIAL_DELAY_MS, max_ms=_MAX_DELAY_MS, factor=_FACTOR, jitter=0.5,
+                 stable_ms=_STABLE_MS, rand=None):
         if initial_ms <= 0 or max_ms < initial_ms:
             raise ValueError("need 0 < initial_ms <= max_ms")
         if factor < 1:

@@ -1,13 +1,9 @@
-"""Trusted certificates for TLS, and the error a failed handshake raises; shared by both link drivers."""
+"""Trusted certificates for TLS: loaded while connecting (xmpp_lite.connecting), by both link drivers."""
 
 import binascii
 
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _PEM_END = b"-----END CERTIFICATE-----"
-
-
-class TLSError(OSError):
-    """The TLS handshake failed: certificate not trusted, wrong host name, or a TLS alert."""
 
 
 def load_ca(ca):

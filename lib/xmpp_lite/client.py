@@ -43,20 +43,10 @@ XEP-0198 and resume the stream it remembers.
 
 import errno
 import select
-import socket
 
 from xmpp_lite import unload
-from xmpp_lite._compat import (
-    MICROPYTHON,
-    TLS_ERRORS,
-    TLS_HANDSHAKE_IN_IO,
-    sock_recv_into,
-    sock_send,
-    socket_error,
-    ticks_diff,
-    ticks_ms,
-    wrap_tls,
-)
+from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const, sock_recv_into, sock_send, ticks_diff, ticks_ms
+from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.session import (
     EVENT_CLOSED,
     EVENT_ERROR,
@@ -69,46 +59,26 @@ from xmpp_lite.session import (
     EVENT_RESUMED,
     EVENT_SEE_OTHER_HOST,
     EVENT_STARTTLS,
-    TLS_DIRECT,
+    TLS_NONE,
     TLS_REQUIRED,
     ProtocolError,
-    Session,
     StreamError,
 )
 from xmpp_lite.stanza import Element
 
 # After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
 # from source on the device.
-from xmpp_lite.certs import TLSError, load_ca  # noqa: E402,F401,I001 - TLSError, load_ca: this module's API
-from xmpp_lite.linkstate import (  # noqa: E402,F401 - MAX_SERVERS: this module's API
-    CONNECT_TIMEOUT_MS, DEFAULT_PORT, MAX_SERVERS, check_options, find_servers, parse_servers)
+from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402,I001
 
-# CONNECT_TIMEOUT_MS: DNS not included, getaddrinfo blocks as long as it takes.
-SERVER_CONNECT_TIMEOUT_MS = 10000  # for one server's TCP handshake, so that the next server gets its turn
-CLOSE_TIMEOUT_MS = 2000  # how long close() waits for the server's stream end
+_CLOSE_TIMEOUT_MS = const(2000)  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read, into one buffer allocated with the Client
 FEED_SIZE = 512  # bytes handed to the session at once; its events are handled after each: bounds them
 SEND_BUFFER_SIZE = 1536  # output is copied into this buffer and written from it: one write per poll if it fits
-MAX_READS_PER_POLL = 8  # reads in one poll() before other work gets a turn
+_MAX_READS_PER_POLL = const(8)  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
 NS_PING = "urn:xmpp:ping"  # XEP-0199; the same as xmpp_lite.responder's, which is loaded only for an iq get/set
 _IO_ERRORS = TLS_ERRORS + (OSError,)
-_CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
-
-
-class _Redirect(Exception):
-    """The server sent see-other-host."""
-
-    def __init__(self, host, port):
-        super().__init__(host, port)
-        self.host = host
-        self.port = port
-
-
-def _describe(error):
-    text = str(error).strip()
-    return text or type(error).__name__
 
 
 class Client:
@@ -133,12 +103,14 @@ class Client:
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
                  resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
                  servers=None, nameserver=None):
-        domain = check_options(jid, tls, host, servers)
+        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
+
+        domain = dns.check_options(jid, tls, host, servers)
         self.jid = None  # the bound full JID while online
         self.domain = domain
         self.host = host or domain  # the server of the last connection attempt
         self.port = port
-        self.servers = parse_servers(servers, port, tls) if servers else None
+        self.servers = dns.parse_servers(servers, port, tls) if servers else None
         if host:
             self.servers = [(host, port, tls)]
         self.nameserver = nameserver
@@ -156,15 +128,11 @@ class Client:
         self.last_received_ms = None  # ticks_ms of the last read
         self._jid = jid
         self._password = password
-        self._insecure_plain = insecure_plain
-        self._resource = resource
-        self._sasl_cache = sasl_cache
-        self._mechanisms = mechanisms
-        self._software = software
-        self._sasl2 = sasl2
+        self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
+                         "mechanisms": mechanisms, "software": software, "sasl2": sasl2}  # the Session's
         self._presence = None  # the initial presence of the login under way
         self._ca = ca
-        self._cadata = None
+        self._tls_context = None  # made at the first connection that uses TLS, then kept
         self._handlers = {}
         # Both buffers live as long as the Client, across reconnections: no
         # allocation per read or write that a fragmented heap could refuse.
@@ -179,11 +147,23 @@ class Client:
         self._refused_seen = 0  # refused stanzas (session.refused_iqs + refused_stanzas) when last said
         self._poller = None
         self._mask = 0
-        self._more = False  # the last read stopped at MAX_READS_PER_POLL: input may be waiting
+        self._more = False  # the last read stopped at _MAX_READS_PER_POLL: input may be waiting
         self._tls_pending = False  # TLS set up, handshake not known to be done (MicroPython: done in I/O)
         self._deadline = None  # (start ticks, timeout) while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
         self._closing = False
+        if MICROPYTHON:
+            unload("xmpp_lite.dns")
+            if tls != TLS_NONE:
+                # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
+                # at the first connect, where it would split the room the login needs.
+                from xmpp_lite import connecting
+
+                try:
+                    connecting.make_tls_context(self, tls)
+                except OSError:
+                    pass  # a CA that cannot be loaded: connect() tries again and raises it, as on CPython
+                unload("xmpp_lite.connecting")
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -278,7 +258,7 @@ class Client:
         self._drop()
         self.jid = None
 
-    def close(self, timeout_ms=CLOSE_TIMEOUT_MS):
+    def close(self, timeout_ms=_CLOSE_TIMEOUT_MS):
         """Close the stream, wait (bounded) for the server's stream end, close the socket."""
         if self.sock is None:
             return
@@ -304,153 +284,18 @@ class Client:
             raise OSError(errno.ENOTCONN, "not connected")
         return self.session
 
-    def _remaining(self):
-        start, timeout_ms = self._deadline
-        return timeout_ms - ticks_diff(ticks_ms(), start)
-
     def _run(self, registration, timeout_ms):
-        if self.sock is not None:
-            # MicroPython's errno has no EISCONN.
-            raise OSError(getattr(errno, "EISCONN", errno.EALREADY), "already connected")
-        self._deadline = (ticks_ms(), timeout_ms)
+        from xmpp_lite import connecting
+
         try:
-            candidates = self._candidates()
-            count = len(candidates)
-            for turn in range(count):
-                index = (self._preferred + turn) % count
-                host, port, tls = candidates[index]
-                try:
-                    result = self._attempt_following_redirect(host, port, tls, registration)
-                    self._preferred = index
-                    return result
-                except (OSError, StreamError):
-                    if turn == count - 1 or self._remaining() <= 0:
-                        raise
-        finally:
-            self._deadline = None
-
-    def _candidates(self):
-        """The servers to try: given, or found by SRV, or the domain itself."""
-        if self.servers is not None:
-            return self.servers
-        return find_servers(self.domain, self.port, self.tls, self.nameserver)
-
-    def _attempt_following_redirect(self, host, port, tls, registration):
-        redirected = False
-        while True:
-            try:
-                return self._attempt(host, port, tls, registration)
-            except _Redirect as redirect:
-                if redirected:
-                    raise StreamError("see-other-host", "redirected a second time, to " + redirect.host)
-                redirected = True
-                host = redirect.host
-                port = redirect.port or port
-
-    def _attempt(self, host, port, tls, registration):
-        self._reached = None
-        self._closing = False
-        self._more = False
-        self._refused_seen = 0
-        self.session = None
-        self.jid = None
-        self.host = host
-        self.port = port
-        sock = self._open_socket(host, port)
-        self._use_socket(sock)
-        if tls == TLS_DIRECT:
-            self._start_tls()
-        session = Session(self._jid, self._password, resource=self._resource, tls=tls,
-                          insecure_plain=self._insecure_plain, sasl_cache=self._sasl_cache,
-                          software=self._software, mechanisms=self._mechanisms, registration=registration,
-                          sm=None if registration is not None else self.sm, sasl2=self._sasl2,
-                          presence=self._presence if registration is None else None)
-        for xmlns in self._handlers:
-            session.register_iq_handler(xmlns, self._handlers[xmlns])
-        self.session = session
-        session.start()
-        try:
-            while self._reached is None:
-                left = self._remaining()
-                if left <= 0:
-                    raise OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
-                                  % (host, port, session.state))
-                self._pump(left)
-                self._handle_events()
-        except BaseException:
-            self._drop()
-            raise
+            return connecting.run(self, registration, timeout_ms)
         finally:
             if MICROPYTHON:
-                # The login is over, done or failed: its code goes until the next one (the session
-                # imports the mechanisms on demand). Not on CPython, where RAM is plenty and other
-                # threads (the fleet's devices) may be importing the module at this moment.
-                unload("xmpp_lite.sasl")
-        if self._reached == EVENT_REGISTERED:
-            self.close()
-            return session.username
-        return self.jid
-
-    def _open_socket(self, host, port):
-        try:
-            addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        except OSError as error:
-            raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, _describe(error)))
-        last_error = OSError(errno.EHOSTUNREACH, "no address for " + host)
-        for address in addresses:
-            sock = socket.socket(address[0], socket.SOCK_STREAM)
-            try:
-                self._connect_socket(sock, address[-1], host, port)
-                return sock
-            except OSError as error:
-                sock.close()
-                last_error = error
-        raise last_error
-
-    def _connect_socket(self, sock, address, host, port):
-        sock.setblocking(False)
-        try:
-            sock.connect(address)
-        except OSError as error:
-            if not error.args or error.args[0] not in _CONNECTING:
-                raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
-                              "cannot connect to %s:%d: %s" % (host, port, _describe(error)))
-        poller = select.poll()
-        poller.register(sock, select.POLLOUT)
-        left = min(self._remaining(), SERVER_CONNECT_TIMEOUT_MS)
-        events = poller.poll(left) if left > 0 else []
-        if not events:
-            raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))
-        failure = socket_error(sock, events[0][1])
-        if failure:
-            raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
-
-    def _use_socket(self, sock):
-        self.sock = sock
-        self._poller = select.poll()
-        self._mask = select.POLLIN
-        self._poller.register(sock, self._mask)
-
-    def _load_cadata(self):
-        if self._cadata is None and self._ca is not None:
-            self._cadata = load_ca(self._ca)
-        return self._cadata
-
-    def _start_tls(self):
-        if not self.verify:
-            print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
-                  "anyone on the path to %s can read and change this connection" % self.domain)
-        raw = self.sock
-        try:
-            tls = wrap_tls(raw, self.domain, self._load_cadata() if self.verify else None, self.verify,
-                           max(self._remaining(), 1) if self._deadline else CONNECT_TIMEOUT_MS)
-        except TLS_ERRORS as error:
-            self._drop()
-            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
-        self._tls_pending = TLS_HANDSHAKE_IN_IO
-        self._use_socket(tls)
-        if self.session is not None:
-            self.session.tls_established()
+                # The attempt is over, done or failed: its code goes until the next one (the login's, where
+                # to connect, TCP and TLS setup). Not on CPython, where RAM is plenty and other threads (the
+                # fleet's devices) may be importing these modules at this moment.
+                for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs"):
+                    unload(name)
 
     # -- I/O ------------------------------------------------------------------------------------------
 
@@ -472,10 +317,10 @@ class Client:
         tls_pending = self._tls_pending  # read before _drop() clears it
         self._drop()
         if tls_pending or isinstance(error, TLS_ERRORS) and not isinstance(error, OSError):
-            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, _describe(error)))
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (self.domain, describe(error)))
         if isinstance(error, OSError):
             raise error
-        raise OSError(errno.EIO, _describe(error))
+        raise OSError(errno.EIO, describe(error))
 
     def _pump(self, timeout_ms):
         """Write what is pending, wait up to timeout_ms for the socket, read what is there."""
@@ -530,7 +375,7 @@ class Client:
         self._more = False
         if not self._feed():
             return  # the session is over, or its output must drain first: POLLOUT brings us back
-        for _ in range(MAX_READS_PER_POLL):
+        for _ in range(_MAX_READS_PER_POLL):
             try:
                 count = sock_recv_into(self.sock, self._rx)
             except _IO_ERRORS as error:
@@ -609,7 +454,9 @@ class Client:
                     self._drop()
                     raise ProtocolError("the server sent data after <proceed/>, before TLS")
                 self._write()
-                self._start_tls()
+                from xmpp_lite.connecting import start_tls
+
+                start_tls(self)
             elif kind == EVENT_ONLINE or kind == EVENT_RESUMED:
                 self.jid = value
                 self._reached = kind
@@ -623,7 +470,9 @@ class Client:
                 self._drop()
                 if self._deadline is None:
                     raise StreamError("see-other-host", "%s:%s" % value)
-                raise _Redirect(value[0], value[1])
+                from xmpp_lite.connecting import Redirect
+
+                raise Redirect(value[0], value[1])
             elif kind == EVENT_ERROR:
                 self._flush_quietly()
                 self._drop()

@@ -10,7 +10,9 @@ merges both lists, orders them by priority and weight (RFC 2782) and resolves
 each target's A record (from the answer's additional section when the server
 put it there). No SRV record at all: the client falls back to the domain itself
 on port 5222. A single record whose target is "." says the service is not
-offered at that domain.
+offered at that domain. Also here: where to connect when the servers are
+given (``parse_servers``), and the options check of both drivers. The
+drivers load this module for that and, on MicroPython, unload it again.
 
     servers = xmpp_servers("example.net", "192.168.1.1")   # [(host, port, direct_tls), ...]
 
@@ -26,7 +28,7 @@ import select
 import socket
 
 from xmpp_lite._compat import const, ticks_diff, ticks_ms
-from xmpp_lite.linkstate import is_address
+from xmpp_lite.stream import split_jid
 
 DNS_PORT = 53
 QUERY_TIMEOUT_MS = 2000  # per datagram sent; a lost one is sent again
@@ -36,6 +38,7 @@ MAX_RECORDS = 8  # answer records kept per lookup
 MAX_NAME_BYTES = 255  # RFC 1035 2.3.4
 MAX_NAME_JUMPS = 16  # compression pointers followed in one name; more is a loop
 RESOLV_CONF = "/etc/resolv.conf"
+MAX_SERVERS = 8  # servers given or found by SRV that are tried; more are left out
 
 TYPE_A = const(1)
 TYPE_SRV = const(33)
@@ -293,3 +296,70 @@ def xmpp_servers(domain, nameserver, tls="required", timeout_ms=QUERY_TIMEOUT_MS
             host = answers[0][1] if answers else target  # unknown here: the system resolver may know it
         out.append((host, port, direct))
     return out
+
+
+# -- where to connect: both drivers --------------------------------------------------------------------
+
+
+def check_options(jid, tls, host, servers):
+    """The JID's domain; ValueError for options that no connection can use (both drivers' constructors)."""
+    local, domain, _ = split_jid(jid)
+    if not local or not domain:
+        raise ValueError("the JID needs a local part and a domain: " + jid)
+    if tls not in ("required", "direct", "none"):
+        raise ValueError("tls must be 'required', 'direct' or 'none'")
+    if host and servers:
+        raise ValueError("give host or servers, not both")
+    return domain
+
+
+def parse_servers(servers, port, tls):
+    """[(host, port, tls), ...] from entries "host", "host:port", "[v6]:port" or (host, port)."""
+    out = []
+    for entry in servers[:MAX_SERVERS]:
+        if not isinstance(entry, str):
+            out.append((entry[0], entry[1], tls))
+            continue
+        if entry.startswith("["):  # "[2001:db8::1]:5222"
+            host, _, given = entry[1:].partition("]")
+            given = given[1:]
+        elif entry.count(":") == 1:
+            host, _, given = entry.partition(":")
+        else:  # a name, or an IPv6 address without a port
+            host, given = entry, ""
+        if not host or given and not given.isdigit():
+            raise ValueError("bad server %r: \"host\" or \"host:port\"" % entry)
+        out.append((host, int(given) if given else port, tls))
+    return out
+
+
+def is_address(host):
+    """True for an IPv4 or IPv6 address (never looked up in DNS), False for a name."""
+    return host.find(":") >= 0 or host.replace(".", "").isdigit()
+
+
+def find_servers(domain, port, tls, nameserver=None):
+    """Where to connect for ``domain`` by DNS: [(host, port, tls), ...].
+
+    SRV records first; without any, the domain's A record on ``port``; when
+    the name server cannot be asked, the domain itself (the system resolver
+    may know it). localhost names and addresses are never looked up (RFC
+    6761 6.3). Raises xmpp_lite.dns.NoService when the domain offers no XMPP.
+    """
+    host = domain
+    if domain != "localhost" and not domain.endswith(".localhost") and not is_address(domain):
+        nameserver = nameserver or default_nameserver()
+        if nameserver:
+            try:
+                found = xmpp_servers(domain, nameserver, tls)
+                if found:
+                    return [(name, number, "direct" if direct else tls)
+                            for name, number, direct in found[:MAX_SERVERS]]
+                answers = query(nameserver, domain, TYPE_A)  # no SRV: the domain's A record
+                if answers:
+                    host = answers[0][1]
+            except NoService:
+                raise
+            except OSError:  # no answer, or no route to the name server: the system resolver may know the domain
+                pass
+    return [(host, port, tls)]

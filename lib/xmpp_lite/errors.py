@@ -1,7 +1,8 @@
-"""The errors a peer reports by a named condition, in a module of their own.
+"""The errors a peer reports by a named condition, and TLSError, in a module of their own.
 
 Code that only catches them (the firmware, xmpp_lite.robust) imports them from here and so does not
-load what raises them: the SASL mechanisms (xmpp_lite.sasl) are loaded only while logging in.
+load what raises them: the SASL mechanisms (xmpp_lite.sasl) are loaded only while logging in, the
+connection code (xmpp_lite.connecting) only while connecting.
 """
 
 
@@ -31,3 +32,13 @@ class AuthError(ConditionError):
     "not-authorized") or one of xmpp_lite.sasl's conditions (e.g.
     SERVER_SIGNATURE_MISMATCH).
     """
+
+
+class TLSError(OSError):
+    """The TLS handshake failed: certificate not trusted, wrong host name, or a TLS alert."""
+
+
+def describe(error):
+    """An exception as one line of text: its message, else its class name."""
+    text = str(error).strip()
+    return text or type(error).__name__

@@ -62,7 +62,7 @@ LINK_DEAD = const(3)
 RIDE_PROBE = const(4)  # ask for an ack with the next stanza (due within ride_ms); the probe counts as out
 SEND_ACK = const(5)  # the ack the server asked for waited long enough: send it alone
 
-_FAR = 3600000  # "not due": an hour, well inside the ticks_diff range
+_FAR = const(3600000)  # "not due": an hour, well inside the ticks_diff range
 
 
 class Heartbeat:

@@ -69,7 +69,6 @@ from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
 
 # The states, the fatal errors and the timeouts are xmpp_lite.linkstate's, shared with xmpp_lite.aio.
-_RETRYABLE = RETRYABLE
 
 
 class RobustClient:
@@ -192,7 +191,7 @@ class RobustClient:
             return
         try:
             self.client.send(elem)  # kept in sm.unacked before the socket sees it; may raise QueueFull
-        except _RETRYABLE as error:
+        except RETRYABLE as error:
             self._lost(error)
 
     def send_message(self, to, body, type="chat", payload=None):
@@ -226,7 +225,7 @@ class RobustClient:
                         if left <= 0:
                             break
                         self.client.poll(min(left, 100))
-            except _RETRYABLE:
+            except RETRYABLE:
                 pass
             self.client.close()
         else:
@@ -299,7 +298,7 @@ class RobustClient:
             self._presence_due = False
         except QueueFull:
             pass  # the queue is full of unacked stanzas: again at the next poll
-        except _RETRYABLE as error:
+        except RETRYABLE as error:
             self._lost(error)
 
     def _schedule(self, error):
@@ -360,7 +359,7 @@ class RobustClient:
                 self.client.abort()
                 self._stop(error)
                 raise
-            if not isinstance(error, _RETRYABLE):
+            if not isinstance(error, RETRYABLE):
                 raise  # a callback's own exception: the link is fine, the application decides
             self._lost(error)
             return 0

@@ -89,7 +89,9 @@ def echo_until_quit():
     device.on_message = on_message
     jid = device.connect(TIMEOUT_MS)
     gc.collect()
-    loaded = "sasl-loaded" if "xmpp_lite.sasl" in sys.modules else "sasl-unloaded"  # the login's code is gone
+    # The login's code and the connection code are gone once online.
+    loaded = "sasl-loaded" if "xmpp_lite.sasl" in sys.modules or "xmpp_lite.connecting" in sys.modules \
+        else "sasl-unloaded"
     print("ONLINE %s %s %d %s" % (jid, device.session.mechanism, gc.mem_alloc(), loaded))
     device.send_presence(status=config["status"], to=config["controller"])
     polls = 0

@@ -361,7 +361,7 @@ def test_refused_connection_is_a_retried_os_error_not_a_tls_error(tls):
     from host_tools.server import free_port
 
     from xmpp_lite.aio import AsyncClient
-    from xmpp_lite.certs import TLSError
+    from xmpp_lite.errors import TLSError
 
     async def run():
         link = AsyncClient("device1@localhost", "secret", host="127.0.0.1", port=free_port(), tls=tls)

@@ -24,7 +24,8 @@ import pytest
 from host_tools.tools import find_tool
 from slixpeer import Controller
 
-from xmpp_lite.client import Client, TLSError, load_ca
+from xmpp_lite.certs import load_ca
+from xmpp_lite.client import Client, TLSError
 from xmpp_lite.register import RegistrationError
 from xmpp_lite.sasl import AuthError
 from xmpp_lite.session import ProtocolError, StreamError
@@ -280,19 +281,28 @@ def test_scram_in_the_clear_without_insecure_plain(prosody_plain):
     client.close()
 
 
-def test_logging_in_again_after_the_login_code_was_unloaded(prosody_plain, monkeypatch):
-    # MicroPython unloads the SASL mechanisms once a login is over (test_micropython_vm_client checks that);
-    # here the same path on CPython: the next login imports them again.
+CONNECT_CODE = ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.certs", "xmpp_lite.dns")
+
+
+@pytest.mark.parametrize("tls", ["none", "required"])
+def test_logging_in_again_after_the_connect_code_was_unloaded(prosody, prosody_plain, tls, monkeypatch):
+    # MicroPython unloads the SASL mechanisms and the connection code once an attempt is over
+    # (test_micropython_vm_client checks that); here the same path on CPython: the next login imports them
+    # again, and the TLS context made at the first connection (the CA parsed into it) serves the second.
     monkeypatch.setattr("xmpp_lite.client.MICROPYTHON", True)
-    client = device(prosody_plain, tls="none", ca=None)
+    server = prosody_plain if tls == "none" else prosody
+    client = device(server, tls=tls, ca=None if tls == "none" else server.ca_path)
     client.connect(TIMEOUT_MS)
     try:
-        assert "xmpp_lite.sasl" not in sys.modules
-        client.send_message(prosody_plain.jid("device1"), "after the login")
+        assert not [name for name in CONNECT_CODE if name in sys.modules]
+        assert (client._tls_context is None) == (tls == "none")
+        client.send_message(server.jid("device1"), "after the login")
     finally:
         client.close()
+    context = client._tls_context
     client.connect(TIMEOUT_MS)
-    assert client.connected and "xmpp_lite.sasl" not in sys.modules
+    assert client.connected and not [name for name in CONNECT_CODE if name in sys.modules]
+    assert client._tls_context is context
     client.close()
 
 
