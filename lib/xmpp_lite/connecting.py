@@ -203,10 +203,11 @@ def _attempt(client, host, port, tls, registration):
     client.jid = None
     client.host = host
     client.port = port
-    # The session imports the SASL mechanisms when the server's features come; loaded now instead, while
-    # the heap is in one piece: its functions need blocks of up to 1 KB that a heap cut up by TCP, TLS and
-    # the stream's first bytes may not have (client.connect unloads it again once the login is over).
-    from xmpp_lite import sasl  # noqa: F401
+    # The session imports the SASL mechanisms once the server's features are read; loaded now instead,
+    # while the heap is in one piece: its functions need blocks of up to 1 KB that a heap cut up by TCP,
+    # TLS and the stream's first bytes may not have. Only sys.modules holds it (no name here), so that
+    # the login unloads it once authenticated, before the bind.
+    import xmpp_lite.sasl  # noqa: F401
 
     make_tls_context(client, tls)
     use_socket(client, _open_socket(client, host, port))

@@ -1,8 +1,8 @@
 """The login half of a Session: what only runs until it is online (RFC 6120 4-7, XEP-0388, XEP-0198, XEP-0077).
 
 The stream header and features, STARTTLS, the hand-off to xmpp_lite.sasl
-(the mechanisms and the SASL elements, loaded with this module),
-resource binding, the legacy session, SASL2 with Bind2, the XEP-0198
+(the mechanisms and the SASL elements: loaded once the features are read and
+freed, unloaded on MicroPython right after the SASL outcome), resource binding, the legacy session, SASL2 with Bind2, the XEP-0198
 ``<resume/>`` and in-band registration: the vocabulary of these elements and
 the negotiation that sends them. xmpp_lite.session keeps what a device uses
 while online (stanzas, iq answers, acks, sending, closing).
@@ -14,11 +14,9 @@ classes are one state machine split in two: a Login reads and writes its
 session's private attributes (``_queue``, ``_fail``, ``_state``...).
 """
 
-from xmpp_lite import sasl
 from xmpp_lite import sm as xsm
-from xmpp_lite._compat import const
+from xmpp_lite._compat import MICROPYTHON, const
 from xmpp_lite.errors import AuthError
-from xmpp_lite.sasl import NS_BIND2, NS_SASL, NS_SASL2
 from xmpp_lite.sm import NS_SM
 from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element, escape_attr, serialise
 from xmpp_lite.stanza import iq as make_iq
@@ -35,6 +33,10 @@ from xmpp_lite.session import (
 )
 
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+# The same as in xmpp_lite.sasl, which is not loaded while the features are read.
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_SASL2 = "urn:xmpp:sasl:2"
+NS_BIND2 = "urn:xmpp:bind:0"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 
@@ -150,7 +152,7 @@ class Login:
         self.mechanisms = tuple(mechanisms) if mechanisms is not None else None
         self.sasl2 = sasl2
         self.restart = False  # reset the parser after this chunk (after <proceed/>, <success/>)
-        self._auth_due = None  # the mechanism chosen from the features: authenticate after this chunk
+        self._auth_due = None  # the mechanisms offered in the features: choose and authenticate after this chunk
         self.password = password
         self.sasl_cache = sasl_cache
         self.client_nonce = client_nonce
@@ -194,7 +196,8 @@ class Login:
 
         After <proceed/> or <success/> the server sends nothing before our new
         header, so the chunk ended there. The authentication waits until the
-        features, a tree of a few KB, are freed: the mechanism needs the room.
+        features, a tree of a few KB, are freed: xmpp_lite.sasl and the
+        mechanism need the room.
         """
         session = self.session
         if self.restart:
@@ -202,10 +205,17 @@ class Login:
             session._parser.reset()
             session._builder.reset()
             session._features_seen = False
-        name = self._auth_due
-        if name is not None:
+        offered = self._auth_due
+        if offered is not None:
             self._auth_due = None
             if session._state == _OPENING:  # not failed or closed meanwhile
+                from xmpp_lite import sasl
+
+                try:
+                    name = sasl.choose_mechanism(offered, allow_plain=session.secure or self.insecure_plain)
+                except AuthError as error:
+                    session._fail(error)
+                    return
                 self._send_auth(name)
 
     def _open_stream(self):
@@ -290,6 +300,8 @@ class Login:
             session._fail(ProtocolError("<%s xmlns='%s'/> in a %s login" % (
                 local, xmlns, "SASL2" if session.sasl2_used else "SASL")), "unsupported-stanza-type")
         elif local == "challenge":
+            from xmpp_lite import sasl
+
             try:
                 answer = self._mech.challenge(sasl.b64decode(elem.text))
             except AuthError as error:
@@ -303,6 +315,8 @@ class Login:
         elif local == "continue":
             session._fail(AuthError("invalid-mechanism", "the server asks for SASL2 tasks; none is supported"))
         else:  # <failure/>
+            from xmpp_lite import sasl
+
             if self._mech is not None:
                 self._mech.discard_cache()
             self._mech = None
@@ -407,17 +421,14 @@ class Login:
                     name = child.text.strip()
                     if self.mechanisms is None or name in self.mechanisms:
                         offered.append(name)
-        try:
-            name = sasl.choose_mechanism(offered, allow_plain=session.secure or self.insecure_plain)
-        except AuthError as error:
-            session._fail(error)
-            return
-        self._auth_due = name
+        self._auth_due = offered
 
     def _pipeline_auth(self):
         """Send the initial response with the header if one mechanism is pinned and allowed here."""
         if self.registration is not None or self.mechanisms is None or len(self.mechanisms) != 1:
             return False
+        from xmpp_lite import sasl
+
         name = self.mechanisms[0]
         if name not in sasl.supported_mechanisms():
             return False
@@ -427,6 +438,8 @@ class Login:
         return True
 
     def _send_auth(self, name):
+        from xmpp_lite import sasl
+
         session = self.session
         try:
             self._mech = sasl.Mechanism(name, session.username, self.password, salted_cache=self.sasl_cache,
@@ -477,6 +490,8 @@ class Login:
             session._send_stanza(serialise(self.presence, NS_CLIENT))
 
     def _on_success(self, elem):
+        from xmpp_lite import sasl
+
         session = self.session
         sasl2 = session.sasl2_used
         try:
@@ -485,6 +500,11 @@ class Login:
             session._fail(error)
             return
         self._mech = None
+        if MICROPYTHON:
+            # Authenticated: the mechanisms' code goes before the bind (as in Session._drop_login).
+            from xmpp_lite import unload
+
+            unload("xmpp_lite.sasl")
         if sasl2:
             session._features_seen = False  # no restart; the server may send the logged-in features once
             after = self._after_auth

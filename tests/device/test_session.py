@@ -459,10 +459,38 @@ def test_the_login_code_is_unloaded_once_online_or_over_and_loads_again():
         session = Session(JID, PASSWORD)
         peer = Peer(session)
         peer.start()
-        assert [name for name in login_modules if name in sys.modules] == list(login_modules)
+        # xmpp_lite.sasl waits for the features (the client loads it before the socket, see connecting).
+        assert [name for name in login_modules if name in sys.modules] == ["xmpp_lite.login"]
         events = peer.reply(HEADER + stream_error("host-unknown"))
         assert events[0][0] == EVENT_ERROR and events[0][1].condition == "host-unknown"
         assert [name for name in login_modules if name in sys.modules] == []
         raises(ProtocolError, session.start)  # over: no second login on the same session
     finally:
         session_module.MICROPYTHON = on_micropython
+
+
+def test_sasl_is_loaded_once_the_features_are_read_and_unloaded_before_the_bind():
+    # While the features are parsed the mechanisms' code is not needed; once authenticated, neither:
+    # MicroPython unloads it before the bind (here the flag is set on CPython too).
+    import sys
+
+    from xmpp_lite import login as login_module
+    from xmpp_lite import unload
+
+    on_micropython = login_module.MICROPYTHON
+    login_module.MICROPYTHON = True
+    try:
+        unload("xmpp_lite.sasl")
+        session = Session(JID, PASSWORD, resource="sensor", tls="none", insecure_plain=True)
+        peer = Peer(session)
+        peer.start()
+        assert "xmpp_lite.sasl" not in sys.modules
+        peer.reply(HEADER + mechanisms("PLAIN"))
+        assert "xmpp_lite.sasl" in sys.modules and [elem.local for elem in peer.elements()] == ["auth"]
+        peer.reply(sasl_element(b"success"))
+        assert "xmpp_lite.sasl" not in sys.modules and session.state == "bind"
+        bind = peer.elements()[0]
+        peer.reply(HEADER + FEATURES_BIND + bind_result(bind.get("id")))
+        assert session.online
+    finally:
+        login_module.MICROPYTHON = on_micropython
