@@ -294,7 +294,8 @@ class Client:
                 # The attempt is over, done or failed: its code goes until the next one (the login's, where
                 # to connect, TCP and TLS setup). Not on CPython, where RAM is plenty and other threads (the
                 # fleet's devices) may be importing these modules at this moment.
-                for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs"):
+                for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs",
+                             "xmpp_lite.streamerror"):
                     unload(name)
 
     # -- I/O ------------------------------------------------------------------------------------------

@@ -86,7 +86,6 @@ import binascii
 import os
 
 from xmpp_lite import sm as xsm
-from xmpp_lite import stream as xs
 from xmpp_lite._compat import MICROPYTHON, const
 from xmpp_lite.parser import Parser, XMLError
 from xmpp_lite.sm import NS_SM, QueueFull  # noqa: F401 - QueueFull is part of this module's API
@@ -94,7 +93,7 @@ from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Builder, error_reply, serial
 from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
-from xmpp_lite.stream import ProtocolError, StreamError, split_host_port  # noqa: F401 - StreamError: API
+from xmpp_lite.stream import STREAM_END, ProtocolError, StreamError  # noqa: F401 - StreamError: API
 
 TLS_REQUIRED = "required"  # STARTTLS, or no login at all
 TLS_DIRECT = "direct"  # the transport is TLS from the first byte (XEP-0368)
@@ -192,6 +191,7 @@ class Session:
         self.mechanism = None  # the SASL mechanism in use or used
         self.sasl2_used = False  # this login uses SASL2 (XEP-0388) rather than the SASL of RFC 6120
         self.jid = None  # the bound full JID once online
+        self.username = None  # the JID's local part: set by the login
         self.stream_id = None  # the id of the server's current stream header
         self.flights = 0  # bursts of output that each followed new input: round trips taken
         self.login_round_trips = None  # flights before online (what <enable/> and stanzas ride on is the next)
@@ -284,7 +284,9 @@ class Session:
         try:
             self._parser.feed(data)
         except XMLError as error:
-            self._fail(error, xs.xml_error_condition(error))
+            from xmpp_lite.streamerror import xml_error_condition
+
+            self._fail(error, xml_error_condition(error))
             return
         except EOFError:  # raised by our parser callbacks once the session is over
             return
@@ -385,15 +387,17 @@ class Session:
     def _send_close(self):
         if not self._sent_close and self._state != _IDLE:
             self._sent_close = True
-            self._out.append(xs.STREAM_END)
-            self.output_pending += len(xs.STREAM_END)
+            self._out.append(STREAM_END)
+            self.output_pending += len(STREAM_END)
 
     def _fail(self, error, condition=None):
         """End the session: optional stream error, our stream end, EVENT_ERROR."""
         if self._state >= _CLOSED:
             return
         if condition is not None and not self._sent_close:
-            error_bytes = xs.stream_error(condition)
+            from xmpp_lite.streamerror import stream_error  # a stream that goes well never needs it
+
+            error_bytes = stream_error(condition)
             self._out.append(error_bytes)
             self.output_pending += len(error_bytes)
         self._send_close()
@@ -482,7 +486,9 @@ class Session:
             raise EOFError  # stops the parser: see receive_data
 
     def _on_stream_error(self, elem):
-        condition, text, host = xs.read_stream_error(elem)
+        from xmpp_lite.streamerror import read_stream_error, split_host_port
+
+        condition, text, host = read_stream_error(elem)
         if condition == "see-other-host" and host:
             self._send_close()
             self._end(_ERROR, (EVENT_SEE_OTHER_HOST, split_host_port(host)), True)  # the new host may resume

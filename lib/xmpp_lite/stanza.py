@@ -480,20 +480,3 @@ def error_reply(stanza, error_type, condition, text=None):
     return _stanza(stanza.local, (
         ("to", stanza.get("from")), ("from", stanza.get("to")), ("type", "error"), ("id", stanza.get("id"))), (), error)
 
-
-def read_condition(elem, xmlns):
-    """(condition element, text) of an error: ``elem``'s children in ``xmlns``.
-
-    Stanza errors (RFC 6120 8.3) and stream errors (4.9) both carry one
-    defined-condition child and an optional ``<text/>`` in their namespace.
-    The condition element is None when there is none.
-    """
-    condition = None
-    text = ""
-    for child in elem.children:
-        if child.xmlns == xmlns:
-            if child.local == "text":
-                text = child.text
-            else:
-                condition = child
-    return condition, text

@@ -1,0 +1,86 @@
+"""Stream errors (RFC 6120 4.9), read and written, and where a see-other-host sends us.
+
+Loaded on demand, when a stream ends in an error (ours or the server's): a stream that goes well never
+needs it. xmpp_lite.client unloads it again after the next connection attempt (on MicroPython).
+"""
+
+from xmpp_lite.stanza import escape_text
+
+NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
+
+MAX_PORT = 65535
+
+
+def split_host_port(text):
+    """(host, port or None) from "host", "host:port", "[v6]:port" or a bare IPv6 address."""
+    text = text.strip()
+    port = None
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            return text, None
+        host = text[1:close]
+        rest = text[close + 1:]
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text
+    if port is not None:
+        port = int(port) if port.isdigit() and 0 < int(port) <= MAX_PORT else None
+    return host, port
+
+
+def stream_error(condition, text=None):
+    """The bytes of a <stream:error/> (the stream end is not included)."""
+    payload = "<%s xmlns='%s'/>" % (condition, NS_STREAM_ERRORS)
+    if text:
+        payload += "<text xmlns='%s'>%s</text>" % (NS_STREAM_ERRORS, escape_text(text))
+    return ("<stream:error>%s</stream:error>" % payload).encode()
+
+
+def read_condition(elem, xmlns):
+    """(condition element, text) of an error: ``elem``'s children in ``xmlns``.
+
+    Stanza errors (RFC 6120 8.3) and stream errors (4.9) both carry one
+    defined-condition child and an optional ``<text/>`` in their namespace.
+    The condition element is None when there is none.
+    """
+    condition = None
+    text = ""
+    for child in elem.children:
+        if child.xmlns == xmlns:
+            if child.local == "text":
+                text = child.text
+            else:
+                condition = child
+    return condition, text
+
+
+def read_stream_error(elem):
+    """(condition, text, see-other-host address or "") of a received <stream:error/>."""
+    found, text = read_condition(elem, NS_STREAM_ERRORS)
+    if found is None:
+        return "undefined-condition", text, ""
+    host = found.text.strip() if found.local == "see-other-host" else ""
+    return found.local, text, host
+
+
+def xml_error_condition(error):
+    """The stream error condition for an XMLError from the parser.
+
+    Parser messages that mean "forbidden by XMPP" or "over a cap" rather than
+    "not well-formed" (see xmpp_lite.parser); the rest are not-well-formed.
+    """
+    if getattr(error, "condition", None):
+        return error.condition  # the parser named it (text between stanzas: bad-format)
+    message = str(error)
+    if message.find("not allowed in XMPP") >= 0 or message.find("undefined entity") >= 0:
+        return "restricted-xml"
+    if message.find("UTF-8 only") >= 0:
+        return "unsupported-encoding"
+    for fragment in ("larger than", "more than", "deeper than", "longer than"):
+        if message.find(fragment) >= 0:
+            return "policy-violation"
+    return "not-well-formed"
