@@ -227,19 +227,18 @@ class Session:
 
     # -- state ------------------------------------------------------------------------------
 
-    @property
-    def state(self):
-        """The state's name ("online", "error", ...)."""
-        return _STATE_NAMES.split()[self._state]
-
-    @property
-    def online(self):
-        return self._state == _ONLINE
-
-    @property
-    def finished(self):
-        """True once the session is closed or failed (final)."""
-        return self._state >= _CLOSED
+    def __getattr__(self, name):
+        # The computed attributes, in one function: on a board a property each costs more heap.
+        if name == "state":  # the state's name ("online", "error", ...)
+            return _STATE_NAMES.split()[self._state]
+        if name == "online":
+            return self._state == _ONLINE
+        if name == "finished":  # True once the session is closed or failed (final)
+            return self._state >= _CLOSED
+        if name == "accepting_input":
+            # False while OUTPUT_PAUSE_BYTES or more wait to be sent: feed no input until they drain.
+            return self.output_pending < OUTPUT_PAUSE_BYTES
+        raise AttributeError(name)
 
     def _drop_login(self):
         """Online or over: the login's code goes (on MicroPython: unloaded until the next Session)."""
@@ -292,11 +291,6 @@ class Session:
             return
         if self._login is not None:
             self._login.after_chunk()
-
-    @property
-    def accepting_input(self):
-        """False while OUTPUT_PAUSE_BYTES or more wait to be sent: feed no input until they drain."""
-        return self.output_pending < OUTPUT_PAUSE_BYTES
 
     def write_into(self, buf):
         """Copy waiting output into ``buf`` (a bytearray); returns how many bytes.
@@ -540,13 +534,13 @@ class Session:
         if sm is None or not sm.counting:
             self._queue(data)
             return
-        if from_app and not sm.has_room():
+        if from_app and len(sm.unacked) >= sm.max_unacked:
             raise QueueFull("%d stanzas wait for an ack from the server" % len(sm.unacked))
         self._settle_ack()
         self._queue(data)
         if sm.sent_stanza(data):
             self._queue(xsm.REQUEST)
-        if sm.overflowing():
+        if len(sm.unacked) >= 2 * sm.max_unacked:  # even our own replies would not fit: the server does not ack
             self._fail(ProtocolError("the server acks nothing: %d stanzas unacked" % len(sm.unacked)),
                        "resource-constraint")
 
