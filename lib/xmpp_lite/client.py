@@ -417,10 +417,9 @@ class Client:
             refused = session.refused_iqs + session.refused_stanzas
             if refused and refused >= self._refused_seen * 10:
                 # Said at the 1st, 10th, 100th, ...: a flood must not become a flood of lines (and of heap).
-                print("xmpp_lite: %d stanzas refused so far (%d iq requests while the output backlog was full, "
-                      "%d with more text than the device keeps)"
-                      % (refused, session.refused_iqs, session.refused_stanzas))
-                self._refused_seen = refused
+                from xmpp_lite.streamerror import say_refused
+
+                say_refused(self, refused)
             self._handle_events()
         return self.sock is not None
 

@@ -438,19 +438,10 @@ class Session:
         stanza = xmlns == NS_CLIENT and (local == "message" or local == "presence" or local == "iq")
         sm = self.sm
         if self._builder.cut:
-            # More text than the Builder keeps (stanza.MAX_STANZA_TEXT): refused whole. Online, a
-            # stanza is counted as received (XEP-0198: it was handled, by refusing it) and in
-            # refused_stanzas, an iq get/set is answered with resource-constraint, and nothing reaches
-            # the application. Anything else (a login element) ends the stream.
-            if state == _ONLINE and stanza:
-                if sm is not None:
-                    sm.received_stanza()
-                self.refused_stanzas += 1
-                if local == "iq" and elem.get("type") in ("get", "set") and self.output_pending < MAX_REPLY_BACKLOG:
-                    self._queue_element(error_reply(elem, "wait", "resource-constraint"))
-            else:
-                self._fail(ProtocolError("<%s/> with more text than the device keeps" % elem.name),
-                           "resource-constraint")
+            # More text than the Builder keeps (stanza.MAX_STANZA_TEXT): refused whole.
+            from xmpp_lite.streamerror import refuse_cut
+
+            refuse_cut(self, elem, state == _ONLINE and stanza)
         elif state != _ONLINE:
             self._login.on_element(elem)
         elif xmlns == NS_STREAMS and local == "error":

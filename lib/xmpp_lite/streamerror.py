@@ -1,10 +1,14 @@
-"""Stream errors (RFC 6120 4.9), read and written, and where a see-other-host sends us.
+"""What a stream that goes wrong needs: stream errors (RFC 6120 4.9) read and written, where a
+see-other-host sends us, and the refusal of stanzas with more text than the device keeps.
 
-Loaded on demand, when a stream ends in an error (ours or the server's): a stream that goes well never
-needs it. xmpp_lite.client unloads it again after the next connection attempt (on MicroPython).
+Loaded on demand, when a stream ends in an error (ours or the server's) or a stanza is refused: a
+stream that goes well never needs it. xmpp_lite.client unloads it again after the next connection
+attempt (on MicroPython).
 """
 
-from xmpp_lite.stanza import escape_text
+from xmpp_lite.stanza import error_reply, escape_text
+from xmpp_lite.session import MAX_REPLY_BACKLOG
+from xmpp_lite.stream import ProtocolError
 
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 
@@ -84,3 +88,29 @@ def xml_error_condition(error):
         if message.find(fragment) >= 0:
             return "policy-violation"
     return "not-well-formed"
+
+
+def refuse_cut(session, elem, online_stanza):
+    """A stanza or login element with more text than the Builder keeps (stanza.MAX_STANZA_TEXT).
+
+    Online, a stanza (``online_stanza``) is counted as received (XEP-0198: it was handled, by refusing
+    it) and in ``refused_stanzas``, an iq get/set is answered with resource-constraint, and nothing
+    reaches the application. Anything else (a login element) ends the stream.
+    """
+    if not online_stanza:
+        session._fail(ProtocolError("<%s/> with more text than the device keeps" % elem.name), "resource-constraint")
+        return
+    if session.sm is not None:
+        session.sm.received_stanza()
+    session.refused_stanzas += 1
+    if elem.local == "iq" and elem.get("type") in ("get", "set") and session.output_pending < MAX_REPLY_BACKLOG:
+        session._queue_element(error_reply(elem, "wait", "resource-constraint"))
+
+
+def say_refused(client, refused):
+    """Print how many stanzas the client's session refused so far (xmpp_lite.client calls it at the 1st,
+    10th, 100th, ...: a flood must not become a flood of lines, and of heap)."""
+    session = client.session
+    print("xmpp_lite: %d stanzas refused so far (%d iq requests while the output backlog was full, "
+          "%d with more text than the device keeps)" % (refused, session.refused_iqs, session.refused_stanzas))
+    client._refused_seen = refused
