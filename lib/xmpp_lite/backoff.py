@@ -22,11 +22,6 @@ _FACTOR = const(2)
 _STABLE_MS = const(60000)  # online this long and the next loss starts over at _INITIAL_DELAY_MS
 
 
-def _urandom_fraction():
-    data = os.urandom(2)
-    return (data[0] << 8 | data[1]) / 65536
-
-
 class Backoff:
     """Delays for successive reconnection attempts; ``rand()`` gives floats in [0, 1)."""
 
@@ -45,7 +40,7 @@ class Backoff:
         self.jitter = jitter
         self.stable_ms = stable_ms
         self.attempts = 0  # delays handed out since the last reset
-        self._rand = rand or _urandom_fraction
+        self._rand = rand  # None: os.urandom
         self._online_since = None
 
     def next_delay(self):
@@ -58,7 +53,12 @@ class Backoff:
                 break
         ceiling = min(ceiling, self.max_ms)
         self.attempts += 1
-        return int(ceiling - self.jitter * ceiling * self._rand())
+        if self._rand is None:
+            data = os.urandom(2)
+            fraction = (data[0] << 8 | data[1]) / 65536
+        else:
+            fraction = self._rand()
+        return int(ceiling - self.jitter * ceiling * fraction)
 
     def online(self, now):
         self._online_since = now

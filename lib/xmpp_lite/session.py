@@ -277,7 +277,7 @@ class Session:
             self._closed("connection closed by the server", state != _CLOSING)
             return
         if state == _TLS:
-            self._fail(ProtocolError("data from the server before the TLS handshake"))
+            self._violation("early")
             return
         self._input_since_output = True
         try:
@@ -397,6 +397,12 @@ class Session:
         self._send_close()
         self._end(_ERROR, (EVENT_ERROR, error))  # a stream error ends the server's XEP-0198 session too
 
+    def _violation(self, reason, elem=None):
+        # The server broke the protocol: the messages and stream errors are xmpp_lite.streamerror's.
+        from xmpp_lite.streamerror import violation
+
+        violation(self, reason, elem)
+
     def _closed(self, reason, resumable=False):
         state = self._state
         if state >= _CLOSED:
@@ -458,7 +464,7 @@ class Session:
         elif xmlns == NS_STREAMS and local == "features":
             # Once after a SASL2 success (no restart): the logged-in stream's features.
             if self._features_seen:
-                self._fail(ProtocolError("stream features twice"), "policy-violation")
+                self._violation("features")
             else:
                 self._features_seen = True
                 self._sm_offered = elem.find("sm", NS_SM) is not None
@@ -466,19 +472,14 @@ class Session:
                     self._sm_waiting = False
                     self._start_sm()
         else:
-            self._fail(ProtocolError("unexpected <%s/> in state online" % elem.name), "unsupported-stanza-type")
+            self._violation("unexpected", elem)
         if self._state >= _CLOSED:
             raise EOFError  # stops the parser: see receive_data
 
     def _on_stream_error(self, elem):
-        from xmpp_lite.streamerror import read_stream_error, split_host_port
+        from xmpp_lite.streamerror import on_stream_error
 
-        condition, text, host = read_stream_error(elem)
-        if condition == "see-other-host" and host:
-            self._send_close()
-            self._end(_ERROR, (EVENT_SEE_OTHER_HOST, split_host_port(host)), True)  # the new host may resume
-            return
-        self._fail(StreamError(condition, text))
+        on_stream_error(self, elem)
 
     # -- stream management (XEP-0198; the bookkeeping is in xmpp_lite.sm) -------------------------
 
@@ -500,8 +501,7 @@ class Session:
         """<r/>, <a/>, <enabled/> or <failed/> (to our <enable/>) while online."""
         sm = self.sm
         if sm is None or (local != "r" and local != "a" and not sm.counting):
-            self._fail(ProtocolError("stream management <%s/> that was not asked for" % local),
-                       "unsupported-stanza-type")
+            self._violation("unasked", elem)
         elif local == "r":
             if sm.counting:
                 if sm.hold_acks:
@@ -511,8 +511,7 @@ class Session:
         elif local == "a":
             h = xsm.parse_h(elem)
             if h is None or not sm.ack(h):
-                self._fail(ProtocolError("the server acks %s stanzas; %d were sent unacked"
-                                         % (elem.get("h"), len(sm.unacked))), "undefined-condition")
+                self._violation("ack", elem)
         elif local == "enabled":
             resume = elem.get("resume")
             sm.confirm(elem.get("id") if resume == "true" or resume == "1" else None, self.jid)
@@ -532,8 +531,7 @@ class Session:
         if sm.sent_stanza(data):
             self._queue(xsm.REQUEST)
         if len(sm.unacked) >= 2 * sm.max_unacked:  # even our own replies would not fit: the server does not ack
-            self._fail(ProtocolError("the server acks nothing: %d stanzas unacked" % len(sm.unacked)),
-                       "resource-constraint")
+            self._violation("no acks")
 
     def request_ack(self):
         """Queue an XEP-0198 <r/>; False (nothing queued) when stream management is not on."""

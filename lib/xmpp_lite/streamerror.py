@@ -7,8 +7,11 @@ attempt (on MicroPython).
 """
 
 from xmpp_lite.stanza import error_reply, escape_text
-from xmpp_lite.session import MAX_REPLY_BACKLOG
-from xmpp_lite.stream import ProtocolError
+from xmpp_lite._compat import const
+from xmpp_lite.session import EVENT_SEE_OTHER_HOST, MAX_REPLY_BACKLOG
+from xmpp_lite.stream import ProtocolError, StreamError
+
+_ERROR = const(12)  # xmpp_lite.session's final error state (xmpp_lite.login has the same numbers)
 
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 
@@ -71,6 +74,16 @@ def read_stream_error(elem):
     return found.local, text, host
 
 
+def on_stream_error(session, elem):
+    """The server's <stream:error/> while online: a redirect (see-other-host) or the session's end."""
+    condition, text, host = read_stream_error(elem)
+    if condition == "see-other-host" and host:
+        session._send_close()
+        session._end(_ERROR, (EVENT_SEE_OTHER_HOST, split_host_port(host)), True)  # the new host may resume
+        return
+    session._fail(StreamError(condition, text))
+
+
 def xml_error_condition(error):
     """The stream error condition for an XMLError from the parser.
 
@@ -88,6 +101,25 @@ def xml_error_condition(error):
         if message.find(fragment) >= 0:
             return "policy-violation"
     return "not-well-formed"
+
+
+def violation(session, reason, elem=None):
+    """End ``session`` for a breach of the protocol by the server: ``reason`` says which (see below)."""
+    sm = session.sm
+    if reason == "early":
+        error, condition = "data from the server before the TLS handshake", None
+    elif reason == "features":
+        error, condition = "stream features twice", "policy-violation"
+    elif reason == "unexpected":
+        error, condition = "unexpected <%s/> in state online" % elem.name, "unsupported-stanza-type"
+    elif reason == "unasked":
+        error, condition = "stream management <%s/> that was not asked for" % elem.local, "unsupported-stanza-type"
+    elif reason == "ack":
+        error = "the server acks %s stanzas; %d were sent unacked" % (elem.get("h"), len(sm.unacked))
+        condition = "undefined-condition"
+    else:  # "no acks": even the session's own replies would not fit in what waits for an ack
+        error, condition = "the server acks nothing: %d stanzas unacked" % len(sm.unacked), "resource-constraint"
+    session._fail(ProtocolError(error), condition)
 
 
 def refuse_cut(session, elem, online_stanza):
