@@ -54,8 +54,6 @@ from xmpp_lite.keepalive import LINK_DEAD, RIDE_PROBE, SEND_ACK, SEND_PROBE, SEN
 from xmpp_lite.linkstate import (  # noqa: F401 - part of this module's API
     CLOSE_ACK_TIMEOUT_MS,
     CONNECT_TIMEOUT_MS,
-    FATAL_STREAM_ERRORS,
-    RETRY_AUTH_CONDITIONS,
     RETRYABLE,
     STATE_OFFLINE,
     STATE_ONLINE,
@@ -69,6 +67,13 @@ from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
 
 # The states, the fatal errors and the timeouts are xmpp_lite.linkstate's, shared with xmpp_lite.aio.
+
+
+def __getattr__(name):
+    # FATAL_STREAM_ERRORS and RETRY_AUTH_CONDITIONS, loaded when an error has ended a stream.
+    from xmpp_lite import linkstate
+
+    return getattr(linkstate, name)
 
 
 class RobustClient:

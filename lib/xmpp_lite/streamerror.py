@@ -11,6 +11,14 @@ from xmpp_lite._compat import const
 from xmpp_lite.session import EVENT_SEE_OTHER_HOST, MAX_REPLY_BACKLOG
 from xmpp_lite.stream import ProtocolError, StreamError
 
+# Stream errors that a reconnection would only repeat (xmpp_lite.linkstate.is_fatal).
+FATAL_STREAM_ERRORS = ("conflict", "not-authorized", "host-unknown", "invalid-from")
+# SASL failures that a later attempt may not repeat: "try again later" (RFC 6120 6.5.12), and what this
+# client finds wrong in the server's side of SCRAM (a broken or impostor server: it must not stop a device
+# for good).
+RETRY_AUTH_CONDITIONS = ("temporary-auth-failure", "malformed-challenge", "nonce-mismatch",
+                         "bad-iteration-count", "server-signature-mismatch", "incorrect-encoding")
+
 _ERROR = const(12)  # xmpp_lite.session's final error state (xmpp_lite.login has the same numbers)
 
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
