@@ -28,12 +28,9 @@ class Backoff:
     # jitter: the fraction of each delay that is random.
     def __init__(self, initial_ms=_INITIAL_DELAY_MS, max_ms=_MAX_DELAY_MS, factor=_FACTOR, jitter=0.5,
                  stable_ms=_STABLE_MS, rand=None):
-        if initial_ms <= 0 or max_ms < initial_ms:
-            raise ValueError("need 0 < initial_ms <= max_ms")
-        if factor < 1:
-            raise ValueError("factor must be at least 1")
-        if not 0 <= jitter <= 1:
-            raise ValueError("jitter must be between 0 and 1")
+        from xmpp_lite.checks import check_backoff  # loaded for the check only
+
+        check_backoff(initial_ms, max_ms, factor, jitter)
         self.initial_ms = initial_ms
         self.max_ms = max_ms
         self.factor = factor

@@ -61,8 +61,6 @@ from xmpp_lite.session import (
     EVENT_STARTTLS,
     TLS_NONE,
     TLS_REQUIRED,
-    ProtocolError,
-    StreamError,
 )
 from xmpp_lite.stanza import Element
 
@@ -450,9 +448,9 @@ class Client:
                     self.on_iq(value)
             elif kind == EVENT_STARTTLS:
                 if self._rx_fed < self._rx_end:
-                    # Plaintext behind <proceed/> would be read as if it came over TLS.
-                    self._drop()
-                    raise ProtocolError("the server sent data after <proceed/>, before TLS")
+                    from xmpp_lite.streamerror import client_ends
+
+                    client_ends(self, kind, value)  # plaintext behind <proceed/>: raises
                 self._write()
                 from xmpp_lite.connecting import start_tls
 
@@ -466,13 +464,9 @@ class Client:
                 self._write()  # the error reply
                 raise value[1]
             elif kind == EVENT_SEE_OTHER_HOST:
-                self._flush_quietly()
-                self._drop()
-                if self._deadline is None:
-                    raise StreamError("see-other-host", "%s:%s" % value)
-                from xmpp_lite.connecting import Redirect
+                from xmpp_lite.streamerror import client_ends
 
-                raise Redirect(value[0], value[1])
+                client_ends(self, kind, value)  # raises
             elif kind == EVENT_ERROR:
                 self._flush_quietly()
                 self._drop()

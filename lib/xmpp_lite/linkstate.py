@@ -40,7 +40,10 @@ def is_fatal(error):
 
 
 def __getattr__(name):
-    # FATAL_STREAM_ERRORS and RETRY_AUTH_CONDITIONS: see above.
+    # FATAL_STREAM_ERRORS and RETRY_AUTH_CONDITIONS: see above. Nothing else (CPython's import asks for
+    # __path__ and the like, which must not load anything).
+    if name != "FATAL_STREAM_ERRORS" and name != "RETRY_AUTH_CONDITIONS":
+        raise AttributeError(name)
     from xmpp_lite import streamerror
 
     return getattr(streamerror, name)

@@ -70,10 +70,10 @@ from xmpp_lite.stanza import presence as make_presence
 
 
 def __getattr__(name):
-    # FATAL_STREAM_ERRORS and RETRY_AUTH_CONDITIONS, loaded when an error has ended a stream.
+    # FATAL_STREAM_ERRORS and RETRY_AUTH_CONDITIONS (xmpp_lite.linkstate loads them on demand).
     from xmpp_lite import linkstate
 
-    return getattr(linkstate, name)
+    return linkstate.__getattr__(name)
 
 
 class RobustClient:

@@ -8,7 +8,7 @@ attempt (on MicroPython).
 
 from xmpp_lite.stanza import error_reply, escape_text
 from xmpp_lite._compat import const
-from xmpp_lite.session import EVENT_SEE_OTHER_HOST, MAX_REPLY_BACKLOG
+from xmpp_lite.session import EVENT_SEE_OTHER_HOST, EVENT_STARTTLS, MAX_REPLY_BACKLOG
 from xmpp_lite.stream import ProtocolError, StreamError
 
 # Stream errors that a reconnection would only repeat (xmpp_lite.linkstate.is_fatal).
@@ -154,3 +154,19 @@ def say_refused(client, refused):
     print("xmpp_lite: %d stanzas refused so far (%d iq requests while the output backlog was full, "
           "%d with more text than the device keeps)" % (refused, session.refused_iqs, session.refused_stanzas))
     client._refused_seen = refused
+
+
+def client_ends(client, kind, value):
+    """Raise what ends an xmpp_lite.client.Client's connection for ``kind``: EVENT_STARTTLS with data
+    behind <proceed/>, or EVENT_SEE_OTHER_HOST (a redirect while connecting, a StreamError once online)."""
+    if kind == EVENT_STARTTLS:
+        # Plaintext behind <proceed/> would be read as if it came over TLS.
+        client._drop()
+        raise ProtocolError("the server sent data after <proceed/>, before TLS")
+    client._flush_quietly()
+    client._drop()
+    if client._deadline is None:
+        raise StreamError("see-other-host", "%s:%s" % value)
+    from xmpp_lite.connecting import Redirect
+
+    raise Redirect(value[0], value[1])
