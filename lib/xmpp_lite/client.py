@@ -360,8 +360,9 @@ class Client:
             if not sent:
                 if session.output_pending + self._tx_end - start > MAX_UNSENT_BYTES:
                     self._drop()
-                    raise OSError(errno.ENOBUFS, "more than %d bytes unsent: the link is stalled"
-                                  % MAX_UNSENT_BYTES)
+                    from xmpp_lite.streamerror import link_error
+
+                    raise link_error(errno.ENOBUFS, MAX_UNSENT_BYTES)
                 return
             self._tls_pending = False
             if self.trace is not None:

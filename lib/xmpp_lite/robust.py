@@ -408,8 +408,9 @@ class RobustClient:
                 self._ping_id = client.send_ping()
         elif action == LINK_DEAD:
             self.stats["dead_links"] += 1
-            self._lost(OSError(errno.ETIMEDOUT, "no answer from the server within %d ms of a probe: "
-                                                "the link is dead" % self.heartbeat.probe_timeout_ms))
+            from xmpp_lite.streamerror import link_error
+
+            self._lost(link_error(errno.ETIMEDOUT, self.heartbeat.probe_timeout_ms))
 
     # -- callbacks from the Client ------------------------------------------------------------------
 

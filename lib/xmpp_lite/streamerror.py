@@ -7,6 +7,8 @@ attempt (on MicroPython).
 """
 
 from xmpp_lite.stanza import error_reply, escape_text
+import errno
+
 from xmpp_lite._compat import const
 from xmpp_lite.session import EVENT_SEE_OTHER_HOST, EVENT_STARTTLS, MAX_REPLY_BACKLOG
 from xmpp_lite.stream import ProtocolError, StreamError
@@ -154,6 +156,14 @@ def say_refused(client, refused):
     print("xmpp_lite: %d stanzas refused so far (%d iq requests while the output backlog was full, "
           "%d with more text than the device keeps)" % (refused, session.refused_iqs, session.refused_stanzas))
     client._refused_seen = refused
+
+
+def link_error(code, limit):
+    """The OSError of a link found dead (ETIMEDOUT: no answer within ``limit`` ms of a probe) or stalled
+    (ENOBUFS: more than ``limit`` bytes the socket would not take)."""
+    if code == errno.ETIMEDOUT:
+        return OSError(code, "no answer from the server within %d ms of a probe: the link is dead" % limit)
+    return OSError(code, "more than %d bytes unsent: the link is stalled" % limit)
 
 
 def client_ends(client, kind, value):
