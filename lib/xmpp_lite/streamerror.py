@@ -1,16 +1,17 @@
-"""What a stream that goes wrong needs: stream errors (RFC 6120 4.9) read and written, where a
-see-other-host sends us, and the refusal of stanzas with more text than the device keeps.
+"""What a link that goes wrong needs, and only then: stream errors (RFC 6120 4.9) read and written,
+where a see-other-host sends us, the session's end for a breach of the protocol, the refusal of stanzas
+with more text than the device keeps, the errors of a dead or stalled link, and which errors are fatal.
 
-Loaded on demand, when a stream ends in an error (ours or the server's) or a stanza is refused: a
-stream that goes well never needs it. xmpp_lite.client unloads it again after the next connection
-attempt (on MicroPython).
+Loaded on demand, when a stream ends in an error (ours or the server's), a stanza is refused or a link
+is found dead: a link that goes well never needs it. xmpp_lite.client unloads it again after the next
+connection attempt (on MicroPython).
 """
 
-from xmpp_lite.stanza import error_reply, escape_text
 import errno
 
 from xmpp_lite._compat import const
 from xmpp_lite.session import EVENT_SEE_OTHER_HOST, EVENT_STARTTLS, MAX_REPLY_BACKLOG
+from xmpp_lite.stanza import error_reply, escape_text
 from xmpp_lite.stream import ProtocolError, StreamError
 
 # Stream errors that a reconnection would only repeat (xmpp_lite.linkstate.is_fatal).
