@@ -22,30 +22,22 @@ _FACTOR = const(2)
 _STABLE_MS = const(60000)  # online this long and the next loss starts over at _INITIAL_DELAY_MS
 
 
-def _urandom_fraction():
-    data = os.urandom(2)
-    return (data[0] << 8 | data[1]) / 65536
-
-
 class Backoff:
     """Delays for successive reconnection attempts; ``rand()`` gives floats in [0, 1)."""
 
     # jitter: the fraction of each delay that is random.
     def __init__(self, initial_ms=_INITIAL_DELAY_MS, max_ms=_MAX_DELAY_MS, factor=_FACTOR, jitter=0.5,
                  stable_ms=_STABLE_MS, rand=None):
-        if initial_ms <= 0 or max_ms < initial_ms:
-            raise ValueError("need 0 < initial_ms <= max_ms")
-        if factor < 1:
-            raise ValueError("factor must be at least 1")
-        if not 0 <= jitter <= 1:
-            raise ValueError("jitter must be between 0 and 1")
+        from xmpp_lite.checks import check_backoff  # loaded for the check only
+
+        check_backoff(initial_ms, max_ms, factor, jitter)
         self.initial_ms = initial_ms
         self.max_ms = max_ms
         self.factor = factor
         self.jitter = jitter
         self.stable_ms = stable_ms
         self.attempts = 0  # delays handed out since the last reset
-        self._rand = rand or _urandom_fraction
+        self._rand = rand  # None: os.urandom
         self._online_since = None
 
     def next_delay(self):
@@ -58,7 +50,12 @@ class Backoff:
                 break
         ceiling = min(ceiling, self.max_ms)
         self.attempts += 1
-        return int(ceiling - self.jitter * ceiling * self._rand())
+        if self._rand is None:
+            data = os.urandom(2)
+            fraction = (data[0] << 8 | data[1]) / 65536
+        else:
+            fraction = self._rand()
+        return int(ceiling - self.jitter * ceiling * fraction)
 
     def online(self, now):
         self._online_since = now

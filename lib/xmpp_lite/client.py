@@ -61,8 +61,6 @@ from xmpp_lite.session import (
     EVENT_STARTTLS,
     TLS_NONE,
     TLS_REQUIRED,
-    ProtocolError,
-    StreamError,
 )
 from xmpp_lite.stanza import Element
 
@@ -294,7 +292,8 @@ class Client:
                 # The attempt is over, done or failed: its code goes until the next one (the login's, where
                 # to connect, TCP and TLS setup). Not on CPython, where RAM is plenty and other threads (the
                 # fleet's devices) may be importing these modules at this moment.
-                for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs"):
+                for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs",
+                             "xmpp_lite.streamerror"):
                     unload(name)
 
     # -- I/O ------------------------------------------------------------------------------------------
@@ -361,8 +360,9 @@ class Client:
             if not sent:
                 if session.output_pending + self._tx_end - start > MAX_UNSENT_BYTES:
                     self._drop()
-                    raise OSError(errno.ENOBUFS, "more than %d bytes unsent: the link is stalled"
-                                  % MAX_UNSENT_BYTES)
+                    from xmpp_lite.streamerror import link_error
+
+                    raise link_error(errno.ENOBUFS, MAX_UNSENT_BYTES)
                 return
             self._tls_pending = False
             if self.trace is not None:
@@ -416,10 +416,9 @@ class Client:
             refused = session.refused_iqs + session.refused_stanzas
             if refused and refused >= self._refused_seen * 10:
                 # Said at the 1st, 10th, 100th, ...: a flood must not become a flood of lines (and of heap).
-                print("xmpp_lite: %d stanzas refused so far (%d iq requests while the output backlog was full, "
-                      "%d with more text than the device keeps)"
-                      % (refused, session.refused_iqs, session.refused_stanzas))
-                self._refused_seen = refused
+                from xmpp_lite.streamerror import say_refused
+
+                say_refused(self, refused)
             self._handle_events()
         return self.sock is not None
 
@@ -450,9 +449,9 @@ class Client:
                     self.on_iq(value)
             elif kind == EVENT_STARTTLS:
                 if self._rx_fed < self._rx_end:
-                    # Plaintext behind <proceed/> would be read as if it came over TLS.
-                    self._drop()
-                    raise ProtocolError("the server sent data after <proceed/>, before TLS")
+                    from xmpp_lite.streamerror import client_ends
+
+                    client_ends(self, kind, value)  # plaintext behind <proceed/>: raises
                 self._write()
                 from xmpp_lite.connecting import start_tls
 
@@ -466,13 +465,9 @@ class Client:
                 self._write()  # the error reply
                 raise value[1]
             elif kind == EVENT_SEE_OTHER_HOST:
-                self._flush_quietly()
-                self._drop()
-                if self._deadline is None:
-                    raise StreamError("see-other-host", "%s:%s" % value)
-                from xmpp_lite.connecting import Redirect
+                from xmpp_lite.streamerror import client_ends
 
-                raise Redirect(value[0], value[1])
+                client_ends(self, kind, value)  # raises
             elif kind == EVENT_ERROR:
                 self._flush_quietly()
                 self._drop()

@@ -71,13 +71,9 @@ class Heartbeat:
     def __init__(self, ws_interval_ms=WS_INTERVAL_MS, probe_interval_ms=PROBE_INTERVAL_MS,
                  probe_timeout_ms=PROBE_TIMEOUT_MS, nat_timeout_ms=NAT_TIMEOUT_MS, ride_ms=RIDE_MS,
                  ack_delay_ms=ACK_DELAY_MS):
-        for name, value in (("ws_interval_ms", ws_interval_ms), ("probe_interval_ms", probe_interval_ms),
-                            ("probe_timeout_ms", probe_timeout_ms), ("nat_timeout_ms", nat_timeout_ms),
-                            ("ride_ms", ride_ms), ("ack_delay_ms", ack_delay_ms)):
-            if value is not None and value < 0:
-                raise ValueError(name + " must not be negative")
-        if probe_interval_ms and not probe_timeout_ms:
-            raise ValueError("a probe needs a probe_timeout_ms")
+        from xmpp_lite.checks import check_heartbeat  # loaded for the check only
+
+        check_heartbeat(ws_interval_ms, probe_interval_ms, probe_timeout_ms, nat_timeout_ms, ride_ms, ack_delay_ms)
         self.ws_interval_ms = ws_interval_ms or 0
         self.probe_interval_ms = probe_interval_ms or 0
         self.probe_timeout_ms = probe_timeout_ms or 0

@@ -19,13 +19,9 @@ CONNECT_TIMEOUT_MS = 30000  # one connection attempt
 # close() waits at most this long for the server to ack what is unacked.
 CLOSE_ACK_TIMEOUT_MS = 2000
 
-# Stream errors that a reconnection would only repeat.
-FATAL_STREAM_ERRORS = ("conflict", "not-authorized", "host-unknown", "invalid-from")
-# SASL failures that a later attempt may not repeat: "try again later" (RFC 6120 6.5.12), and what this
-# client finds wrong in the server's side of SCRAM (a broken or impostor server: it must not stop a device
-# for good).
-RETRY_AUTH_CONDITIONS = ("temporary-auth-failure", "malformed-challenge", "nonce-mismatch",
-                         "bad-iteration-count", "server-signature-mismatch", "incorrect-encoding")
+# FATAL_STREAM_ERRORS (stream errors that a reconnection would only repeat) and RETRY_AUTH_CONDITIONS
+# (SASL failures that a later attempt may not repeat) are xmpp_lite.streamerror's, loaded when such an
+# error has ended a stream; both names are importable from here too.
 
 # MemoryError too: a connection failure (drop, collect, back off, reconnect), never a permanent stop.
 RETRYABLE = (OSError, StreamError, ProtocolError, XMLError, MemoryError)
@@ -33,8 +29,21 @@ RETRYABLE = (OSError, StreamError, ProtocolError, XMLError, MemoryError)
 
 def is_fatal(error):
     """True for errors that reconnecting cannot cure (see xmpp_lite.robust's docstring)."""
-    if isinstance(error, AuthError):
-        return error.condition not in RETRY_AUTH_CONDITIONS
-    if isinstance(error, StreamError):
-        return error.condition in FATAL_STREAM_ERRORS
+    if isinstance(error, AuthError) or isinstance(error, StreamError):
+        # Not for a MemoryError: this import may not fail for want of heap.
+        from xmpp_lite import streamerror
+
+        if isinstance(error, AuthError):
+            return error.condition not in streamerror.RETRY_AUTH_CONDITIONS
+        return error.condition in streamerror.FATAL_STREAM_ERRORS
     return not isinstance(error, RETRYABLE)
+
+
+def __getattr__(name):
+    # FATAL_STREAM_ERRORS and RETRY_AUTH_CONDITIONS: see above. Nothing else (CPython's import asks for
+    # __path__ and the like, which must not load anything).
+    if name != "FATAL_STREAM_ERRORS" and name != "RETRY_AUTH_CONDITIONS":
+        raise AttributeError(name)
+    from xmpp_lite import streamerror
+
+    return getattr(streamerror, name)

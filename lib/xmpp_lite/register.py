@@ -16,7 +16,8 @@ submitted. ``xmpp_lite.client.Client.register()`` drives this over a socket.
 
 from xmpp_lite._compat import const
 from xmpp_lite.errors import ConditionError
-from xmpp_lite.stanza import NS_STANZAS, Element, read_condition
+from xmpp_lite.stanza import NS_STANZAS, Element
+from xmpp_lite.streamerror import read_condition
 from xmpp_lite.stanza import iq as make_iq
 
 NS_REGISTER = "jabber:iq:register"

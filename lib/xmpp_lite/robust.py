@@ -54,8 +54,6 @@ from xmpp_lite.keepalive import LINK_DEAD, RIDE_PROBE, SEND_ACK, SEND_PROBE, SEN
 from xmpp_lite.linkstate import (  # noqa: F401 - part of this module's API
     CLOSE_ACK_TIMEOUT_MS,
     CONNECT_TIMEOUT_MS,
-    FATAL_STREAM_ERRORS,
-    RETRY_AUTH_CONDITIONS,
     RETRYABLE,
     STATE_OFFLINE,
     STATE_ONLINE,
@@ -69,6 +67,13 @@ from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
 
 # The states, the fatal errors and the timeouts are xmpp_lite.linkstate's, shared with xmpp_lite.aio.
+
+
+def __getattr__(name):
+    # FATAL_STREAM_ERRORS and RETRY_AUTH_CONDITIONS (xmpp_lite.linkstate loads them on demand).
+    from xmpp_lite import linkstate
+
+    return linkstate.__getattr__(name)
 
 
 class RobustClient:
@@ -122,24 +127,19 @@ class RobustClient:
         # The heartbeat sends no whitespace before it and lets a probe ride on it.
         self.next_send_ms = None
         self._ids = IdSource()  # not the session's: these ids survive reconnections
-        self.client.on_message = self._message
-        self.client.on_presence = self._presence_in
-        self.client.on_iq = self._iq
+        self.client.on_message = self.client.on_presence = self.client.on_iq = self._stanza_in
 
     # -- public API ---------------------------------------------------------------------------------
 
-    @property
-    def online(self):
-        return self.state == STATE_ONLINE and self.client.connected
-
-    @property
-    def jid(self):
-        return self.client.jid
-
-    @property
-    def unacked(self):
-        """How many stanzas wait for an ack or for the link."""
-        return len(self.sm.unacked)
+    def __getattr__(self, name):
+        # The computed attributes, in one function: on a board a property each costs more heap.
+        if name == "online":  # True while the link is up
+            return self.state == STATE_ONLINE and self.client.connected
+        if name == "jid":  # the bound full JID while online, else None
+            return self.client.jid
+        if name == "unacked":  # how many stanzas wait for an ack or for the link
+            return len(self.sm.unacked)
+        raise AttributeError(name)
 
     def register_iq_handler(self, xmlns, fn):
         self.client.register_iq_handler(xmlns, fn)
@@ -408,22 +408,23 @@ class RobustClient:
                 self._ping_id = client.send_ping()
         elif action == LINK_DEAD:
             self.stats["dead_links"] += 1
-            self._lost(OSError(errno.ETIMEDOUT, "no answer from the server within %d ms of a probe: "
-                                                "the link is dead" % self.heartbeat.probe_timeout_ms))
+            from xmpp_lite.streamerror import link_error
+
+            self._lost(link_error(errno.ETIMEDOUT, self.heartbeat.probe_timeout_ms))
 
     # -- callbacks from the Client ------------------------------------------------------------------
 
-    def _message(self, msg):
-        if self.on_message is not None:
-            self.on_message(msg)
-
-    def _presence_in(self, presence):
-        if self.on_presence is not None:
-            self.on_presence(presence)
-
-    def _iq(self, iq):
-        if self._ping_id is not None and iq.get("id") == self._ping_id:
-            self._ping_id = None  # our probe's answer; the heartbeat saw the bytes
-            return
-        if self.on_iq is not None:
-            self.on_iq(iq)
+    def _stanza_in(self, stanza):
+        # One method for the three callbacks of the Client: a method each costs more heap on a board.
+        local = stanza.local
+        if local == "message":
+            callback = self.on_message
+        elif local == "presence":
+            callback = self.on_presence
+        else:
+            if self._ping_id is not None and stanza.get("id") == self._ping_id:
+                self._ping_id = None  # our probe's answer; the heartbeat saw the bytes
+                return
+            callback = self.on_iq
+        if callback is not None:
+            callback(stanza)

@@ -86,7 +86,6 @@ import binascii
 import os
 
 from xmpp_lite import sm as xsm
-from xmpp_lite import stream as xs
 from xmpp_lite._compat import MICROPYTHON, const
 from xmpp_lite.parser import Parser, XMLError
 from xmpp_lite.sm import NS_SM, QueueFull  # noqa: F401 - QueueFull is part of this module's API
@@ -94,7 +93,7 @@ from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Builder, error_reply, serial
 from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stanza import message as make_message
 from xmpp_lite.stanza import presence as make_presence
-from xmpp_lite.stream import ProtocolError, StreamError, split_host_port  # noqa: F401 - StreamError: API
+from xmpp_lite.stream import STREAM_END, ProtocolError, StreamError  # noqa: F401 - StreamError: API
 
 TLS_REQUIRED = "required"  # STARTTLS, or no login at all
 TLS_DIRECT = "direct"  # the transport is TLS from the first byte (XEP-0368)
@@ -192,6 +191,7 @@ class Session:
         self.mechanism = None  # the SASL mechanism in use or used
         self.sasl2_used = False  # this login uses SASL2 (XEP-0388) rather than the SASL of RFC 6120
         self.jid = None  # the bound full JID once online
+        self.username = None  # the JID's local part: set by the login
         self.stream_id = None  # the id of the server's current stream header
         self.flights = 0  # bursts of output that each followed new input: round trips taken
         self.login_round_trips = None  # flights before online (what <enable/> and stanzas ride on is the next)
@@ -228,19 +228,18 @@ class Session:
 
     # -- state ------------------------------------------------------------------------------
 
-    @property
-    def state(self):
-        """The state's name ("online", "error", ...)."""
-        return _STATE_NAMES.split()[self._state]
-
-    @property
-    def online(self):
-        return self._state == _ONLINE
-
-    @property
-    def finished(self):
-        """True once the session is closed or failed (final)."""
-        return self._state >= _CLOSED
+    def __getattr__(self, name):
+        # The computed attributes, in one function: on a board a property each costs more heap.
+        if name == "state":  # the state's name ("online", "error", ...)
+            return _STATE_NAMES.split()[self._state]
+        if name == "online":
+            return self._state == _ONLINE
+        if name == "finished":  # True once the session is closed or failed (final)
+            return self._state >= _CLOSED
+        if name == "accepting_input":
+            # False while OUTPUT_PAUSE_BYTES or more wait to be sent: feed no input until they drain.
+            return self.output_pending < OUTPUT_PAUSE_BYTES
+        raise AttributeError(name)
 
     def _drop_login(self):
         """Online or over: the login's code goes (on MicroPython: unloaded until the next Session)."""
@@ -279,23 +278,20 @@ class Session:
             self._closed("connection closed by the server", state != _CLOSING)
             return
         if state == _TLS:
-            self._fail(ProtocolError("data from the server before the TLS handshake"))
+            self._violation("early")
             return
         self._input_since_output = True
         try:
             self._parser.feed(data)
         except XMLError as error:
-            self._fail(error, xs.xml_error_condition(error))
+            from xmpp_lite.streamerror import xml_error_condition
+
+            self._fail(error, xml_error_condition(error))
             return
         except EOFError:  # raised by our parser callbacks once the session is over
             return
         if self._login is not None:
             self._login.after_chunk()
-
-    @property
-    def accepting_input(self):
-        """False while OUTPUT_PAUSE_BYTES or more wait to be sent: feed no input until they drain."""
-        return self.output_pending < OUTPUT_PAUSE_BYTES
 
     def write_into(self, buf):
         """Copy waiting output into ``buf`` (a bytearray); returns how many bytes.
@@ -386,19 +382,27 @@ class Session:
     def _send_close(self):
         if not self._sent_close and self._state != _IDLE:
             self._sent_close = True
-            self._out.append(xs.STREAM_END)
-            self.output_pending += len(xs.STREAM_END)
+            self._out.append(STREAM_END)
+            self.output_pending += len(STREAM_END)
 
     def _fail(self, error, condition=None):
         """End the session: optional stream error, our stream end, EVENT_ERROR."""
         if self._state >= _CLOSED:
             return
         if condition is not None and not self._sent_close:
-            error_bytes = xs.stream_error(condition)
+            from xmpp_lite.streamerror import stream_error  # a stream that goes well never needs it
+
+            error_bytes = stream_error(condition)
             self._out.append(error_bytes)
             self.output_pending += len(error_bytes)
         self._send_close()
         self._end(_ERROR, (EVENT_ERROR, error))  # a stream error ends the server's XEP-0198 session too
+
+    def _violation(self, reason, elem=None):
+        # The server broke the protocol: the messages and stream errors are xmpp_lite.streamerror's.
+        from xmpp_lite.streamerror import violation
+
+        violation(self, reason, elem)
 
     def _closed(self, reason, resumable=False):
         state = self._state
@@ -441,19 +445,10 @@ class Session:
         stanza = xmlns == NS_CLIENT and (local == "message" or local == "presence" or local == "iq")
         sm = self.sm
         if self._builder.cut:
-            # More text than the Builder keeps (stanza.MAX_STANZA_TEXT): refused whole. Online, a
-            # stanza is counted as received (XEP-0198: it was handled, by refusing it) and in
-            # refused_stanzas, an iq get/set is answered with resource-constraint, and nothing reaches
-            # the application. Anything else (a login element) ends the stream.
-            if state == _ONLINE and stanza:
-                if sm is not None:
-                    sm.received_stanza()
-                self.refused_stanzas += 1
-                if local == "iq" and elem.get("type") in ("get", "set") and self.output_pending < MAX_REPLY_BACKLOG:
-                    self._queue_element(error_reply(elem, "wait", "resource-constraint"))
-            else:
-                self._fail(ProtocolError("<%s/> with more text than the device keeps" % elem.name),
-                           "resource-constraint")
+            # More text than the Builder keeps (stanza.MAX_STANZA_TEXT): refused whole.
+            from xmpp_lite.streamerror import refuse_cut
+
+            refuse_cut(self, elem, state == _ONLINE and stanza)
         elif state != _ONLINE:
             self._login.on_element(elem)
         elif xmlns == NS_STREAMS and local == "error":
@@ -470,7 +465,7 @@ class Session:
         elif xmlns == NS_STREAMS and local == "features":
             # Once after a SASL2 success (no restart): the logged-in stream's features.
             if self._features_seen:
-                self._fail(ProtocolError("stream features twice"), "policy-violation")
+                self._violation("features")
             else:
                 self._features_seen = True
                 self._sm_offered = elem.find("sm", NS_SM) is not None
@@ -478,17 +473,14 @@ class Session:
                     self._sm_waiting = False
                     self._start_sm()
         else:
-            self._fail(ProtocolError("unexpected <%s/> in state online" % elem.name), "unsupported-stanza-type")
+            self._violation("unexpected", elem)
         if self._state >= _CLOSED:
             raise EOFError  # stops the parser: see receive_data
 
     def _on_stream_error(self, elem):
-        condition, text, host = xs.read_stream_error(elem)
-        if condition == "see-other-host" and host:
-            self._send_close()
-            self._end(_ERROR, (EVENT_SEE_OTHER_HOST, split_host_port(host)), True)  # the new host may resume
-            return
-        self._fail(StreamError(condition, text))
+        from xmpp_lite.streamerror import on_stream_error
+
+        on_stream_error(self, elem)
 
     # -- stream management (XEP-0198; the bookkeeping is in xmpp_lite.sm) -------------------------
 
@@ -510,8 +502,7 @@ class Session:
         """<r/>, <a/>, <enabled/> or <failed/> (to our <enable/>) while online."""
         sm = self.sm
         if sm is None or (local != "r" and local != "a" and not sm.counting):
-            self._fail(ProtocolError("stream management <%s/> that was not asked for" % local),
-                       "unsupported-stanza-type")
+            self._violation("unasked", elem)
         elif local == "r":
             if sm.counting:
                 if sm.hold_acks:
@@ -521,8 +512,7 @@ class Session:
         elif local == "a":
             h = xsm.parse_h(elem)
             if h is None or not sm.ack(h):
-                self._fail(ProtocolError("the server acks %s stanzas; %d were sent unacked"
-                                         % (elem.get("h"), len(sm.unacked))), "undefined-condition")
+                self._violation("ack", elem)
         elif local == "enabled":
             resume = elem.get("resume")
             sm.confirm(elem.get("id") if resume == "true" or resume == "1" else None, self.jid)
@@ -535,15 +525,14 @@ class Session:
         if sm is None or not sm.counting:
             self._queue(data)
             return
-        if from_app and not sm.has_room():
+        if from_app and len(sm.unacked) >= sm.max_unacked:
             raise QueueFull("%d stanzas wait for an ack from the server" % len(sm.unacked))
         self._settle_ack()
         self._queue(data)
         if sm.sent_stanza(data):
             self._queue(xsm.REQUEST)
-        if sm.overflowing():
-            self._fail(ProtocolError("the server acks nothing: %d stanzas unacked" % len(sm.unacked)),
-                       "resource-constraint")
+        if len(sm.unacked) >= 2 * sm.max_unacked:  # even our own replies would not fit: the server does not ack
+            self._violation("no acks")
 
     def request_ack(self):
         """Queue an XEP-0198 <r/>; False (nothing queued) when stream management is not on."""

@@ -143,13 +143,6 @@ class StreamManagement:
         self._since_request = 0
         self.ask_next = False
 
-    def has_room(self):
-        return len(self.unacked) < self.max_unacked
-
-    def overflowing(self):
-        """True when even the session's own replies would exceed the bound: the server does not ack."""
-        return len(self.unacked) >= 2 * self.max_unacked
-
     def ack(self, h):
         """The server says it handled ``h`` of our stanzas; drop those. False if h is impossible."""
         count = (h - self.acked) & 0xFFFFFFFF
@@ -164,6 +157,6 @@ class StreamManagement:
 
     def queue_offline(self, data):
         """Keep a stanza to send when the link is back; raises QueueFull."""
-        if not self.has_room():
+        if len(self.unacked) >= self.max_unacked:
             raise QueueFull("%d stanzas already wait for the link or an ack" % len(self.unacked))
         self.unacked.append(data)

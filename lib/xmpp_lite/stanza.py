@@ -22,7 +22,7 @@ compared, since a tail is not part of its element's serialisation. So
 import re
 
 from xmpp_lite._compat import const
-from xmpp_lite.parser import Parser, XMLError
+from xmpp_lite.parser import XMLError
 from xmpp_lite.parser import _check_name as _check_name_chars  # the Name production beyond ASCII
 
 # Namespaces other modules use; each literal is a string on the heap, so
@@ -413,17 +413,13 @@ class Builder:
             elem.text = elem.text + data if elem.text else data
 
 
-def parse(data):
-    """Parse one standalone element (bytes or str) into an Element."""
-    found = []
-    builder = Builder(found.append, max_text=None)
-    builder.start("", {})  # a root without a name or bindings: the element stands where a stanza would
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    Parser(builder, stream=False).feed(data)  # one element alone: text may stand in it
-    if len(found) != 1 or builder._stack:
-        raise XMLError("expected one complete element")
-    return found[0]
+def __getattr__(name):
+    # parse() is for tests and tools (a board builds its elements from the stream): loaded on demand.
+    if name == "parse":
+        from xmpp_lite.stanza_equal import parse
+
+        return parse
+    raise AttributeError(name)
 
 
 def _stanza(name, attrs, texts, payload):
@@ -480,20 +476,3 @@ def error_reply(stanza, error_type, condition, text=None):
     return _stanza(stanza.local, (
         ("to", stanza.get("from")), ("from", stanza.get("to")), ("type", "error"), ("id", stanza.get("id"))), (), error)
 
-
-def read_condition(elem, xmlns):
-    """(condition element, text) of an error: ``elem``'s children in ``xmlns``.
-
-    Stanza errors (RFC 6120 8.3) and stream errors (4.9) both carry one
-    defined-condition child and an optional ``<text/>`` in their namespace.
-    The condition element is None when there is none.
-    """
-    condition = None
-    text = ""
-    for child in elem.children:
-        if child.xmlns == xmlns:
-            if child.local == "text":
-                text = child.text
-            else:
-                condition = child
-    return condition, text

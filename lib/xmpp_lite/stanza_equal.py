@@ -1,12 +1,27 @@
-"""What ``Element.__eq__`` compares: what two elements mean, not how they were spelt.
+"""What ``Element.__eq__`` compares: what two elements mean, not how they were spelt; and ``parse``.
 
 Qualified names, resolved namespaces, attributes other than namespace
 declarations, text, children, and the children's tails (see xmpp_lite.stanza).
-Loaded on demand, at the first comparison: the library itself never compares
-elements.
+Loaded on demand, at the first comparison or the first ``xmpp_lite.stanza.parse``
+(which is this module's ``parse``): the library itself never compares elements, nor
+parses one alone.
 """
 
-from xmpp_lite.stanza import _XML_PREFIXES, _scope
+from xmpp_lite.parser import Parser, XMLError
+from xmpp_lite.stanza import _XML_PREFIXES, Builder, _scope
+
+
+def parse(data):
+    """Parse one standalone element (bytes or str) into an Element."""
+    found = []
+    builder = Builder(found.append, max_text=None)
+    builder.start("", {})  # a root without a name or bindings: the element stands where a stanza would
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    Parser(builder, stream=False).feed(data)  # one element alone: text may stand in it
+    if len(found) != 1 or builder._stack:
+        raise XMLError("expected one complete element")
+    return found[0]
 
 
 def equal(a, b):

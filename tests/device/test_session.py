@@ -46,7 +46,8 @@ from xmpp_lite.session import (
     Session,
     StreamError,
 )
-from xmpp_lite.stream import split_host_port, split_jid
+from xmpp_lite.stream import split_jid
+from xmpp_lite.streamerror import split_host_port
 
 
 # -- login transcripts ------------------------------------------------------------------------------

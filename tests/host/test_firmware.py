@@ -270,6 +270,7 @@ CONFIG_UNLOAD = """
 import gc, sys
 sys.path.insert(0, sys.argv[1])
 import xmpp_lite.stream  # what the check imports: the device path keeps it loaded anyway
+import xmpp_lite.stanza  # so do the names of the device path: interned names stay, wherever they were loaded
 from xmpp_lite import unload
 
 def load_config():
