@@ -335,13 +335,17 @@ class AsyncClient:
     async def _attempt(self):
         """One connection attempt; True when online. Fatal errors raise (after stopping)."""
         self.stats["attempts"] += 1
+        if MICROPYTHON:  # what the last connection's trouble loaded goes before the login (see client)
+            for name in ("xmpp_lite.parser_rare", "xmpp_lite.streamerror"):
+                unload(name)
         try:
             try:
                 await within(login(self), self.connect_timeout_ms)
             finally:
                 if MICROPYTHON:
                     # The attempt is over: its code goes until the next one (see xmpp_lite.client).
-                    for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs"):
+                    for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs",
+                                 "xmpp_lite.streamerror", "xmpp_lite.parser_rare"):
                         unload(name)
         except Exception as error:  # noqa: BLE001 - sorted into fatal and retryable below
             self._drop()

@@ -283,6 +283,11 @@ class Client:
         return self.session
 
     def _run(self, registration, timeout_ms):
+        if MICROPYTHON:
+            # What the last connection's trouble loaded (the parser's rare paths, the stream errors)
+            # goes before the login needs the room.
+            for name in ("xmpp_lite.parser_rare", "xmpp_lite.streamerror"):
+                unload(name)
         from xmpp_lite import connecting
 
         try:
@@ -293,7 +298,7 @@ class Client:
                 # to connect, TCP and TLS setup). Not on CPython, where RAM is plenty and other threads (the
                 # fleet's devices) may be importing these modules at this moment.
                 for name in ("xmpp_lite.sasl", "xmpp_lite.connecting", "xmpp_lite.dns", "xmpp_lite.certs",
-                             "xmpp_lite.streamerror"):
+                             "xmpp_lite.streamerror", "xmpp_lite.parser_rare"):
                     unload(name)
 
     # -- I/O ------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class XMLError(ValueError):
 
     ``condition`` names the stream error (RFC 6120 section 4.9.3) to send
     when the message alone does not say it; None leaves the choice to the
-    caller (see stream.xml_error_condition).
+    caller (see streamerror.xml_error_condition).
     """
 
     condition = None

@@ -45,7 +45,7 @@ _TAG_END = const(4)
 
 # The messages of the errors numbered 0 to 13, separated by "|": those
 # that xmpp_lite.parser raises by number (its _E_* constants) and a few of
-# this module's. "{}" takes the cap. xmpp_lite.stream maps their key
+# this module's. "{}" takes the cap. xmpp_lite.streamerror maps their key
 # phrases ("larger than", "not allowed in XMPP", ...) to stream errors.
 MESSAGES = (
     "stanza larger than {} bytes|token or stanza larger than {} bytes|token larger than {} bytes"

@@ -219,7 +219,6 @@ class Session:
         # stretch of heap rather than holes between the session's objects.
         from xmpp_lite.login import Login
 
-        self.username = None  # the JID's local part: set by Login, which checks the JID
         # Checks the JID and tls, sets username, tls and secure, and takes the stream header callback.
         self._login = Login(self, jid, password, resource, tls, insecure_plain, sasl_cache, mechanisms,
                             registration, client_nonce, sasl2, presence)
