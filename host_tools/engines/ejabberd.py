@@ -214,6 +214,7 @@ class EjabberdServer(ServerEngine):
         self.registration_timeout_s = registration_timeout_s  # None: no limit (ejabberd's default is 600)
         self.accounts = {}
         self.epmd_pid = None
+        self.epmd_port = None  # the port mapper of this server's own, on a free port (ERL_EPMD_PORT)
         self._epmd_process = None
         self.state_path = os.path.join(self.state_dir, STATE_FILE)
         self.cookie_path = os.path.join(self.state_dir, COOKIE_FILE)
@@ -285,6 +286,10 @@ class EjabberdServer(ServerEngine):
     def _env(self):
         env = dict(os.environ)
         env["HOME"] = self.state_dir  # where Erlang reads the cookie
+        if self.epmd_port is not None:
+            # Erlang's port mapper of this server's own: nodes of other servers (another test run, the
+            # system's ejabberd) never register with it, so stop() can always end it.
+            env["ERL_EPMD_PORT"] = str(self.epmd_port)
         return env
 
     def start(self, timeout=START_TIMEOUT):
@@ -323,11 +328,14 @@ class EjabberdServer(ServerEngine):
                               % self.state_dir)
 
     def _ensure_epmd(self):
+        if self.epmd_port is None:
+            self.epmd_port = free_ports(1, LOOPBACK)[0]
         if self._epmd_answers():
-            return
+            return  # ours, from an earlier start of this state directory
         try:
-            self._epmd_process = subprocess.Popen([EPMD], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL, start_new_session=True)
+            self._epmd_process = subprocess.Popen([EPMD, "-address", LOOPBACK], stdin=subprocess.DEVNULL,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                  env=self._env(), start_new_session=True)
         except FileNotFoundError:
             raise ServerError("%r not found: install Erlang (apt-get install ejabberd pulls it in)" % EPMD) from None
         self.epmd_pid = self._epmd_process.pid
@@ -339,7 +347,8 @@ class EjabberdServer(ServerEngine):
 
     def _epmd_answers(self):
         try:
-            return subprocess.run([EPMD, "-names"], capture_output=True, timeout=CTL_TIMEOUT).returncode == 0
+            return subprocess.run([EPMD, "-names"], capture_output=True, env=self._env(),
+                                  timeout=CTL_TIMEOUT).returncode == 0
         except FileNotFoundError:
             raise ServerError("%r not found: install Erlang (apt-get install ejabberd pulls it in)" % EPMD) from None
 
@@ -449,8 +458,7 @@ class EjabberdServer(ServerEngine):
             return
         ours = self._epmd_process is not None or (pid_alive(pid) and os.path.basename(
             (cmdline(pid) or [b""])[0]) == EPMD.encode())
-        names = subprocess.run([EPMD, "-names"], capture_output=True, text=True, timeout=CTL_TIMEOUT).stdout
-        if ours and "name " not in names:  # no node registered: nobody else uses it
+        if ours:  # on a port of this server's own: its nodes, stopped now, were its only users
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -527,6 +535,7 @@ class EjabberdServer(ServerEngine):
             "nodes": [{"name": n.name, "pid": n.pid if n.is_running() else None, "c2s_port": n.c2s_port,
                        "direct_tls_port": n.direct_tls_port} for n in self.node_list],
             "epmd_pid": self.epmd_pid,
+            "epmd_port": self.epmd_port,
             # What readers of a single server look for.
             "pid": self.pid,
             "c2s_port": self.c2s_port,
@@ -555,6 +564,7 @@ class EjabberdServer(ServerEngine):
             if not node.is_running():
                 node.pid = None
         server.epmd_pid = state.get("epmd_pid")
+        server.epmd_port = state.get("epmd_port")
         server.accounts = dict(state.get("accounts") or {})
         return server
 

@@ -97,6 +97,10 @@ def online_through_node_1(runtime, cluster, mpy_lib, running, tmp_path, resource
     running.append(device)
     device.wait_for("STATE online fresh")
     full_jid = cluster.jid("device1") + "/" + resource
+    # Node 2 learns of the new session from node 1 a moment later (Mnesia replicates it): until then a
+    # stanza from node 2 to the full JID is lost. Reports are not counted as commands.
+    wait_until(lambda: controller.report(full_jid, cluster.jid("device1"), timeout=5) is not None,
+               "the device reachable from node 2")
     controller.send(full_jid, "cmd 0")
     assert controller.report(full_jid, cluster.jid("device1"))["commands"] == 1
     return link, controller, device, full_jid
