@@ -7,7 +7,7 @@ programs on a host (the monitor, the fleet simulator) import them from xmpp_lite
 """
 
 from xmpp_lite._compat import ticks_add, ticks_ms
-from xmpp_lite.node import NS_COMMAND, NS_SENSOR, QueueFull, bare, format_value, status_text
+from xmpp_lite.node import NS_COMMAND, NS_SENSOR, QueueFull, bare, status_text
 from xmpp_lite.stanza import Element, error_reply
 
 MIN_INTERVAL_S = 1
