@@ -303,7 +303,11 @@ def exchange_run(micropython, lib, heap_kb, server, controller, work, trace=Fals
         replies.update(body for body in controller.bodies if body.startswith(prefix + "r"))
         if len(replies) != MESSAGES:
             return None, "%d of %d replies reached the controller" % (len(replies), MESSAGES)
-        return dict(item.split("=", 1) for item in figures[0].split()[1:]), None
+        result = dict(item.split("=", 1) for item in figures[0].split()[1:])
+        for line in output.splitlines():
+            if line.startswith("qstr pool:"):  # the VM's interned names: "n_pool=6, n_qstr=665, ..."
+                result.update(item.strip().split("=", 1) for item in line.split(":", 1)[1].split(","))
+        return result, None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -428,6 +432,11 @@ def measure_heap(micropython, mpy_cross, servers, work):
         print("  %-10s most while logging in %.1f KB, most online %.1f KB (after import %.1f KB, online %.1f KB)"
               % (link, int(traced["login_peak"]) / 1024, int(traced["online_peak"]) / 1024,
                  int(traced["code_alloc"]) / 1024, int(traced["online_alloc"]) / 1024))
+        if "n_qstr" in traced:
+            # The VM keeps names in pools that double: 20, 40, ... 320 (620 names in all), then 640 more
+            # (about 7 KB on this VM, never freed) from the 621st name on.
+            print("  %-10s names interned by the end: %s, in %s pools (the 6th, about 7 KB, from the 621st name on)"
+                  % (link, traced["n_qstr"], traced["n_pool"]))
     for tls in links:
         below = results[tls][3]
         if below is not None:
