@@ -44,10 +44,11 @@ An entry is written only after the server proved that it knows the password
 cache holds one entry per mechanism. It belongs to one account: clear it when
 the username or password changes.
 
-Heap: this module is loaded during every login, at the login's peak, so it
-keeps to few functions and few names: private constants are const() (folded
-into the code), one function does both HMAC and PBKDF2, and a Mechanism keeps
-its progress in two attributes (state, data).
+Heap: this module is loaded during every login, at the login's peak. It
+keeps to few functions and names (private constants are const(), folded into
+the code; one function does both HMAC and PBKDF2) and to few constant objects:
+the SCRAM messages are handled as str, whose short literals are interned
+names, while each bytes or longer str literal is an object of its own on the heap.
 """
 
 import binascii
@@ -102,24 +103,23 @@ def b64decode(text):
 
     Surrounding whitespace is ignored; "" and "=" are empty data. Anything that
     is not canonical base64 (inner whitespace, stray characters, bad padding)
-    raises AuthError("incorrect-encoding").
+    or is longer than _MAX_B64_CHARS raises AuthError("incorrect-encoding").
     """
-    if isinstance(text, str):
-        text = text.encode()
-    text = bytes(text).strip()
-    if not text or text == b"=":
-        return b""
-    if len(text) > _MAX_B64_CHARS:
-        raise AuthError(_INCORRECT_ENCODING, "base64 data longer than %d characters" % _MAX_B64_CHARS)
-    try:
-        data = binascii.a2b_base64(text)
-        # Both runtimes' decoders skip characters outside the alphabet; encoding
-        # back and comparing rejects everything that is not canonical base64.
-        if binascii.b2a_base64(data)[:-1] == text:
-            return data
-    except ValueError:
-        pass
-    raise AuthError(_INCORRECT_ENCODING, "not canonical base64")
+    text = text.strip()
+    if len(text) <= _MAX_B64_CHARS:
+        try:
+            if not isinstance(text, str):
+                text = str(text, "utf-8")
+            if not text or text == "=":
+                return b""
+            data = binascii.a2b_base64(text)
+            # Both runtimes' decoders skip characters outside the alphabet; encoding
+            # back and comparing rejects everything that is not canonical base64.
+            if b64encode(data) == text:
+                return data
+        except ValueError:  # UnicodeError too
+            pass
+    raise AuthError(_INCORRECT_ENCODING, "not canonical base64 of up to %d characters" % _MAX_B64_CHARS)
 
 
 def hmac(name, key, data, count):
@@ -137,13 +137,14 @@ def hmac(name, key, data, count):
     hash_new = getattr(hashlib, name)
     if len(key) > _BLOCK_SIZE:
         key = hash_new(key).digest()
-    inner = bytearray(b"6" * _BLOCK_SIZE)  # key XOR ipad (0x36)
-    outer = bytearray(b"\\" * _BLOCK_SIZE)  # key XOR opad (0x5C)
-    for i in range(len(key)):
-        inner[i] ^= key[i]
-        outer[i] ^= key[i]
+    key += bytes(_BLOCK_SIZE - len(key))
+    inner = bytearray(_BLOCK_SIZE)  # key XOR ipad
+    outer = bytearray(_BLOCK_SIZE)  # key XOR opad
+    for i in range(_BLOCK_SIZE):
+        inner[i] = key[i] ^ 0x36
+        outer[i] = key[i] ^ 0x5C
     if count:
-        data += b"\0\0\0\1"  # the block number, INT(1)
+        data += (1).to_bytes(4, "big")  # the block number, INT(1)
     result = 0
     for _ in range(count or 1):
         data = hash_new(outer + hash_new(inner + data).digest()).digest()
@@ -154,9 +155,8 @@ def hmac(name, key, data, count):
 def supported_mechanisms():
     """Names this runtime can do, strongest first."""
     names = []
-    for name in ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"):
-        # "SCRAM-SHA-256" -> hashlib.sha256
-        if name == "PLAIN" or hasattr(hashlib, name[6:].replace("-", "").lower()):
+    for name in "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN".split():
+        if name == "PLAIN" or hasattr(hashlib, name[6:9].lower() + name[10:]):  # SCRAM-SHA-256: sha256
             names.append(name)
     return names
 
@@ -165,25 +165,26 @@ def choose_mechanism(mechanisms, allow_plain=True):
     """The strongest of ``mechanisms``, the server's <mechanism/> texts (str or bytes).
 
     Unknown names are ignored. Raises AuthError(INVALID_MECHANISM) when
-    nothing usable is offered, or only PLAIN while ``allow_plain`` is false
-    (PLAIN sends the password itself: allow it only over TLS).
+    nothing usable is offered; PLAIN is not usable while ``allow_plain`` is
+    false (PLAIN sends the password itself: allow it only over TLS).
     """
     names = []
     for name in mechanisms:
         if not isinstance(name, str):
             name = bytes(name).decode()
         names.append(name.strip())
-    supported = supported_mechanisms()
-    for name in supported:
-        if name in names and (allow_plain or name != "PLAIN"):
+    usable = supported_mechanisms()
+    if not allow_plain:
+        usable.remove("PLAIN")
+    for name in usable:
+        if name in names:
             return name
-    if "PLAIN" in names:
-        raise AuthError(INVALID_MECHANISM, "the server offers only PLAIN and PLAIN is not allowed")
-    raise AuthError(INVALID_MECHANISM, "no supported mechanism offered (offered: %s; supported: %s)"
-                    % (", ".join(names), ", ".join(supported)))
+    raise AuthError(INVALID_MECHANISM, "no usable mechanism offered (offered: %s; usable%s: %s)"
+                    % (", ".join(names), "" if allow_plain else " without TLS", ", ".join(usable)))
 
 
 def _utf8(value, name):
+    """``value`` (str, bytes or bytearray) as bytes: str as UTF-8."""
     if isinstance(value, str):
         return value.encode()
     if isinstance(value, (bytes, bytearray)):
@@ -196,8 +197,8 @@ class Mechanism:
 
     ``initial()`` gives the initial response, ``challenge(data)`` the answer to
     a server challenge, ``success(data)`` checks the data of <success/>. All
-    take and return raw bytes (not base64). ``client_nonce`` fixes the SCRAM
-    client nonce, for tests only; by default it comes from os.urandom.
+    take and return raw bytes (not base64). ``client_nonce`` (str) fixes the
+    SCRAM client nonce, for tests only; by default it comes from os.urandom.
 
     ``client_done`` is true once our last message is out and only the server's
     outcome is left. After a SCRAM success, ``cache_entry`` is the (key, value)
@@ -222,7 +223,7 @@ class Mechanism:
         # (RFC 5802 section 7) and the password, then (ServerSignature, cache key, cache value).
         if name == "PLAIN":
             if b"\0" in username or b"\0" in password:
-                raise ValueError("PLAIN cannot carry a NUL in the username or password")
+                raise ValueError("NUL in a PLAIN credential")
             # RFC 4616: authzid NUL authcid NUL passwd, with an empty authzid.
             self.data = b"\0" + username + b"\0" + password
             return
@@ -230,11 +231,11 @@ class Mechanism:
             from os import urandom
 
             client_nonce = b64encode(urandom(_NONCE_BYTES))
-        client_nonce = _utf8(client_nonce, "client_nonce")
         # Printable ASCII without "," (RFC 5802 section 5.1).
-        if not client_nonce or min(client_nonce) < 0x21 or max(client_nonce) > 0x7E or b"," in client_nonce:
-            raise ValueError("client nonce must be printable ASCII without ','")
-        self.data = (b"n=" + username.replace(b"=", b"=3D").replace(b",", b"=2C") + b",r=" + client_nonce,
+        if not client_nonce or ord(min(client_nonce)) < 0x21 or ord(max(client_nonce)) > 0x7E or "," in client_nonce:
+            raise ValueError("client nonce: not printable")  # (or not str)
+        # The client-first message: the GS2 header "n,," (no channel binding, no authzid), then the bare part.
+        self.data = ("n,,n=" + username.decode().replace("=", "=3D").replace(",", "=2C") + ",r=" + client_nonce,
                      password)
 
     def initial(self):
@@ -248,61 +249,56 @@ class Mechanism:
             self.client_done = True
             return data
         self.state = _FIRST_SENT
-        return b"n,," + data[0]  # the GS2 header: no channel binding, no authzid
+        return data[0].encode()
 
     def challenge(self, data):
         """The response to a server challenge, raw bytes."""
-        data = bytes(data)
         state = self.state
-        if self.name == "PLAIN":
-            raise AuthError(_MALFORMED_CHALLENGE, "PLAIN takes no challenge")
+        if self.name == "PLAIN" or state == _START or state > _FINAL_SENT:  # PLAIN takes none
+            raise AuthError(_MALFORMED_CHALLENGE, "unexpected %s" % "challenge")
+        try:
+            data = str(data, "utf-8")  # SCRAM's messages are UTF-8 text
+        except UnicodeError:
+            data = ""  # not SCRAM: fails the checks below
         if state == _FINAL_SENT:
             # The server-final: sent as a challenge (RFC 6120 6.3.10), we answer
             # with an empty response and <success/> follows without data;
             # success() brings the one it carries here too.
-            if data.startswith(b"e="):
-                try:
-                    text = str(data[2:].split(b",")[0], "utf-8")
-                except UnicodeError:
-                    text = "(not UTF-8)"
+            text = data[2:].split(",")[0]
+            if data[:2] == "e=":
                 raise AuthError(_SERVER_ERROR, text)
-            if not data.startswith(b"v="):
+            if data[:2] != "v=":
                 raise AuthError(_MALFORMED_CHALLENGE, "server-final message has no v=")
-            if b64decode(data[2:].split(b",")[0]) != self.data[0]:
+            if b64decode(text) != self.data[0]:
                 raise AuthError(SERVER_SIGNATURE_MISMATCH,
-                                "the server does not know the password (or someone is in between)")
+                                "server does not know the password (or someone is in between)")
             self.state = _VERIFIED
             self.client_done = False
             return b""
-        if state != _FIRST_SENT:
-            raise AuthError(_MALFORMED_CHALLENGE, "unexpected challenge")
-        # The server-first: r=nonce,s=salt,i=iterations (RFC 5802 section 7).
-        parts = data.split(b",")
-        if parts[0].startswith(b"m="):
-            raise AuthError(_MALFORMED_CHALLENGE, "server requires an unsupported SCRAM extension")
-        if len(parts) < 3 or parts[0][:2] + parts[1][:2] + parts[2][:2] != b"r=s=i=":
-            raise AuthError(_MALFORMED_CHALLENGE, "server-first message is not r=...,s=...,i=...")
+        # The server-first: r=nonce,s=salt,i=iterations (RFC 5802 section 7); an
+        # m= first (a mandatory extension) is not supported.
+        parts = data.split(",")
+        if len(parts) < 3 or parts[0][:2] + parts[1][:2] + parts[2][:2] != "r=s=i=":
+            raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")
         first, password = self.data
-        mine = first.split(b",")[1][2:]  # the client nonce: neither it nor the escaped name has a ","
+        mine = first[first.find(",r=") + 3:]  # the client nonce: the escaped name has no ","
         nonce = parts[0][2:]
         if len(nonce) <= len(mine) or not nonce.startswith(mine):
-            raise AuthError(_NONCE_MISMATCH, "server nonce does not extend the client nonce")
-        if min(nonce) < 0x21 or max(nonce) > 0x7E:
-            raise AuthError(_MALFORMED_CHALLENGE, "server nonce has forbidden characters")
+            raise AuthError(_NONCE_MISMATCH, "server nonce does not extend ours")
+        if ord(min(nonce)) < 0x21 or ord(max(nonce)) > 0x7E:
+            raise AuthError(_MALFORMED_CHALLENGE, "server nonce: not printable")
         salt = b64decode(parts[1][2:])
         if not salt:
-            raise AuthError(_MALFORMED_CHALLENGE, "the salt is empty")
+            raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")  # an empty salt
         count = parts[2][2:]
-        if not count.isdigit() or len(count) > _MAX_ITERATION_DIGITS:
-            raise AuthError(_BAD_ITERATION_COUNT, "iteration count is not a number")
+        if (not count or ord(min(count)) < 0x30 or ord(max(count)) > 0x39 or len(count) > _MAX_ITERATION_DIGITS
+                or int(count) < _MIN_ITERATIONS or int(count) > _MAX_ITERATIONS):
+            raise AuthError(_BAD_ITERATION_COUNT, "iterations %s not in %d..%d" % (count, _MIN_ITERATIONS, _MAX_ITERATIONS))
         count = int(count)
-        if count < _MIN_ITERATIONS or count > _MAX_ITERATIONS:
-            raise AuthError(_BAD_ITERATION_COUNT, "server asks for %d iterations; accepted: %d to %d"
-                            % (count, _MIN_ITERATIONS, _MAX_ITERATIONS))
         # ClientKey + ServerKey, from the cache or through PBKDF2.
-        name = self.name[6:].replace("-", "").lower()  # "SCRAM-SHA-256" -> "sha256"
+        name = self.name[6:9].lower() + self.name[10:]  # SCRAM-SHA-256: sha256
         size = len(getattr(hashlib, name)().digest())
-        key = "%s,%s,%d" % (self.name, parts[1][2:].decode(), count)
+        key = ",".join((self.name, parts[1][2:], str(count)))
         cache = self.salted_cache
         value = cache.get(key) if cache is not None else None
         if isinstance(value, (bytes, bytearray)) and len(value) == 2 * size:
@@ -310,31 +306,27 @@ class Mechanism:
             value = bytes(value)
         else:
             salted = hmac(name, password, salt, count)
-            value = hmac(name, salted, b"Client Key", 0) + hmac(name, salted, b"Server Key", 0)
-        without_proof = b"c=biws,r=" + nonce  # biws: the GS2 header in base64
-        message = first + b"," + data + b"," + without_proof  # the AuthMessage
+            value = hmac(name, salted, "Client Key".encode(), 0) + hmac(name, salted, "Server Key".encode(), 0)
+        without_proof = "c=biws,r=" + nonce  # biws: the GS2 header in base64
+        message = (first[3:] + "," + data + "," + without_proof).encode()  # the AuthMessage
         signature = hmac(name, getattr(hashlib, name)(value[:size]).digest(), message, 0)
         proof = (int.from_bytes(value[:size], "big") ^ int.from_bytes(signature, "big")).to_bytes(size, "big")
         self.data = (hmac(name, value[size:], message, 0), key, value)  # the password is dropped
         self.state = _FINAL_SENT
         self.client_done = True
-        return without_proof + b",p=" + b64encode(proof).encode()
+        return (without_proof + ",p=" + b64encode(proof)).encode()
 
     def success(self, data):
         """Accept <success/>; for SCRAM the server must have proved itself."""
-        data = bytes(data)
         state = self.state
         if state == _DONE or self.name == "PLAIN" and state != _FINAL_SENT:
-            raise AuthError(_MALFORMED_CHALLENGE, "unexpected success")
+            raise AuthError(_MALFORMED_CHALLENGE, "unexpected %s" % "success")
         if self.name != "PLAIN":
-            if state < _FINAL_SENT:
-                raise AuthError(SERVER_SIGNATURE_MISMATCH,
-                                "success before the server proved it knows the password")
-            if data:
+            if data and state >= _FINAL_SENT:
                 self.state = _FINAL_SENT
                 self.challenge(data)  # checks the server-final
-            elif state == _FINAL_SENT:
-                raise AuthError(SERVER_SIGNATURE_MISMATCH, "success without a server signature")
+            elif state != _VERIFIED:
+                raise AuthError(SERVER_SIGNATURE_MISMATCH, "success without server proof")
             self.cache_entry = self.data[1:]
             key, value = self.cache_entry
             cache = self.salted_cache
@@ -364,8 +356,7 @@ class Mechanism:
 
 def auth(mechanism, initial):
     """A SASL <auth/> with the initial response; an empty one is "=" (RFC 6120 6.4.2)."""
-    return ("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>"
-            % (mechanism, b64encode(initial) or "=")).encode()
+    return ("<auth xmlns='%s' mechanism='%s'>%s</auth>" % (NS_SASL, mechanism, b64encode(initial) or "=")).encode()
 
 
 def response(data, xmlns):
@@ -375,8 +366,8 @@ def response(data, xmlns):
 
 def authenticate(mechanism, initial, inline):
     """A SASL2 <authenticate/> with its initial response and the inline requests (bytes)."""
-    return ("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='%s'><initial-response>%s</initial-response>"
-            % (mechanism, b64encode(initial))).encode() + inline + b"</authenticate>"
+    return ("<authenticate xmlns='%s' mechanism='%s'><initial-response>%s</initial-response>%s</authenticate>"
+            % (NS_SASL2, mechanism, b64encode(initial), inline.decode())).encode()
 
 
 def failure(elem):
