@@ -3,7 +3,7 @@
 Sans-I/O: the session moves bytes between this module and the stream.
 
     name = choose_mechanism(offered_names, allow_plain=tls_is_on)
-    mech = Mechanism(name, username, password, salted_cache=cache)
+    mech = Mechanism(name, username, password, sasl_cache=cache)
     auth(name, mech.initial())                  -> <auth mechanism=name>, base64
     <challenge> text  ->  response(mech.challenge(b64decode(text)), NS_SASL)
     <success> text    ->  mech.success(b64decode(text))   # SCRAM: checks the server
@@ -30,7 +30,7 @@ Not done, by choice:
   chosen. No authorization identity (authzid) is sent.
 
 Salted-key cache. PBKDF2 with thousands of iterations takes seconds on a
-microcontroller, so a SCRAM mechanism can take ``salted_cache``: a dict (or an
+microcontroller, so a SCRAM mechanism can take ``sasl_cache``: a dict (or an
 object with get, item assignment, ``del``, ``pop`` and iteration over keys).
 Keys are ``"<mechanism>,<salt base64>,<iterations>"``; values are
 ClientKey + ServerKey (RFC 5802 section 3), 40 bytes for SHA-1, 64 for SHA-256.
@@ -54,7 +54,7 @@ names, while each bytes or longer str literal is an object of its own on the hea
 import binascii
 import hashlib
 
-from xmpp_lite._compat import const, pbkdf2_hmac
+from xmpp_lite._compat import const
 from xmpp_lite.errors import AuthError
 
 NS_SASL = const("urn:ietf:params:xml:ns:xmpp-sasl")
@@ -119,7 +119,7 @@ def b64decode(text):
                 return data
         except ValueError:  # UnicodeError too
             pass
-    raise AuthError(_INCORRECT_ENCODING, "not canonical base64 of up to %d characters" % _MAX_B64_CHARS)
+    raise AuthError(_INCORRECT_ENCODING, "not base64 or over %d chars" % _MAX_B64_CHARS)
 
 
 def hmac(name, key, data, count):
@@ -132,6 +132,8 @@ def hmac(name, key, data, count):
     after digest(), so every HMAC hashes its padded key block again; the
     running XOR of PBKDF2 is kept as one integer, with no per-byte loop.
     """
+    from xmpp_lite._compat import pbkdf2_hmac  # here: one module global less
+
     if count and pbkdf2_hmac:
         return pbkdf2_hmac(name, key, data, count)
     hash_new = getattr(hashlib, name)
@@ -179,7 +181,7 @@ def choose_mechanism(mechanisms, allow_plain=True):
     for name in usable:
         if name in names:
             return name
-    raise AuthError(INVALID_MECHANISM, "no usable mechanism offered (offered: %s; usable%s: %s)"
+    raise AuthError(INVALID_MECHANISM, "offered: %s; usable%s: %s"
                     % (", ".join(names), "" if allow_plain else " without TLS", ", ".join(usable)))
 
 
@@ -206,7 +208,7 @@ class Mechanism:
     PBKDF2 was skipped.
     """
 
-    def __init__(self, name, username, password, salted_cache=None, client_nonce=None):
+    def __init__(self, name, username, password, sasl_cache=None, client_nonce=None):
         if name not in supported_mechanisms():
             raise AuthError(INVALID_MECHANISM, "unsupported mechanism " + str(name))
         username = _utf8(username, "username")
@@ -214,7 +216,7 @@ class Mechanism:
         if not username:
             raise ValueError("empty username")
         self.name = name
-        self.salted_cache = salted_cache
+        self.sasl_cache = sasl_cache
         self.state = _START
         self.client_done = False
         self.cache_hit = False
@@ -284,14 +286,14 @@ class Mechanism:
         mine = first[first.find(",r=") + 3:]  # the client nonce: the escaped name has no ","
         nonce = parts[0][2:]
         if len(nonce) <= len(mine) or not nonce.startswith(mine):
-            raise AuthError(_NONCE_MISMATCH, "server nonce does not extend ours")
+            raise AuthError(_NONCE_MISMATCH, "server nonce must extend ours")
         if ord(min(nonce)) < 0x21 or ord(max(nonce)) > 0x7E:
             raise AuthError(_MALFORMED_CHALLENGE, "server nonce: not printable")
         salt = b64decode(parts[1][2:])
         if not salt:
             raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")  # an empty salt
         count = parts[2][2:]
-        if (not count or ord(min(count)) < 0x30 or ord(max(count)) > 0x39 or len(count) > _MAX_ITERATION_DIGITS
+        if (not count.encode().isdigit() or len(count) > _MAX_ITERATION_DIGITS  # ASCII digits only
                 or int(count) < _MIN_ITERATIONS or int(count) > _MAX_ITERATIONS):
             raise AuthError(_BAD_ITERATION_COUNT, "iterations %s not in %d..%d" % (count, _MIN_ITERATIONS, _MAX_ITERATIONS))
         count = int(count)
@@ -299,7 +301,7 @@ class Mechanism:
         name = self.name[6:9].lower() + self.name[10:]  # SCRAM-SHA-256: sha256
         size = len(getattr(hashlib, name)().digest())
         key = ",".join((self.name, parts[1][2:], str(count)))
-        cache = self.salted_cache
+        cache = self.sasl_cache
         value = cache.get(key) if cache is not None else None
         if isinstance(value, (bytes, bytearray)) and len(value) == 2 * size:
             self.cache_hit = True
@@ -329,7 +331,7 @@ class Mechanism:
                 raise AuthError(SERVER_SIGNATURE_MISMATCH, "success without server proof")
             self.cache_entry = self.data[1:]
             key, value = self.cache_entry
-            cache = self.salted_cache
+            cache = self.sasl_cache
             if cache is not None and not self.cache_hit:
                 # One entry per mechanism: drop entries of older salts or counts.
                 for old in list(cache):
@@ -346,7 +348,7 @@ class Mechanism:
         salt and iteration count; dropping it makes the next login run PBKDF2.
         """
         if self.cache_hit:
-            self.salted_cache.pop(self.data[1], None)
+            self.sasl_cache.pop(self.data[1], None)
         self.cache_hit = False
         self.cache_entry = None
 

@@ -3,7 +3,7 @@
 from binascii import unhexlify
 
 from support import raises
-from xmpp_lite import sasl
+from xmpp_lite import _compat, sasl
 from xmpp_lite.sasl import (
     INVALID_MECHANISM,
     SERVER_SIGNATURE_MISMATCH,
@@ -44,7 +44,7 @@ SHA256_SERVER_FINAL = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 
 
 def _scram_sha1(cache=None, password="pencil"):
-    mech = Mechanism("SCRAM-SHA-1", "user", password, salted_cache=cache, client_nonce=SHA1_NONCE)
+    mech = Mechanism("SCRAM-SHA-1", "user", password, sasl_cache=cache, client_nonce=SHA1_NONCE)
     assert mech.initial() == SHA1_CLIENT_FIRST
     return mech
 
@@ -80,12 +80,12 @@ def _with_counting_pbkdf2(fn):
 
 def _without_c_pbkdf2(fn):
     """Runs fn with sasl's own PBKDF2 loop, the one MicroPython runs (CPython has hashlib's in C)."""
-    original = sasl.pbkdf2_hmac
-    sasl.pbkdf2_hmac = None
+    original = _compat.pbkdf2_hmac
+    _compat.pbkdf2_hmac = None
     try:
         fn()
     finally:
-        sasl.pbkdf2_hmac = original
+        _compat.pbkdf2_hmac = original
 
 
 # --- HMAC -------------------------------------------------------------------
@@ -543,7 +543,7 @@ def test_discard_cache_drops_a_used_entry():
 
 def test_plain_never_touches_the_cache():
     cache = {}
-    mech = Mechanism("PLAIN", "user", "pencil", salted_cache=cache)
+    mech = Mechanism("PLAIN", "user", "pencil", sasl_cache=cache)
     mech.initial()
     mech.success(b"")
     assert cache == {}
