@@ -209,8 +209,9 @@ class Mechanism:
     """
 
     def __init__(self, name, username, password, sasl_cache=None, client_nonce=None):
-        if name not in supported_mechanisms():
-            raise AuthError(INVALID_MECHANISM, "unsupported mechanism " + str(name))
+        usable = supported_mechanisms()
+        if name not in usable:
+            raise AuthError(INVALID_MECHANISM, "offered: %s; usable%s: %s" % (name, "", ", ".join(usable)))
         username = _utf8(username, "username")
         password = _utf8(password, "password")
         if not username:
@@ -224,10 +225,11 @@ class Mechanism:
         # data: what the next step needs. PLAIN: its message. SCRAM: the client-first-message-bare
         # (RFC 5802 section 7) and the password, then (ServerSignature, cache key, cache value).
         if name == "PLAIN":
-            if b"\0" in username or b"\0" in password:
+            nul = bytes(1)  # one NUL byte (made here: a bytes literal would be an object on the heap)
+            if nul in username or nul in password:
                 raise ValueError("NUL in a PLAIN credential")
             # RFC 4616: authzid NUL authcid NUL passwd, with an empty authzid.
-            self.data = b"\0" + username + b"\0" + password
+            self.data = nul + username + nul + password
             return
         if client_nonce is None:
             from os import urandom
