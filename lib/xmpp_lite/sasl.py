@@ -203,9 +203,8 @@ class Mechanism:
     SCRAM client nonce, for tests only; by default it comes from os.urandom.
 
     ``client_done`` is true once our last message is out and only the server's
-    outcome is left. After a SCRAM success, ``cache_entry`` is the (key, value)
-    pair described in the module docstring and ``cache_hit`` tells whether
-    PBKDF2 was skipped.
+    outcome is left; ``cache_hit``, whether SCRAM took its keys from the cache
+    (and skipped PBKDF2).
     """
 
     def __init__(self, name, username, password, sasl_cache=None, client_nonce=None):
@@ -221,7 +220,6 @@ class Mechanism:
         self.state = _START
         self.client_done = False
         self.cache_hit = False
-        self.cache_entry = None
         # data: what the next step needs. PLAIN: its message. SCRAM: the client-first-message-bare
         # (RFC 5802 section 7) and the password, then (ServerSignature, cache key, cache value).
         if name == "PLAIN":
@@ -331,8 +329,7 @@ class Mechanism:
                 self.challenge(data)  # checks the server-final
             elif state != _VERIFIED:
                 raise AuthError(SERVER_SIGNATURE_MISMATCH, "success without server proof")
-            self.cache_entry = self.data[1:]
-            key, value = self.cache_entry
+            key, value = self.data[1:]
             cache = self.sasl_cache
             if cache is not None and not self.cache_hit:
                 # One entry per mechanism: drop entries of older salts or counts.
@@ -352,7 +349,6 @@ class Mechanism:
         if self.cache_hit:
             self.sasl_cache.pop(self.data[1], None)
         self.cache_hit = False
-        self.cache_entry = None
 
 
 # --- the SASL and SASL2 elements (RFC 6120 section 6, XEP-0388) ---------------------------------
