@@ -262,11 +262,12 @@ class Mechanism:
             data = str(data, "utf-8")  # SCRAM's messages are UTF-8 text
         except UnicodeError:
             data = ""  # not SCRAM: fails the checks below
+        parts = data.split(",")
         if state == _FINAL_SENT:
             # The server-final: sent as a challenge (RFC 6120 6.3.10), we answer
             # with an empty response and <success/> follows without data;
             # success() brings the one it carries here too.
-            text = data[2:].split(",")[0]
+            text = parts[0][2:]
             if data[:2] == "e=":
                 raise AuthError(_SERVER_ERROR, text)
             if data[:2] != "v=":
@@ -279,7 +280,6 @@ class Mechanism:
             return b""
         # The server-first: r=nonce,s=salt,i=iterations (RFC 5802 section 7); an
         # m= first (a mandatory extension) is not supported.
-        parts = data.split(",")
         if len(parts) < 3 or parts[0][:2] + parts[1][:2] + parts[2][:2] != "r=s=i=":
             raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")
         first, password = self.data
@@ -299,10 +299,10 @@ class Mechanism:
         count = int(count)
         # ClientKey + ServerKey, from the cache or through PBKDF2.
         name = self.name[6:9].lower() + self.name[10:]  # SCRAM-SHA-256: sha256
-        size = len(getattr(hashlib, name)().digest())
+        size = 20 if name == "sha1" else 32  # the digest
         key = ",".join((self.name, parts[1][2:], str(count)))
         cache = self.sasl_cache
-        value = cache.get(key) if cache is not None else None
+        value = cache is not None and cache.get(key)
         if isinstance(value, (bytes, bytearray)) and len(value) == 2 * size:
             self.cache_hit = True
             value = bytes(value)

@@ -236,7 +236,7 @@ def test_choose_strips_whitespace_and_accepts_bytes():
 def test_choose_refuses_plain_when_not_allowed():
     error = raises(AuthError, choose_mechanism, ["DIGEST-MD5", "PLAIN", "ANONYMOUS", "CRAM-MD5"], False)
     assert error.condition == INVALID_MECHANISM
-    assert "PLAIN" in error.text
+    assert "PLAIN" in error.text and "without TLS" in error.text
     assert choose_mechanism(["PLAIN", "SCRAM-SHA-1"], allow_plain=False) == "SCRAM-SHA-1"
 
 
@@ -363,6 +363,16 @@ def test_scram_nonce_must_extend_the_client_nonce():
 def test_scram_nonce_with_forbidden_characters_is_rejected():
     mech = _scram_sha1()
     error = raises(AuthError, mech.challenge, _server_first(nonce=b"fyko+d2lbbFgONRv9qkxdawL\x01x"))
+    assert error.condition == MALFORMED_CHALLENGE
+
+
+def test_scram_non_utf8_server_messages_are_malformed():
+    mech = _scram_sha1()
+    error = raises(AuthError, mech.challenge, SHA1_SERVER_FIRST + b",x=\xff")
+    assert error.condition == MALFORMED_CHALLENGE
+    mech = _scram_sha1()
+    mech.challenge(SHA1_SERVER_FIRST)
+    error = raises(AuthError, mech.success, b"e=\xff")
     assert error.condition == MALFORMED_CHALLENGE
 
 
@@ -550,3 +560,28 @@ def test_plain_never_touches_the_cache():
     mech.initial()
     mech.success(b"")
     assert cache == {}
+
+
+# --- the SASL and SASL2 elements --------------------------------------------
+
+
+def test_response_and_authenticate_elements():
+    assert sasl.response(b"ab", sasl.NS_SASL) == b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>YWI=</response>"
+    assert sasl.response(b"", sasl.NS_SASL2) == b"<response xmlns='urn:xmpp:sasl:2'></response>"
+    assert sasl.authenticate("PLAIN", b"ab", sasl.BIND2) == (
+        b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>YWI=</initial-response>"
+        b"<bind xmlns='urn:xmpp:bind:0'/></authenticate>")
+    assert sasl.authenticate("SCRAM-SHA-1", b"", b"").endswith(b"<initial-response></initial-response></authenticate>")
+
+
+def test_failure_element_gives_condition_and_text():
+    from xmpp_lite.stanza import Element
+
+    failure = Element("failure", xmlns=sasl.NS_SASL, children=[
+        Element("not-authorized"), Element("text", text="Invalid username or password")])
+    error = sasl.failure(failure)
+    assert isinstance(error, AuthError) and error.condition == "not-authorized"
+    assert error.text == "Invalid username or password"
+    error = sasl.failure(Element("failure", xmlns=sasl.NS_SASL))
+    assert error.condition == "not-authorized" and error.text == ""
+    assert sasl.failure(Element("failure", xmlns=sasl.NS_SASL, children=[Element("aborted")])).condition == "aborted"
