@@ -235,7 +235,7 @@ class Mechanism:
             client_nonce = b64encode(urandom(_NONCE_BYTES))
         # Printable ASCII without "," (RFC 5802 section 5.1).
         if not client_nonce or ord(min(client_nonce)) < 0x21 or ord(max(client_nonce)) > 0x7E or "," in client_nonce:
-            raise ValueError("client nonce: not printable")  # (or not str)
+            raise ValueError("nonce: not printable")  # or not str: the client nonce given
         # The client-first message: the GS2 header "n,," (no channel binding, no authzid), then the bare part.
         self.data = ("n,,n=" + username.decode().replace("=", "=3D").replace(",", "=2C") + ",r=" + client_nonce,
                      password)
@@ -288,7 +288,7 @@ class Mechanism:
         if len(nonce) <= len(mine) or not nonce.startswith(mine):
             raise AuthError(_NONCE_MISMATCH, "server nonce must extend ours")
         if ord(min(nonce)) < 0x21 or ord(max(nonce)) > 0x7E:
-            raise AuthError(_MALFORMED_CHALLENGE, "server nonce: not printable")
+            raise AuthError(_MALFORMED_CHALLENGE, "nonce: not printable")  # the server's
         salt = b64decode(parts[1][2:])
         if not salt:
             raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")  # an empty salt
