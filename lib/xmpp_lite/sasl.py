@@ -122,20 +122,21 @@ def b64decode(text):
     raise AuthError(_INCORRECT_ENCODING, "not base64 or over %d chars" % _MAX_B64_CHARS)
 
 
-def hmac(name, key, data, count):
-    """HMAC (RFC 2104) with the hashlib hash ``name`` ("sha1", "sha256"), or PBKDF2 built on it.
+def pbkdf2_hmac(name, key, data, count):
+    """PBKDF2-HMAC (RFC 8018) as hashlib's, one block; with ``count`` 0, the HMAC (RFC 2104) itself.
 
-    ``count`` 0: HMAC of ``data`` with ``key``. ``count`` >= 1: PBKDF2-HMAC
-    (RFC 8018) of password ``key`` and salt ``data`` with ``count`` iterations,
-    its first block (as long as the digest: what SCRAM needs), in C where the
-    runtime has it. MicroPython hash objects have no copy() and refuse update()
-    after digest(), so every HMAC hashes its padded key block again; the
-    running XOR of PBKDF2 is kept as one integer, with no per-byte loop.
+    ``name`` is the hashlib hash ("sha1", "sha256"). ``count`` >= 1: PBKDF2
+    of password ``key`` and salt ``data`` with ``count`` iterations, its first
+    block (as long as the digest: what SCRAM needs), in C where the runtime
+    has it. ``count`` 0: HMAC of ``data`` with ``key``. MicroPython hash
+    objects have no copy() and refuse update() after digest(), so every HMAC
+    hashes its padded key block again; the running XOR of PBKDF2 is kept as
+    one integer, with no per-byte loop.
     """
-    from xmpp_lite._compat import pbkdf2_hmac  # here: one module global less
+    from xmpp_lite import _compat  # here: one module global less
 
-    if count and pbkdf2_hmac:
-        return pbkdf2_hmac(name, key, data, count)
+    if count and _compat.pbkdf2_hmac:
+        return _compat.pbkdf2_hmac(name, key, data, count)
     hash_new = getattr(hashlib, name)
     if len(key) > _BLOCK_SIZE:
         key = hash_new(key).digest()
@@ -203,8 +204,7 @@ class Mechanism:
     SCRAM client nonce, for tests only; by default it comes from os.urandom.
 
     ``client_done`` is true once our last message is out and only the server's
-    outcome is left; ``cache_hit``, whether SCRAM took its keys from the cache
-    (and skipped PBKDF2).
+    outcome is left.
     """
 
     def __init__(self, name, username, password, sasl_cache=None, client_nonce=None):
@@ -219,9 +219,9 @@ class Mechanism:
         self.sasl_cache = sasl_cache
         self.state = _START
         self.client_done = False
-        self.cache_hit = False
         # data: what the next step needs. PLAIN: its message. SCRAM: the client-first-message-bare
-        # (RFC 5802 section 7) and the password, then (ServerSignature, cache key, cache value).
+        # (RFC 5802 section 7) and the password, then (ServerSignature, cache key, cache value,
+        # whether that value came from the cache).
         if name == "PLAIN":
             nul = bytes(1)  # one NUL byte (made here: a bytes literal would be an object on the heap)
             if nul in username or nul in password:
@@ -283,7 +283,7 @@ class Mechanism:
         if len(parts) < 3 or parts[0][:2] + parts[1][:2] + parts[2][:2] != "r=s=i=":
             raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")
         first, password = self.data
-        mine = first[first.find(",r=") + 3:]  # the client nonce: the escaped name has no ","
+        mine = first.split(",")[3][2:]  # n,,n=name,r=nonce: neither the escaped name nor the nonce has a ","
         nonce = parts[0][2:]
         if len(nonce) <= len(mine) or not nonce.startswith(mine):
             raise AuthError(_NONCE_MISMATCH, "server nonce must extend ours")
@@ -303,17 +303,18 @@ class Mechanism:
         key = ",".join((self.name, parts[1][2:], str(count)))
         cache = self.sasl_cache
         value = cache is not None and cache.get(key)
-        if isinstance(value, (bytes, bytearray)) and len(value) == 2 * size:
-            self.cache_hit = True
+        hit = isinstance(value, (bytes, bytearray)) and len(value) == 2 * size
+        if hit:
             value = bytes(value)
         else:
-            salted = hmac(name, password, salt, count)
-            value = hmac(name, salted, "Client Key".encode(), 0) + hmac(name, salted, "Server Key".encode(), 0)
+            salted = pbkdf2_hmac(name, password, salt, count)
+            value = (pbkdf2_hmac(name, salted, "Client Key".encode(), 0)
+                     + pbkdf2_hmac(name, salted, "Server Key".encode(), 0))
         without_proof = "c=biws,r=" + nonce  # biws: the GS2 header in base64
         message = (first[3:] + "," + data + "," + without_proof).encode()  # the AuthMessage
-        signature = hmac(name, getattr(hashlib, name)(value[:size]).digest(), message, 0)
+        signature = pbkdf2_hmac(name, getattr(hashlib, name)(value[:size]).digest(), message, 0)
         proof = (int.from_bytes(value[:size], "big") ^ int.from_bytes(signature, "big")).to_bytes(size, "big")
-        self.data = (hmac(name, value[size:], message, 0), key, value)  # the password is dropped
+        self.data = (pbkdf2_hmac(name, value[size:], message, 0), key, value, hit)  # the password is dropped
         self.state = _FINAL_SENT
         self.client_done = True
         return (without_proof + ",p=" + b64encode(proof)).encode()
@@ -329,9 +330,9 @@ class Mechanism:
                 self.challenge(data)  # checks the server-final
             elif state != _VERIFIED:
                 raise AuthError(SERVER_SIGNATURE_MISMATCH, "success without server proof")
-            key, value = self.data[1:]
+            key, value, hit = self.data[1:]
             cache = self.sasl_cache
-            if cache is not None and not self.cache_hit:
+            if cache is not None and not hit:  # a hit: the cache has it already
                 # One entry per mechanism: drop entries of older salts or counts.
                 for old in list(cache):
                     if old != key and isinstance(old, str) and old.startswith(self.name + ","):
@@ -346,9 +347,9 @@ class Mechanism:
         A cached entry goes stale if the server changes the password but keeps
         salt and iteration count; dropping it makes the next login run PBKDF2.
         """
-        if self.cache_hit:
-            self.sasl_cache.pop(self.data[1], None)
-        self.cache_hit = False
+        data = self.data
+        if self.state >= _FINAL_SENT and data and data[3]:  # SCRAM, past the client-final, cache hit
+            self.sasl_cache.pop(data[1], None)
 
 
 # --- the SASL and SASL2 elements (RFC 6120 section 6, XEP-0388) ---------------------------------

@@ -57,11 +57,11 @@ def _server_first(iterations=b"4096", salt=b"QSXCR+Q6sek8bf92", nonce=None):
 
 
 class _CountingPbkdf2:
-    """Stands in for sasl.hmac and counts the PBKDF2 calls (those with an iteration count)."""
+    """Stands in for sasl.pbkdf2_hmac and counts the PBKDF2 calls (those with an iteration count)."""
 
     def __init__(self):
         self.calls = 0
-        self.original = sasl.hmac
+        self.original = sasl.pbkdf2_hmac
 
     def __call__(self, *args):
         if args[3]:
@@ -71,11 +71,11 @@ class _CountingPbkdf2:
 
 def _with_counting_pbkdf2(fn):
     counter = _CountingPbkdf2()
-    sasl.hmac = counter
+    sasl.pbkdf2_hmac = counter
     try:
         fn(counter)
     finally:
-        sasl.hmac = counter.original
+        sasl.pbkdf2_hmac = counter.original
 
 
 def _without_c_pbkdf2(fn):
@@ -110,14 +110,14 @@ def test_hmac_sha1_rfc2202_vectors():
         ),
     )
     for key, msg, expected in vectors:
-        assert sasl.hmac("sha1", key, msg, 0) == unhexlify(expected)
+        assert sasl.pbkdf2_hmac("sha1", key, msg, 0) == unhexlify(expected)
 
 
 def test_hmac_sha256_rfc4231_vectors():
-    assert sasl.hmac("sha256", b"\x0b" * 20, b"Hi There", 0) == unhexlify(
+    assert sasl.pbkdf2_hmac("sha256", b"\x0b" * 20, b"Hi There", 0) == unhexlify(
         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
     )
-    assert sasl.hmac("sha256", b"Jefe", b"what do ya want for nothing?", 0) == unhexlify(
+    assert sasl.pbkdf2_hmac("sha256", b"Jefe", b"what do ya want for nothing?", 0) == unhexlify(
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     )
 
@@ -141,26 +141,26 @@ _RFC6070 = (
 
 
 def test_pbkdf2_rfc6070_vectors():
-    # sasl.hmac gives PBKDF2's first block, as long as the digest (all SCRAM needs): the first 20 bytes here.
+    # sasl.pbkdf2_hmac gives PBKDF2's first block, as long as the digest (all SCRAM needs): the first 20 bytes here.
     for password, salt, iterations, dklen, expected in _RFC6070:
-        assert sasl.hmac("sha1", password, salt, iterations)[:dklen] == unhexlify(expected)[:20]
+        assert sasl.pbkdf2_hmac("sha1", password, salt, iterations)[:dklen] == unhexlify(expected)[:20]
 
 
 def test_pbkdf2_python_loop_rfc6070_vectors():
-    # The loop MicroPython runs; on CPython sasl.hmac takes hashlib's C version instead.
+    # The loop MicroPython runs; on CPython sasl.pbkdf2_hmac takes hashlib's C version instead.
     def check():
         for password, salt, iterations, dklen, expected in _RFC6070:
-            assert sasl.hmac("sha1", password, salt, iterations)[:dklen] == unhexlify(expected)[:20]
+            assert sasl.pbkdf2_hmac("sha1", password, salt, iterations)[:dklen] == unhexlify(expected)[:20]
 
     _without_c_pbkdf2(check)
 
 
 def test_pbkdf2_length_is_the_digest_size():
-    expected = sasl.hmac("sha256", b"password", b"salt", 2)
-    assert len(expected) == 32 and len(sasl.hmac("sha1", b"password", b"salt", 2)) == 20
+    expected = sasl.pbkdf2_hmac("sha256", b"password", b"salt", 2)
+    assert len(expected) == 32 and len(sasl.pbkdf2_hmac("sha1", b"password", b"salt", 2)) == 20
 
     def check():
-        assert sasl.hmac("sha256", b"password", b"salt", 2) == expected
+        assert sasl.pbkdf2_hmac("sha256", b"password", b"salt", 2) == expected
 
     _without_c_pbkdf2(check)
 
@@ -293,7 +293,6 @@ def test_scram_sha1_rfc5802_exchange():
     mech.success(SHA1_SERVER_FINAL)
     assert list(cache) == [SHA1_CACHE_KEY]
     assert len(cache[SHA1_CACHE_KEY]) == 40  # ClientKey + ServerKey
-    assert not mech.cache_hit
 
 
 def test_scram_sha1_exchange_through_base64():
@@ -490,9 +489,52 @@ def test_cache_hit_skips_pbkdf2():
         assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
         mech.success(SHA1_SERVER_FINAL)
         assert counter.calls == 1
-        assert mech.cache_hit
 
     _with_counting_pbkdf2(check)
+
+
+class _RecordingCache:
+    """A salted-key cache (get, item assignment, del, pop, iteration) that records what is written to it."""
+
+    def __init__(self, entries):
+        self.entries = dict(entries)
+        self.writes = []
+
+    def get(self, key, default=None):
+        return self.entries.get(key, default)
+
+    def __setitem__(self, key, value):
+        self.writes.append(("set", key))
+        self.entries[key] = value
+
+    def __delitem__(self, key):
+        self.writes.append(("del", key))
+        del self.entries[key]
+
+    def pop(self, key, default=None):
+        self.writes.append(("pop", key))
+        return self.entries.pop(key, default)
+
+    def __iter__(self):
+        return iter(list(self.entries))
+
+
+def test_cache_hit_writes_nothing():
+    # A cache kept in flash must not be rewritten at every login.
+    cache = {}
+    mech = _scram_sha1(cache)
+    mech.challenge(SHA1_SERVER_FIRST)
+    mech.success(SHA1_SERVER_FINAL)
+    recording = _RecordingCache(cache)
+    mech = _scram_sha1(recording)
+    assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
+    mech.success(SHA1_SERVER_FINAL)
+    assert recording.writes == []
+    recording = _RecordingCache({"SCRAM-SHA-1,b2xkc2FsdA==,4096": b"\x00" * 40})
+    mech = _scram_sha1(recording)
+    mech.challenge(SHA1_SERVER_FIRST)
+    mech.success(SHA1_SERVER_FINAL)  # a miss: the new entry replaces the old one
+    assert recording.writes == [("del", "SCRAM-SHA-1,b2xkc2FsdA==,4096"), ("set", SHA1_CACHE_KEY)]
 
 
 def test_cached_keys_are_used_instead_of_the_password():
@@ -501,7 +543,6 @@ def test_cached_keys_are_used_instead_of_the_password():
     mech = _scram_sha1(cache)
     response = mech.challenge(SHA1_SERVER_FIRST)
     assert response != SHA1_CLIENT_FINAL
-    assert mech.cache_hit
     # ... and the server's real signature no longer matches the cached ServerKey.
     error = raises(AuthError, mech.success, SHA1_SERVER_FINAL)
     assert error.condition == SERVER_SIGNATURE_MISMATCH
@@ -522,7 +563,6 @@ def test_cache_entry_of_wrong_size_is_ignored():
         mech = _scram_sha1(cache)
         assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
         assert counter.calls == 1
-        assert not mech.cache_hit
         mech.success(SHA1_SERVER_FINAL)
         assert len(cache[SHA1_CACHE_KEY]) == 40
 
@@ -551,7 +591,21 @@ def test_discard_cache_drops_a_used_entry():
     mech.challenge(SHA1_SERVER_FIRST)
     mech.discard_cache()  # e.g. the server answered <failure><not-authorized/></failure>
     assert cache == {}
-    assert not mech.cache_hit
+
+
+def test_discard_cache_keeps_entries_this_login_did_not_use():
+    entry = {SHA1_CACHE_KEY: b"\x00" * 20}  # wrong size: not used, PBKDF2 runs
+    cache = dict(entry)
+    mech = _scram_sha1(cache)
+    mech.discard_cache()  # before the client-final
+    mech.challenge(SHA1_SERVER_FIRST)
+    mech.discard_cache()
+    assert cache == entry
+    mech = Mechanism("PLAIN", "user", "pencil", sasl_cache=cache)
+    mech.discard_cache()
+    mech.initial()
+    mech.discard_cache()
+    assert cache == entry
 
 
 def test_plain_never_touches_the_cache():
