@@ -157,10 +157,10 @@ def pbkdf2_hmac(name, key, data, count):
 
 def supported_mechanisms():
     """Names this runtime can do, strongest first."""
-    names = []
-    for name in "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN".split():
-        if name == "PLAIN" or hasattr(hashlib, name[6:9].lower() + name[10:]):  # SCRAM-SHA-256: sha256
-            names.append(name)
+    names = "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN".split()
+    for name in names[:2]:
+        if not hasattr(hashlib, name[6:9].lower() + name[10:]):  # SCRAM-SHA-256: hashlib.sha256
+            names.remove(name)
     return names
 
 
