@@ -186,15 +186,6 @@ def choose_mechanism(mechanisms, allow_plain=True):
                     % (", ".join(names), "" if allow_plain else " without TLS", ", ".join(usable)))
 
 
-def _utf8(value, name):
-    """``value`` (str, bytes or bytearray) as bytes: str as UTF-8."""
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    raise ValueError(name + " must be str or bytes")
-
-
 class Mechanism:
     """One login attempt with ``name`` ("SCRAM-SHA-256", "SCRAM-SHA-1" or "PLAIN").
 
@@ -211,8 +202,14 @@ class Mechanism:
         usable = supported_mechanisms()
         if name not in usable:
             raise AuthError(INVALID_MECHANISM, "offered: %s; usable%s: %s" % (name, "", ", ".join(usable)))
-        username = _utf8(username, "username")
-        password = _utf8(password, "password")
+        credentials = []
+        for value in (username, password):
+            if isinstance(value, str):
+                value = value.encode()  # UTF-8
+            if not isinstance(value, (bytes, bytearray)):
+                raise ValueError("credentials must be str/bytes")
+            credentials.append(bytes(value))
+        username, password = credentials
         if not username:
             raise ValueError("empty username")
         self.name = name

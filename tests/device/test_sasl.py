@@ -270,6 +270,13 @@ def test_plain_rejects_nul_in_credentials():
     raises(ValueError, Mechanism, "PLAIN", "user", "pen\0cil")
 
 
+def test_credentials_must_be_str_or_bytes():
+    raises(ValueError, Mechanism, "PLAIN", 5, "pencil")
+    raises(ValueError, Mechanism, "SCRAM-SHA-1", "user", None)
+    raises(ValueError, Mechanism, "SCRAM-SHA-1", "", "pencil")  # nor empty, the username
+    assert Mechanism("PLAIN", b"user", bytearray(b"pencil")).initial() == b"\0user\0pencil"
+
+
 def test_plain_rejects_a_challenge():
     mech = Mechanism("PLAIN", "user", "pencil")
     mech.initial()
