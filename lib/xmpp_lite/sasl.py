@@ -248,7 +248,7 @@ class Mechanism:
             self.client_done = True
             return data
         self.state = _FIRST_SENT
-        return data[0].encode()
+        return data[0].encode()  # type: ignore[attr-defined]  # SCRAM: data is (str, bytes), not PLAIN's bytes
 
     def challenge(self, data):
         """The response to a server challenge, raw bytes."""
@@ -280,7 +280,8 @@ class Mechanism:
         if len(parts) < 3 or parts[0][:2] + parts[1][:2] + parts[2][:2] != "r=s=i=":
             raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")
         first, password = self.data
-        mine = first.split(",")[3][2:]  # n,,n=name,r=nonce: neither the escaped name nor the nonce has a ","
+        # n,,n=name,r=nonce: neither the escaped name nor the nonce has a ",".
+        mine = first.split(",")[3][2:]  # type: ignore[attr-defined]  # data is (str, bytes) here
         nonce = parts[0][2:]
         if len(nonce) <= len(mine) or not nonce.startswith(mine):
             raise AuthError(_NONCE_MISMATCH, "server nonce must extend ours")
