@@ -57,22 +57,17 @@ import hashlib
 from xmpp_lite._compat import const
 from xmpp_lite.errors import AuthError
 
-NS_SASL = const("urn:ietf:params:xml:ns:xmpp-sasl")
-NS_SASL2 = const("urn:xmpp:sasl:2")  # XEP-0388, Extensible SASL Profile
-NS_BIND2 = const("urn:xmpp:bind:0")  # XEP-0386, Bind 2
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+NS_SASL2 = "urn:xmpp:sasl:2"  # XEP-0388, Extensible SASL Profile
+NS_BIND2 = "urn:xmpp:bind:0"  # XEP-0386, Bind 2
 
 # SASL2: the Bind2 request inside <authenticate/> (XEP-0386); the server picks the resource.
-BIND2 = const(b"<bind xmlns='urn:xmpp:bind:0'/>")
+BIND2 = b"<bind xmlns='urn:xmpp:bind:0'/>"
 
 # Conditions of AuthError raised by this module (the module docstring lists them all).
 # Conditions of a <failure/> from the server (RFC 6120 section 6.5) are passed through.
-INVALID_MECHANISM = const("invalid-mechanism")
-SERVER_SIGNATURE_MISMATCH = const("server-signature-mismatch")
-_INCORRECT_ENCODING = const("incorrect-encoding")
-_MALFORMED_CHALLENGE = const("malformed-challenge")
-_NONCE_MISMATCH = const("nonce-mismatch")
-_BAD_ITERATION_COUNT = const("bad-iteration-count")
-_SERVER_ERROR = const("server-error")
+INVALID_MECHANISM = "invalid-mechanism"
+SERVER_SIGNATURE_MISMATCH = "server-signature-mismatch"
 
 # RFC 5802 section 5.1: the iteration count SHOULD be at least 4096. A lower
 # count from the server would make an offline attack on the proof cheap; a
@@ -119,7 +114,7 @@ def b64decode(text):
                 return data
         except ValueError:  # UnicodeError too
             pass
-    raise AuthError(_INCORRECT_ENCODING, "not base64 or over %d chars" % _MAX_B64_CHARS)
+    raise AuthError("incorrect-encoding", "not base64 or over %d chars" % _MAX_B64_CHARS)
 
 
 def pbkdf2_hmac(name, key, data, count):
@@ -254,7 +249,7 @@ class Mechanism:
         """The response to a server challenge, raw bytes."""
         state = self.state
         if self.name == "PLAIN" or state == _START or state > _FINAL_SENT:  # PLAIN takes none
-            raise AuthError(_MALFORMED_CHALLENGE, "unexpected %s" % "challenge")
+            raise AuthError("malformed-challenge", "unexpected %s" % "challenge")
         try:
             data = str(data, "utf-8")  # SCRAM's messages are UTF-8 text
         except UnicodeError:
@@ -266,9 +261,9 @@ class Mechanism:
             # success() brings the one it carries here too.
             text = parts[0][2:]
             if data[:2] == "e=":
-                raise AuthError(_SERVER_ERROR, text)
+                raise AuthError("server-error", text)
             if data[:2] != "v=":
-                raise AuthError(_MALFORMED_CHALLENGE, "server-final message has no v=")
+                raise AuthError("malformed-challenge", "server-final message has no v=")
             if b64decode(text) != self.data[0]:
                 raise AuthError(SERVER_SIGNATURE_MISMATCH,
                                 "server does not know the password (or someone is in between)")
@@ -278,22 +273,22 @@ class Mechanism:
         # The server-first: r=nonce,s=salt,i=iterations (RFC 5802 section 7); an
         # m= first (a mandatory extension) is not supported.
         if len(parts) < 3 or parts[0][:2] + parts[1][:2] + parts[2][:2] != "r=s=i=":
-            raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")
+            raise AuthError("malformed-challenge", "server-first is not r=,s=,i=")
         first, password = self.data
         # n,,n=name,r=nonce: neither the escaped name nor the nonce has a ",".
         mine = first.split(",")[3][2:]  # type: ignore[attr-defined]  # data is (str, bytes) here
         nonce = parts[0][2:]
         if len(nonce) <= len(mine) or not nonce.startswith(mine):
-            raise AuthError(_NONCE_MISMATCH, "server nonce must extend ours")
+            raise AuthError("nonce-mismatch", "server nonce must extend ours")
         if ord(min(nonce)) < 0x21 or ord(max(nonce)) > 0x7E:
-            raise AuthError(_MALFORMED_CHALLENGE, "nonce: not printable")  # the server's
+            raise AuthError("malformed-challenge", "nonce: not printable")  # the server's
         salt = b64decode(parts[1][2:])
         if not salt:
-            raise AuthError(_MALFORMED_CHALLENGE, "server-first is not r=,s=,i=")  # an empty salt
+            raise AuthError("malformed-challenge", "server-first is not r=,s=,i=")  # an empty salt
         count = parts[2][2:]
         if (not count.encode().isdigit() or len(count) > _MAX_ITERATION_DIGITS  # ASCII digits only
                 or int(count) < _MIN_ITERATIONS or int(count) > _MAX_ITERATIONS):
-            raise AuthError(_BAD_ITERATION_COUNT, "iterations %s not in %d..%d" % (count, _MIN_ITERATIONS, _MAX_ITERATIONS))
+            raise AuthError("bad-iteration-count", "iterations %s not in %d..%d" % (count, _MIN_ITERATIONS, _MAX_ITERATIONS))
         count = int(count)
         # ClientKey + ServerKey, from the cache or through PBKDF2.
         name = self.name[6:9].lower() + self.name[10:]  # SCRAM-SHA-256: sha256
@@ -321,7 +316,7 @@ class Mechanism:
         """Accept <success/>; for SCRAM the server must have proved itself."""
         state = self.state
         if state == _DONE or self.name == "PLAIN" and state != _FINAL_SENT:
-            raise AuthError(_MALFORMED_CHALLENGE, "unexpected %s" % "success")
+            raise AuthError("malformed-challenge", "unexpected %s" % "success")
         if self.name != "PLAIN":
             if data and state >= _FINAL_SENT:
                 self.state = _FINAL_SENT
