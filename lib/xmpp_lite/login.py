@@ -442,7 +442,7 @@ class Login:
 
         session = self.session
         try:
-            self._mech = sasl.Mechanism(name, session.username, self.password, salted_cache=self.sasl_cache,
+            self._mech = sasl.Mechanism(name, session.username, self.password, sasl_cache=self.sasl_cache,
                                         client_nonce=self.client_nonce)
             initial = self._mech.initial()
         except ValueError as error:  # e.g. a NUL in the password for PLAIN

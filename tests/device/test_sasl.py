@@ -3,24 +3,27 @@
 from binascii import unhexlify
 
 from support import raises
-from xmpp_lite import sasl
+from xmpp_lite import _compat, sasl
 from xmpp_lite.sasl import (
-    BAD_ITERATION_COUNT,
-    INCORRECT_ENCODING,
     INVALID_MECHANISM,
-    MALFORMED_CHALLENGE,
-    MAX_ITERATIONS,
-    MIN_ITERATIONS,
-    NONCE_MISMATCH,
-    SERVER_ERROR,
     SERVER_SIGNATURE_MISMATCH,
     AuthError,
     Mechanism,
     b64decode,
     b64encode,
-    b64encode_initial,
     choose_mechanism,
 )
+
+# The module's other conditions are private constants (folded into its code on MicroPython): the
+# documented strings are the contract.
+INCORRECT_ENCODING = "incorrect-encoding"
+MALFORMED_CHALLENGE = "malformed-challenge"
+NONCE_MISMATCH = "nonce-mismatch"
+BAD_ITERATION_COUNT = "bad-iteration-count"
+SERVER_ERROR = "server-error"
+# The iteration counts accepted from the server (RFC 5802 section 5.1's minimum; the cap keeps a board responsive).
+MIN_ITERATIONS = 4096
+MAX_ITERATIONS = 100000
 
 # RFC 5802 section 5: the SCRAM-SHA-1 example exchange (user "user", password "pencil").
 SHA1_NONCE = "fyko+d2lbbFgONRv9qkxdawL"
@@ -41,7 +44,7 @@ SHA256_SERVER_FINAL = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 
 
 def _scram_sha1(cache=None, password="pencil"):
-    mech = Mechanism("SCRAM-SHA-1", "user", password, salted_cache=cache, client_nonce=SHA1_NONCE)
+    mech = Mechanism("SCRAM-SHA-1", "user", password, sasl_cache=cache, client_nonce=SHA1_NONCE)
     assert mech.initial() == SHA1_CLIENT_FIRST
     return mech
 
@@ -54,24 +57,35 @@ def _server_first(iterations=b"4096", salt=b"QSXCR+Q6sek8bf92", nonce=None):
 
 
 class _CountingPbkdf2:
-    """Stands in for sasl.pbkdf2 and counts the calls."""
+    """Stands in for sasl.pbkdf2_hmac and counts the PBKDF2 calls (those with an iteration count)."""
 
     def __init__(self):
         self.calls = 0
-        self.original = sasl.pbkdf2
+        self.original = sasl.pbkdf2_hmac
 
     def __call__(self, *args):
-        self.calls += 1
+        if args[3]:
+            self.calls += 1
         return self.original(*args)
 
 
 def _with_counting_pbkdf2(fn):
     counter = _CountingPbkdf2()
-    sasl.pbkdf2 = counter
+    sasl.pbkdf2_hmac = counter
     try:
         fn(counter)
     finally:
-        sasl.pbkdf2 = counter.original
+        sasl.pbkdf2_hmac = counter.original
+
+
+def _without_c_pbkdf2(fn):
+    """Runs fn with sasl's own PBKDF2 loop, the one MicroPython runs (CPython has hashlib's in C)."""
+    original = _compat.pbkdf2_hmac
+    _compat.pbkdf2_hmac = None
+    try:
+        fn()
+    finally:
+        _compat.pbkdf2_hmac = original
 
 
 # --- HMAC -------------------------------------------------------------------
@@ -96,14 +110,14 @@ def test_hmac_sha1_rfc2202_vectors():
         ),
     )
     for key, msg, expected in vectors:
-        assert sasl.hmac_digest("sha1", key, msg) == unhexlify(expected)
+        assert sasl.pbkdf2_hmac("sha1", key, msg, 0) == unhexlify(expected)
 
 
 def test_hmac_sha256_rfc4231_vectors():
-    assert sasl.hmac_digest("sha256", b"\x0b" * 20, b"Hi There") == unhexlify(
+    assert sasl.pbkdf2_hmac("sha256", b"\x0b" * 20, b"Hi There", 0) == unhexlify(
         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
     )
-    assert sasl.hmac_digest("sha256", b"Jefe", b"what do ya want for nothing?") == unhexlify(
+    assert sasl.pbkdf2_hmac("sha256", b"Jefe", b"what do ya want for nothing?", 0) == unhexlify(
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     )
 
@@ -127,24 +141,28 @@ _RFC6070 = (
 
 
 def test_pbkdf2_rfc6070_vectors():
+    # sasl.pbkdf2_hmac gives PBKDF2's first block, as long as the digest (all SCRAM needs): the first 20 bytes here.
     for password, salt, iterations, dklen, expected in _RFC6070:
-        assert sasl.pbkdf2("sha1", password, salt, iterations, dklen) == unhexlify(expected)
+        assert sasl.pbkdf2_hmac("sha1", password, salt, iterations)[:dklen] == unhexlify(expected)[:20]
 
 
 def test_pbkdf2_python_loop_rfc6070_vectors():
-    # The loop MicroPython runs; on CPython pbkdf2() takes hashlib's C version instead.
-    for password, salt, iterations, dklen, expected in _RFC6070:
-        assert sasl._pbkdf2_loop("sha1", password, salt, iterations, dklen) == unhexlify(expected)
+    # The loop MicroPython runs; on CPython sasl.pbkdf2_hmac takes hashlib's C version instead.
+    def check():
+        for password, salt, iterations, dklen, expected in _RFC6070:
+            assert sasl.pbkdf2_hmac("sha1", password, salt, iterations)[:dklen] == unhexlify(expected)[:20]
+
+    _without_c_pbkdf2(check)
 
 
-def test_pbkdf2_default_length_is_the_digest_size():
-    assert sasl.pbkdf2("sha1", b"password", b"salt", 2) == unhexlify("ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957")
-    assert len(sasl._pbkdf2_loop("sha256", b"password", b"salt", 2)) == 32
-    assert sasl._pbkdf2_loop("sha256", b"password", b"salt", 2) == sasl.pbkdf2("sha256", b"password", b"salt", 2)
+def test_pbkdf2_length_is_the_digest_size():
+    expected = sasl.pbkdf2_hmac("sha256", b"password", b"salt", 2)
+    assert len(expected) == 32 and len(sasl.pbkdf2_hmac("sha1", b"password", b"salt", 2)) == 20
 
+    def check():
+        assert sasl.pbkdf2_hmac("sha256", b"password", b"salt", 2) == expected
 
-def test_pbkdf2_rejects_zero_iterations():
-    raises(ValueError, sasl.pbkdf2, "sha1", b"password", b"salt", 0)
+    _without_c_pbkdf2(check)
 
 
 # --- base64 -----------------------------------------------------------------
@@ -157,8 +175,8 @@ def test_b64encode_has_no_newline():
 
 
 def test_empty_initial_response_is_an_equals_sign():
-    assert b64encode_initial(b"") == "="
-    assert b64encode_initial(b"ab") == "YWI="
+    assert sasl.auth("PLAIN", b"") == b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>=</auth>"
+    assert sasl.auth("PLAIN", b"ab") == b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>YWI=</auth>"
 
 
 def test_b64decode_accepts_str_bytes_and_empty_forms():
@@ -218,7 +236,7 @@ def test_choose_strips_whitespace_and_accepts_bytes():
 def test_choose_refuses_plain_when_not_allowed():
     error = raises(AuthError, choose_mechanism, ["DIGEST-MD5", "PLAIN", "ANONYMOUS", "CRAM-MD5"], False)
     assert error.condition == INVALID_MECHANISM
-    assert "PLAIN" in error.text
+    assert "PLAIN" in error.text and "without TLS" in error.text
     assert choose_mechanism(["PLAIN", "SCRAM-SHA-1"], allow_plain=False) == "SCRAM-SHA-1"
 
 
@@ -252,6 +270,13 @@ def test_plain_rejects_nul_in_credentials():
     raises(ValueError, Mechanism, "PLAIN", "user", "pen\0cil")
 
 
+def test_credentials_must_be_str_or_bytes():
+    raises(ValueError, Mechanism, "PLAIN", 5, "pencil")
+    raises(ValueError, Mechanism, "SCRAM-SHA-1", "user", None)
+    raises(ValueError, Mechanism, "SCRAM-SHA-1", "", "pencil")  # nor empty, the username
+    assert Mechanism("PLAIN", b"user", bytearray(b"pencil")).initial() == b"\0user\0pencil"
+
+
 def test_plain_rejects_a_challenge():
     mech = Mechanism("PLAIN", "user", "pencil")
     mech.initial()
@@ -269,18 +294,18 @@ def test_initial_twice_is_a_caller_error():
 
 
 def test_scram_sha1_rfc5802_exchange():
-    mech = _scram_sha1()
+    cache = {}
+    mech = _scram_sha1(cache)
     assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
     mech.success(SHA1_SERVER_FINAL)
-    assert mech.cache_entry[0] == SHA1_CACHE_KEY
-    assert len(mech.cache_entry[1]) == 40
-    assert not mech.cache_hit
+    assert list(cache) == [SHA1_CACHE_KEY]
+    assert len(cache[SHA1_CACHE_KEY]) == 40  # ClientKey + ServerKey
 
 
 def test_scram_sha1_exchange_through_base64():
     # What the session does: base64 text on the wire, raw bytes in the mechanism.
     mech = Mechanism("SCRAM-SHA-1", "user", "pencil", client_nonce=SHA1_NONCE)
-    auth_text = b64encode_initial(mech.initial())
+    auth_text = b64encode(mech.initial())
     assert b64decode(auth_text) == SHA1_CLIENT_FIRST
     response_text = b64encode(mech.challenge(b64decode(b64encode(SHA1_SERVER_FIRST))))
     assert b64decode(response_text) == SHA1_CLIENT_FINAL
@@ -288,11 +313,12 @@ def test_scram_sha1_exchange_through_base64():
 
 
 def test_scram_sha256_rfc7677_exchange():
-    mech = Mechanism("SCRAM-SHA-256", "user", "pencil", client_nonce=SHA256_NONCE)
+    cache = {}
+    mech = Mechanism("SCRAM-SHA-256", "user", "pencil", sasl_cache=cache, client_nonce=SHA256_NONCE)
     assert mech.initial() == SHA256_CLIENT_FIRST
     assert mech.challenge(SHA256_SERVER_FIRST) == SHA256_CLIENT_FINAL
     mech.success(SHA256_SERVER_FINAL)
-    assert len(mech.cache_entry[1]) == 64
+    assert len(cache["SCRAM-SHA-256,W22ZaJ0SNY7soEsUEjb6gQ==,4096"]) == 64
 
 
 def test_scram_server_final_as_challenge_then_empty_success():
@@ -343,6 +369,16 @@ def test_scram_nonce_must_extend_the_client_nonce():
 def test_scram_nonce_with_forbidden_characters_is_rejected():
     mech = _scram_sha1()
     error = raises(AuthError, mech.challenge, _server_first(nonce=b"fyko+d2lbbFgONRv9qkxdawL\x01x"))
+    assert error.condition == MALFORMED_CHALLENGE
+
+
+def test_scram_non_utf8_server_messages_are_malformed():
+    mech = _scram_sha1()
+    error = raises(AuthError, mech.challenge, SHA1_SERVER_FIRST + b",x=\xff")
+    assert error.condition == MALFORMED_CHALLENGE
+    mech = _scram_sha1()
+    mech.challenge(SHA1_SERVER_FIRST)
+    error = raises(AuthError, mech.success, b"e=\xff")
     assert error.condition == MALFORMED_CHALLENGE
 
 
@@ -417,7 +453,7 @@ def test_scram_random_nonces_differ_and_are_printable():
     assert first != second
     nonce = first[len(b"n,,n=user,r="):]
     assert len(nonce) == 24
-    assert sasl._printable(nonce)
+    assert min(nonce) > 0x20 and max(nonce) < 0x7F and b"," not in nonce
 
 
 def test_scram_rejects_a_bad_client_nonce():
@@ -443,7 +479,9 @@ def test_cache_is_filled_after_a_verified_login():
     assert cache == {}  # not before the server proved itself
     mech.success(SHA1_SERVER_FINAL)
     assert list(cache) == [SHA1_CACHE_KEY]
-    assert cache[SHA1_CACHE_KEY] == mech.cache_entry[1]
+    # The keys themselves: a login with them and a wrong password still gives the RFC's proof.
+    mech = _scram_sha1(cache, password="not the password")
+    assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
 
 
 def test_cache_hit_skips_pbkdf2():
@@ -458,9 +496,52 @@ def test_cache_hit_skips_pbkdf2():
         assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
         mech.success(SHA1_SERVER_FINAL)
         assert counter.calls == 1
-        assert mech.cache_hit
 
     _with_counting_pbkdf2(check)
+
+
+class _RecordingCache:
+    """A salted-key cache (get, item assignment, del, pop, iteration) that records what is written to it."""
+
+    def __init__(self, entries):
+        self.entries = dict(entries)
+        self.writes = []
+
+    def get(self, key, default=None):
+        return self.entries.get(key, default)
+
+    def __setitem__(self, key, value):
+        self.writes.append(("set", key))
+        self.entries[key] = value
+
+    def __delitem__(self, key):
+        self.writes.append(("del", key))
+        del self.entries[key]
+
+    def pop(self, key, default=None):
+        self.writes.append(("pop", key))
+        return self.entries.pop(key, default)
+
+    def __iter__(self):
+        return iter(list(self.entries))
+
+
+def test_cache_hit_writes_nothing():
+    # A cache kept in flash must not be rewritten at every login.
+    cache = {}
+    mech = _scram_sha1(cache)
+    mech.challenge(SHA1_SERVER_FIRST)
+    mech.success(SHA1_SERVER_FINAL)
+    recording = _RecordingCache(cache)
+    mech = _scram_sha1(recording)
+    assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
+    mech.success(SHA1_SERVER_FINAL)
+    assert recording.writes == []
+    recording = _RecordingCache({"SCRAM-SHA-1,b2xkc2FsdA==,4096": b"\x00" * 40})
+    mech = _scram_sha1(recording)
+    mech.challenge(SHA1_SERVER_FIRST)
+    mech.success(SHA1_SERVER_FINAL)  # a miss: the new entry replaces the old one
+    assert recording.writes == [("del", "SCRAM-SHA-1,b2xkc2FsdA==,4096"), ("set", SHA1_CACHE_KEY)]
 
 
 def test_cached_keys_are_used_instead_of_the_password():
@@ -469,7 +550,6 @@ def test_cached_keys_are_used_instead_of_the_password():
     mech = _scram_sha1(cache)
     response = mech.challenge(SHA1_SERVER_FIRST)
     assert response != SHA1_CLIENT_FINAL
-    assert mech.cache_hit
     # ... and the server's real signature no longer matches the cached ServerKey.
     error = raises(AuthError, mech.success, SHA1_SERVER_FINAL)
     assert error.condition == SERVER_SIGNATURE_MISMATCH
@@ -490,7 +570,6 @@ def test_cache_entry_of_wrong_size_is_ignored():
         mech = _scram_sha1(cache)
         assert mech.challenge(SHA1_SERVER_FIRST) == SHA1_CLIENT_FINAL
         assert counter.calls == 1
-        assert not mech.cache_hit
         mech.success(SHA1_SERVER_FINAL)
         assert len(cache[SHA1_CACHE_KEY]) == 40
 
@@ -503,7 +582,6 @@ def test_cache_is_not_written_when_the_server_fails_to_prove_itself():
     mech.challenge(SHA1_SERVER_FIRST)
     raises(AuthError, mech.success, SHA1_SERVER_FINAL)
     assert cache == {}
-    assert mech.cache_entry is None
 
 
 def test_cache_keeps_one_entry_per_mechanism():
@@ -520,13 +598,51 @@ def test_discard_cache_drops_a_used_entry():
     mech.challenge(SHA1_SERVER_FIRST)
     mech.discard_cache()  # e.g. the server answered <failure><not-authorized/></failure>
     assert cache == {}
-    assert not mech.cache_hit
+
+
+def test_discard_cache_keeps_entries_this_login_did_not_use():
+    entry = {SHA1_CACHE_KEY: b"\x00" * 20}  # wrong size: not used, PBKDF2 runs
+    cache = dict(entry)
+    mech = _scram_sha1(cache)
+    mech.discard_cache()  # before the client-final
+    mech.challenge(SHA1_SERVER_FIRST)
+    mech.discard_cache()
+    assert cache == entry
+    mech = Mechanism("PLAIN", "user", "pencil", sasl_cache=cache)
+    mech.discard_cache()
+    mech.initial()
+    mech.discard_cache()
+    assert cache == entry
 
 
 def test_plain_never_touches_the_cache():
     cache = {}
-    mech = Mechanism("PLAIN", "user", "pencil", salted_cache=cache)
+    mech = Mechanism("PLAIN", "user", "pencil", sasl_cache=cache)
     mech.initial()
     mech.success(b"")
     assert cache == {}
-    assert mech.cache_entry is None
+
+
+# --- the SASL and SASL2 elements --------------------------------------------
+
+
+def test_response_and_authenticate_elements():
+    assert sasl.response(b"ab", sasl.NS_SASL) == b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>YWI=</response>"
+    assert sasl.response(b"", sasl.NS_SASL2) == b"<response xmlns='urn:xmpp:sasl:2'></response>"
+    assert sasl.authenticate("PLAIN", b"ab", sasl.BIND2) == (
+        b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>YWI=</initial-response>"
+        b"<bind xmlns='urn:xmpp:bind:0'/></authenticate>")
+    assert sasl.authenticate("SCRAM-SHA-1", b"", b"").endswith(b"<initial-response></initial-response></authenticate>")
+
+
+def test_failure_element_gives_condition_and_text():
+    from xmpp_lite.stanza import Element
+
+    failure = Element("failure", xmlns=sasl.NS_SASL, children=[
+        Element("not-authorized"), Element("text", text="Invalid username or password")])
+    error = sasl.failure(failure)
+    assert isinstance(error, AuthError) and error.condition == "not-authorized"
+    assert error.text == "Invalid username or password"
+    error = sasl.failure(Element("failure", xmlns=sasl.NS_SASL))
+    assert error.condition == "not-authorized" and error.text == ""
+    assert sasl.failure(Element("failure", xmlns=sasl.NS_SASL, children=[Element("aborted")])).condition == "aborted"
