@@ -117,20 +117,17 @@ class Bind:
     def on_stream_start(self, name, attrs):
         """The server's stream header after the restart: as xmpp_lite.login's, which is unloaded by then."""
         colon = name.find(":")
-        namespace = attrs.get("xmlns:" + name[:colon]) if colon >= 0 else attrs.get("xmlns")
         version = attrs.get("version", "")
-        condition = "invalid-namespace"
-        if name[colon + 1:] != "stream" or namespace != NS_STREAMS:
-            problem = "not an XMPP stream: <" + name + ">"
-        elif attrs.get("xmlns") != NS_CLIENT:
-            problem = "the stream is not in jabber:client"
+        if (name[colon + 1:] != "stream" or attrs.get("xmlns") != NS_CLIENT
+                or attrs.get("xmlns:" + name[:colon] if colon >= 0 else "xmlns") != NS_STREAMS):
+            condition = "invalid-namespace"
         elif version.split(".")[0] != "1":
-            problem = "the server does not speak XMPP 1.0 (version '" + version + "')"
             condition = "unsupported-version"
         else:
             self.session.stream_id = attrs.get("id")
             return
-        self.session._fail(ProtocolError(problem), condition)
+        self.session._fail(ProtocolError("not an XMPP 1.0 stream in jabber:client: <%s xmlns='%s' version='%s'>"
+                                         % (name, attrs.get("xmlns"), version)), condition)
         raise EOFError  # stops the parser: see Session.receive_data
 
     def on_element(self, elem):

@@ -19,7 +19,7 @@ its session's private attributes (``_queue``, ``_fail``, ``_state``...).
 from xmpp_lite import sm as xsm
 from xmpp_lite._compat import MICROPYTHON, const
 from xmpp_lite.errors import AuthError
-from xmpp_lite.session import _STATE_NAMES, EVENT_REGISTERED, EVENT_STARTTLS, TLS_DIRECT, TLS_NONE, TLS_REQUIRED
+from xmpp_lite.session import _STATE_NAMES, EVENT_STARTTLS
 from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Element, escape_attr, serialise
 from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stream import ProtocolError, split_jid
@@ -51,11 +51,11 @@ class Login:
         local, domain, jid_resource = split_jid(jid)
         if not local or not domain:
             raise ValueError("the JID needs a local part and a domain: " + jid)
-        if tls not in (TLS_REQUIRED, TLS_DIRECT, TLS_NONE):
+        if tls not in ("required", "direct", "none"):  # xmpp_lite.session's TLS_REQUIRED, TLS_DIRECT, TLS_NONE
             raise ValueError("tls must be 'required', 'direct' or 'none'")
         session.username = local
         session.tls = tls
-        session.secure = tls == TLS_DIRECT
+        session.secure = tls == "direct"
         self.session = session
         self.domain = domain
         self.resource = resource if resource is not None else (jid_resource or None)
@@ -70,7 +70,6 @@ class Login:
         self.registration = registration
         self.presence = presence
         self.mechanism = None  # the sasl.Mechanism under way
-        self.id = None  # the id of our registration request
         # The state a SASL2 <success/> leads to: _BIND, _RESUME, or _ONLINE when Bind2 binds (what
         # our <authenticate/> asks for, and what went out behind our last message).
         self.after = _BIND
@@ -102,7 +101,7 @@ class Login:
     def start(self):
         self.go(_OPENING)
         self._open_stream()
-        if self.session.tls == TLS_REQUIRED and not self.session.secure:
+        if self.session.tls == "required" and not self.session.secure:
             self.session._queue(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")  # nothing secret: it goes with the header
             self.go(_STARTTLS)
         else:
@@ -150,20 +149,17 @@ class Login:
     def on_stream_start(self, name, attrs):
         """The server's stream header: one we talk to, or a stream error (xmpp_lite.bind's is the same)."""
         colon = name.find(":")
-        namespace = attrs.get("xmlns:" + name[:colon]) if colon >= 0 else attrs.get("xmlns")
         version = attrs.get("version", "")
-        condition = "invalid-namespace"
-        if name[colon + 1:] != "stream" or namespace != NS_STREAMS:
-            problem = "not an XMPP stream: <" + name + ">"
-        elif attrs.get("xmlns") != NS_CLIENT:
-            problem = "the stream is not in jabber:client"
+        if (name[colon + 1:] != "stream" or attrs.get("xmlns") != NS_CLIENT
+                or attrs.get("xmlns:" + name[:colon] if colon >= 0 else "xmlns") != NS_STREAMS):
+            condition = "invalid-namespace"
         elif version.split(".")[0] != "1":
-            problem = "the server does not speak XMPP 1.0 (version '" + version + "')"
             condition = "unsupported-version"
         else:
             self.session.stream_id = attrs.get("id")
             return
-        self.session._fail(ProtocolError(problem), condition)
+        self.session._fail(ProtocolError("not an XMPP 1.0 stream in jabber:client: <%s xmlns='%s' version='%s'>"
+                                         % (name, attrs.get("xmlns"), version)), condition)
         raise EOFError  # stops the parser: see Session.receive_data
 
     def on_element(self, elem):
@@ -181,95 +177,67 @@ class Login:
             session._fail(ProtocolError("<%s/> before the stream restart" % elem.name), "policy-violation")
         elif xmlns == NS_STREAMS and local == "error":
             session._on_stream_error(elem)
-        elif xmlns == NS_STREAMS and local == "features" and state != _IDLE and state != _TLS and state != _REGISTER:
-            self._on_features(elem)
+        elif xmlns == NS_STREAMS and local == "features" and (state == _OPENING or state == _STARTTLS or state == _AUTH):
+            if session._features_seen:
+                session._fail(ProtocolError("stream features twice"), "policy-violation")
+                return
+            session._features_seen = True
+            starttls = elem.find("starttls", NS_TLS)
+            if state == _STARTTLS:
+                if starttls is None:
+                    # Stripped STARTTLS (or a server without TLS): never log in in the clear.
+                    session._fail(ProtocolError("the server offers no STARTTLS and tls='required': "
+                                                "refusing to continue unencrypted"))
+                return  # <proceed/> follows
+            if state == _AUTH:
+                return  # the pipelined initial response is out: its answer follows
+            # _OPENING: TLS is settled; authenticate (or register).
+            if not session.secure and starttls is not None and starttls.find("required") is not None:
+                session._fail(ProtocolError("the server requires TLS and tls='none'"))
+                return
+            if self.registration is not None:  # in-band registration (XEP-0077) in place of a login
+                if not session.secure and not self.insecure_plain:
+                    session._fail(ProtocolError("in-band registration sends the password: refused without TLS "
+                                                "unless insecure_plain=True"))
+                    return
+                session._queue_element(self.registration.request(elem, session.new_id()))
+                self.go(_REGISTER)
+                return
+            offer = elem.find("authentication", NS_SASL2) if self.sasl2 else None  # XEP-0388
+            if offer is not None:
+                session.sasl2_used = True
+                inline = offer.find("inline", NS_SASL2)
+                sm = session.sm
+                # Bind2 (XEP-0386) picks the resource itself; a resumption needs no new one.
+                if (inline is not None and inline.find("bind", "urn:xmpp:bind:0") is not None
+                        and self.resource is None and not (sm is not None and sm.resumable)):
+                    self.after = _ONLINE
+            else:
+                offer = elem.find("mechanisms", NS_SASL)
+            offered = []
+            if offer is not None:
+                for child in offer.children:
+                    if child.local == "mechanism":
+                        name = child.text.strip()
+                        if self.mechanisms is None or name in self.mechanisms:
+                            offered.append(name)
+            self.offered = offered
         elif xmlns == NS_CLIENT and local == "iq" and state == _REGISTER:
-            # In-band registration: the protocol itself is in xmpp_lite.register.
-            kind = elem.get("type")
-            if (kind != "result" and kind != "error") or elem.get("id") != self.id:
-                session._on_iq(elem)
-                return
-            try:
-                reply = self.registration.receive(elem, session.username, self.password)
-            except Exception as error:  # RegistrationError, or a form this client cannot fill in
-                session._fail(error)
-                return
-            if reply is None:
-                self.password = None
-                session._event(EVENT_REGISTERED, session.username)
-                session.close()
-                return
-            self.id = session.new_id()
-            reply.set("id", self.id)
-            session._queue_element(reply)
+            self.registration.on_iq(session, elem, self.password)  # in-band registration: xmpp_lite.register
         elif xmlns == NS_TLS and state == _STARTTLS and local == "proceed":
             self.go(_TLS)
             self.restart = True
             session._event(EVENT_STARTTLS, None)
         elif xmlns == NS_TLS and state == _STARTTLS and local == "failure":
             session._fail(ProtocolError("the server could not start TLS"))
-        elif state != _AUTH or not (
-                (xmlns == NS_SASL or xmlns == NS_SASL2)
-                and (local == "challenge" or local == "success" or local == "failure")
-                or xmlns == NS_SASL2 and local == "continue"):
-            session._fail(ProtocolError("unexpected <%s/> in state %s" % (elem.name, session.state)),
-                          "unsupported-stanza-type")
-        elif (xmlns == NS_SASL2) != session.sasl2_used:
-            session._fail(ProtocolError("<%s xmlns='%s'/> does not fit this login" % (local, xmlns)),
-                          "unsupported-stanza-type")
-        elif local == "continue":
+        elif state == _AUTH and xmlns == (NS_SASL2 if session.sasl2_used else NS_SASL) and (
+                local == "challenge" or local == "success" or local == "failure"):
+            self._on_sasl(elem, local)
+        elif state == _AUTH and xmlns == NS_SASL2 and local == "continue" and session.sasl2_used:
             session._fail(AuthError("invalid-mechanism", "the server asks for SASL2 tasks; none is supported"))
         else:
-            self._on_sasl(elem, local)
-
-    def _on_features(self, features):
-        session = self.session
-        if session._features_seen:
-            session._fail(ProtocolError("stream features twice"), "policy-violation")
-            return
-        session._features_seen = True
-        state = session._state
-        starttls = features.find("starttls", NS_TLS)
-        if state == _STARTTLS:
-            if starttls is None:
-                # Stripped STARTTLS (or a server without TLS): never log in in the clear.
-                session._fail(ProtocolError("the server offers no STARTTLS and tls='required': "
-                                            "refusing to continue unencrypted"))
-            return  # <proceed/> follows
-        if state == _AUTH:
-            return  # the pipelined initial response is out: its answer follows
-        # _OPENING: TLS is settled; authenticate (or register).
-        if not session.secure and starttls is not None and starttls.find("required") is not None:
-            session._fail(ProtocolError("the server requires TLS and tls='none'"))
-            return
-        if self.registration is not None:  # in-band registration (XEP-0077) in place of a login
-            if not session.secure and not self.insecure_plain:
-                session._fail(ProtocolError("in-band registration sends the password: refused without TLS "
-                                            "unless insecure_plain=True"))
-                return
-            self.id = session.new_id()
-            session._queue_element(self.registration.request(features, self.id))
-            self.go(_REGISTER)
-            return
-        offer = features.find("authentication", NS_SASL2) if self.sasl2 else None  # XEP-0388
-        if offer is not None:
-            session.sasl2_used = True
-            inline = offer.find("inline", NS_SASL2)
-            sm = session.sm
-            # Bind2 (XEP-0386) picks the resource itself; a resumption needs no new one.
-            if (inline is not None and inline.find("bind", "urn:xmpp:bind:0") is not None
-                    and self.resource is None and not (sm is not None and sm.resumable)):
-                self.after = _ONLINE
-        else:
-            offer = features.find("mechanisms", NS_SASL)
-        offered = []
-        if offer is not None:
-            for child in offer.children:
-                if child.local == "mechanism":
-                    name = child.text.strip()
-                    if self.mechanisms is None or name in self.mechanisms:
-                        offered.append(name)
-        self.offered = offered
+            session._fail(ProtocolError("unexpected <%s xmlns='%s'/> in state %s" % (local, xmlns, session.state)),
+                          "unsupported-stanza-type")
 
     def _send_auth(self, offered=None):
         """Choose a mechanism and send our first SASL message; False if it waits for the features.
