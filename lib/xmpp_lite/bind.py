@@ -2,7 +2,7 @@
 
 Resource binding, the legacy session, the result of a XEP-0198 ``<resume/>``,
 the result of a SASL2 ``<success/>`` that bound the resource (Bind2), the
-initial presence and going online. xmpp_lite.login makes a ``Bind`` once the
+initial presence and going online. xmpp_lite.login.Login makes this ``Login`` once the
 SASL outcome is a success, after unloading itself and xmpp_lite.sasl on
 MicroPython: this half of the login is loaded only while the other is not.
 The session unloads it once online or over (xmpp_lite.unload).
@@ -16,9 +16,7 @@ from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element, seriali
 from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stream import ProtocolError, split_jid
 
-NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
-NS_BIND2 = "urn:xmpp:bind:0"
-NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+NS_BIND2 = "urn:xmpp:bind:0"  # the same as in xmpp_lite.sasl (the other namespaces are written inline)
 
 # Largest JID accepted in a bind result (RFC 7622: three parts of 1023 bytes).
 _MAX_JID_BYTES = const(3071)
@@ -43,8 +41,11 @@ def _condition(stanza):
     return "undefined-condition"
 
 
-class Bind:
-    """The login of one Session from its SASL ``success`` on; ``login`` is the xmpp_lite.login.Login it follows."""
+class Login:
+    """The login of one Session from its SASL ``success`` on; ``login`` is the xmpp_lite.login.Login it follows.
+
+    The same class name as the first half's: the session holds one or the other, and the name is interned already.
+    """
 
     def __init__(self, login, success):
         session = self.session = login.session
@@ -151,11 +152,11 @@ class Bind:
             session._features_seen = True
             session._sm_offered = elem.find("sm", NS_SM) is not None
             if state == _BIND and not session.sasl2_used:  # with SASL2 the bind request is already out
-                if elem.find("bind", NS_BIND) is None:
+                if elem.find("bind", "urn:ietf:params:xml:ns:xmpp-bind") is None:
                     session._fail(ProtocolError("the server offers no resource binding"))
                     return
                 # The legacy session (RFC 3921), when offered and not marked <optional/>.
-                offer = elem.find("session", NS_SESSION)
+                offer = elem.find("session", "urn:ietf:params:xml:ns:xmpp-session")
                 if offer is not None and offer.find("optional") is None:
                     self.after = _SESSION
             # _RESUME: <resumed/> or <failed/> follows; _BIND, _SESSION: their result
@@ -164,17 +165,18 @@ class Bind:
             if (kind != "result" and kind != "error") or elem.get("id") != ("b" if state == _BIND else "s"):
                 session._on_iq(elem)
             elif kind != "result":
-                session._fail(ProtocolError(("resource binding" if state == _BIND else "session establishment")
-                                            + " failed: " + _condition(elem)))
+                session._fail(ProtocolError(("resource binding failed: " if state == _BIND
+                                             else "session establishment failed: ") + _condition(elem)))
             elif state == _SESSION:
                 self._go_online()
             else:
-                bind = elem.find("bind", NS_BIND)
+                bind = elem.find("bind", "urn:ietf:params:xml:ns:xmpp-bind")
                 if not self._bound(bind.find_text("jid") if bind is not None else None):
                     return
                 if self.after == _SESSION:
                     # One character: unique in the stream, as every IdSource id is longer (RFC 6120 8.1.3).
-                    session._queue_element(make_iq("set", "s", payload=Element("session", xmlns=NS_SESSION)))
+                    request = Element("session", xmlns="urn:ietf:params:xml:ns:xmpp-session")
+                    session._queue_element(make_iq("set", "s", payload=request))
                     self.go(_SESSION)
                 else:
                     self._go_online()
@@ -205,7 +207,7 @@ class Bind:
 
     def _send_bind(self):
         # One character: unique in the stream, as every IdSource id is longer (RFC 6120 8.1.3).
-        bind = Element("bind", xmlns=NS_BIND)
+        bind = Element("bind", xmlns="urn:ietf:params:xml:ns:xmpp-bind")
         if self.resource:
             bind.append(Element("resource", text=self.resource))
         self.session._queue_element(make_iq("set", "b", payload=bind))

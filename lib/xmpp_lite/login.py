@@ -9,7 +9,7 @@ resumption, going online) is xmpp_lite.bind; xmpp_lite.session keeps what a
 device uses while online (stanzas, iq answers, acks, sending, closing).
 
 A Session makes its ``Login`` when it is made. Once authenticated, the Login
-hands the session to an ``xmpp_lite.bind.Bind`` and, on MicroPython, unloads
+hands the session to an ``xmpp_lite.bind.Login`` and, on MicroPython, unloads
 this module and xmpp_lite.sasl (xmpp_lite.unload): the heap holds the code of
 one half of the login at a time, and this half, with the mechanisms, is the
 larger. The classes are one state machine cut in two: each reads and writes
@@ -92,7 +92,7 @@ class Login:
         if old > _TLS or not (1 << _OPENING,
                               1 << _STARTTLS | 1 << _AUTH | 1 << _REGISTER,
                               1 << _TLS,
-                              1 << _OPENING | 1 << _AUTH)[old] >> state & 1:
+                              1 << _OPENING)[old] >> state & 1:
             session._state = _ERROR
             names = _STATE_NAMES.split()
             raise ProtocolError("no transition from %s to %s" % (names[old], names[state]))
@@ -102,16 +102,15 @@ class Login:
         self.go(_OPENING)
         self._open_stream()
         if self.session.tls == "required" and not self.session.secure:
-            self.session._queue(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")  # nothing secret: it goes with the header
+            # Nothing secret: it goes with the header.
+            self.session._queue(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             self.go(_STARTTLS)
         else:
             self._send_auth()
 
     def tls_established(self):
         self.session.secure = True
-        self._open_stream()
-        if not self._send_auth():
-            self.go(_OPENING)
+        self.start()  # from _TLS: a new stream, as from _IDLE, now secure
 
     def after_chunk(self):
         """What waits until the server's chunk is parsed: a stream restart, or our authentication.
@@ -167,7 +166,8 @@ class Login:
 
         What each state takes: features once per stream in every state that waits for something (in
         _AUTH only when the initial response went out with the header); a stream error in every
-        state; the rest only in the state that waits for it.
+        state; the rest only in the state that waits for it: <proceed/> or <failure/> of STARTTLS,
+        the registration's iq, the SASL challenges and outcome in the namespace of our login.
         """
         session = self.session
         state = session._state
@@ -177,7 +177,7 @@ class Login:
             session._fail(ProtocolError("<%s/> before the stream restart" % elem.name), "policy-violation")
         elif xmlns == NS_STREAMS and local == "error":
             session._on_stream_error(elem)
-        elif xmlns == NS_STREAMS and local == "features" and (state == _OPENING or state == _STARTTLS or state == _AUTH):
+        elif xmlns == NS_STREAMS and local == "features" and _OPENING <= state <= _AUTH and state != _TLS:
             if session._features_seen:
                 session._fail(ProtocolError("stream features twice"), "policy-violation")
                 return
@@ -232,12 +232,45 @@ class Login:
             session._fail(ProtocolError("the server could not start TLS"))
         elif state == _AUTH and xmlns == (NS_SASL2 if session.sasl2_used else NS_SASL) and (
                 local == "challenge" or local == "success" or local == "failure"):
-            self._on_sasl(elem, local)
+            # A SASL <challenge/>, <success/> or <failure/> (RFC 6120 6.4, XEP-0388).
+            from xmpp_lite import sasl
+
+            sasl2 = session.sasl2_used
+            mechanism = self.mechanism
+            try:
+                if local == "challenge":
+                    answer = mechanism.challenge(sasl.b64decode(elem.text))
+                    session._queue(sasl.response(answer, NS_SASL2 if sasl2 else NS_SASL))
+                    if sasl2:
+                        self._after_last_message()
+                    return
+                if local == "failure":
+                    if mechanism is not None:
+                        mechanism.discard_cache()
+                    self.mechanism = None
+                    session._fail(sasl.failure(elem))
+                    return
+                mechanism.success(sasl.b64decode((elem.find_text("additional-data") or "") if sasl2 else elem.text))
+            except AuthError as error:
+                session._fail(error)
+                return
+            # Authenticated: the rest of the login is xmpp_lite.bind's, and the heap is this half's
+            # and the mechanisms' to give back before it loads.
+            self.mechanism = mechanism = sasl = None
+            if MICROPYTHON:
+                self.unload()  # this code stays until it returns: the session holds the next half then
+            if not sasl2:
+                # Restart without waiting: the new header and the bind (or resume) request go together.
+                self.restart = True
+                self._open_stream()
+            from xmpp_lite import bind
+
+            bind.Login(self, elem)  # takes the session over
         elif state == _AUTH and xmlns == NS_SASL2 and local == "continue" and session.sasl2_used:
             session._fail(AuthError("invalid-mechanism", "the server asks for SASL2 tasks; none is supported"))
         else:
-            session._fail(ProtocolError("unexpected <%s xmlns='%s'/> in state %s" % (local, xmlns, session.state)),
-                          "unsupported-stanza-type")
+            session._fail(ProtocolError("unexpected <%s xmlns='%s'/> in state %s"
+                                        % (local, xmlns, session.state)), "unsupported-stanza-type")
 
     def _send_auth(self, offered=None):
         """Choose a mechanism and send our first SASL message; False if it waits for the features.
@@ -310,40 +343,3 @@ class Login:
                 session.login_round_trips = session.flights  # the first stanza rides on the next flight
             session.presence_sent = True
             session._send_stanza(serialise(presence, NS_CLIENT))
-
-    def _on_sasl(self, elem, local):
-        """A SASL <challenge/>, <success/> or <failure/> (RFC 6120 6.4, XEP-0388) in our login's namespace."""
-        from xmpp_lite import sasl
-
-        session = self.session
-        sasl2 = session.sasl2_used
-        mechanism = self.mechanism
-        try:
-            if local == "challenge":
-                answer = mechanism.challenge(sasl.b64decode(elem.text))
-                session._queue(sasl.response(answer, NS_SASL2 if sasl2 else NS_SASL))
-                if sasl2:
-                    self._after_last_message()
-                return
-            if local == "failure":
-                if mechanism is not None:
-                    mechanism.discard_cache()
-                self.mechanism = None
-                session._fail(sasl.failure(elem))
-                return
-            mechanism.success(sasl.b64decode((elem.find_text("additional-data") or "") if sasl2 else elem.text))
-        except AuthError as error:
-            session._fail(error)
-            return
-        # Authenticated: the rest of the login is xmpp_lite.bind's, and the heap is this half's
-        # and the mechanisms' to give back before it loads.
-        self.mechanism = mechanism = sasl = None
-        if MICROPYTHON:
-            self.unload()  # this code stays until it returns: the session holds a Bind then
-        if not sasl2:
-            # Restart without waiting: the new header and the bind (or resume) request go together.
-            self.restart = True
-            self._open_stream()
-        from xmpp_lite.bind import Bind
-
-        Bind(self, elem)
