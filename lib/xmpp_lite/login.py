@@ -99,11 +99,24 @@ class Login:
         session._state = state
 
     def start(self):
+        """Our stream header, and what may go with it (from _IDLE, or from _TLS once secure).
+
+        Our bare JID in the header only where no one else can read it (RFC 6120 4.7.1). No XML
+        declaration before it (RFC 6120 11.5: SHOULD, not MUST): it would only say XML 1.0 in
+        UTF-8, which the stream is anyway (11.6), and costs 21 B.
+        """
         self.go(_OPENING)
-        self._open_stream()
-        if self.session.tls == "required" and not self.session.secure:
+        session = self.session
+        header = ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                  "version='1.0' to='%s'" % escape_attr(self.domain))
+        if session.secure:
+            header += " from='%s'>" % escape_attr(session.username + "@" + self.domain)
+        else:
+            header += ">"
+        session._queue(header.encode())
+        if session.tls == "required" and not session.secure:
             # Nothing secret: it goes with the header.
-            self.session._queue(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            session._queue(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             self.go(_STARTTLS)
         else:
             self._send_auth()
@@ -131,19 +144,6 @@ class Login:
             self.offered = None
             if session._state == _OPENING:  # not failed or closed meanwhile
                 self._send_auth(offered)
-
-    def _open_stream(self):
-        """Our stream header; our bare JID in it only where no one else can read it (RFC 6120 4.7.1)."""
-        session = self.session
-        # No XML declaration before a header (RFC 6120 11.5: SHOULD, not MUST): it would only say
-        # XML 1.0 in UTF-8, which the stream is anyway (11.6), and costs 21 B.
-        header = ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
-                  "version='1.0' to='%s'" % escape_attr(self.domain))
-        if session.secure:
-            header += " from='%s'>" % escape_attr(session.username + "@" + self.domain)
-        else:
-            header += ">"
-        session._queue(header.encode())
 
     def on_stream_start(self, name, attrs):
         """The server's stream header: one we talk to, or a stream error (xmpp_lite.bind's is the same)."""
@@ -259,10 +259,7 @@ class Login:
             self.mechanism = mechanism = sasl = None
             if MICROPYTHON:
                 self.unload()  # this code stays until it returns: the session holds the next half then
-            if not sasl2:
-                # Restart without waiting: the new header and the bind (or resume) request go together.
-                self.restart = True
-                self._open_stream()
+            self.restart = not sasl2  # RFC 6120: a stream restart; SASL2 goes on on this stream
             from xmpp_lite import bind
 
             bind.Login(self, elem)  # takes the session over
