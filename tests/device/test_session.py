@@ -429,6 +429,26 @@ def test_pre_xmpp_1_server_is_refused():
     assert events[0][0] == EVENT_ERROR and peer.sent.find(b"<unsupported-version") >= 0
 
 
+def test_the_header_after_the_sasl_restart_is_checked_as_well():
+    # After <success/> the bind half of the login reads the new header: the same checks as the first.
+    for header, condition in ((b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'"
+                               b" version='1.0'>", b"<invalid-namespace"),
+                              (b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+                               b" version='0.9'>", b"<unsupported-version")):
+        session = Session(JID, PASSWORD, tls="direct", sasl2=False)
+        peer = Peer(session)
+        peer.start()
+        peer.reply(HEADER + mechanisms("PLAIN"))
+        peer.take()
+        peer.reply(sasl_element(b"success"))
+        assert session.state == "bind"
+        peer.take()
+        events = peer.reply(header)
+        assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+        peer.take()
+        assert peer.sent.find(condition) >= 0, peer.sent
+
+
 def test_data_between_success_and_restart_is_refused():
     session = Session(JID, PASSWORD, tls="direct")
     peer = Peer(session)
