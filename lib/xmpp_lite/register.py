@@ -16,6 +16,7 @@ submitted. ``xmpp_lite.client.Client.register()`` drives this over a socket.
 
 from xmpp_lite._compat import const
 from xmpp_lite.errors import ConditionError
+from xmpp_lite.session import EVENT_REGISTERED
 from xmpp_lite.stanza import NS_STANZAS, Element
 from xmpp_lite.streamerror import read_condition
 from xmpp_lite.stanza import iq as make_iq
@@ -75,6 +76,7 @@ class Registration:
         self.fields = dict(fields) if fields else {}
         self.instructions = None  # the server's instructions, once the form came
         self._step = 0
+        self._id = None  # the id of our last request
 
     @property
     def done(self):
@@ -83,7 +85,27 @@ class Registration:
     def request(self, features, stanza_id):
         """The iq that asks for the form. ``features`` may lack the register feature: try anyway."""
         self._step = _FORM
+        self._id = stanza_id
         return make_iq("get", stanza_id, payload=_element("query", xmlns=NS_REGISTER))
+
+    def on_iq(self, session, iq, password):
+        """An iq while ``session`` registers: the answer to our last request, or one for the session to handle."""
+        kind = iq.get("type")
+        if (kind != "result" and kind != "error") or iq.get("id") != self._id:
+            session._on_iq(iq)
+            return
+        try:
+            reply = self.receive(iq, session.username, password)
+        except Exception as error:  # RegistrationError, or a form this client cannot fill in
+            session._fail(error)
+            return
+        if reply is None:
+            session._event(EVENT_REGISTERED, session.username)
+            session.close()
+            return
+        self._id = session.new_id()
+        reply.set("id", self._id)
+        session._queue_element(reply)
 
     def receive(self, iq, username, password):
         """Take the answer to the last request: the next iq to send (id unset), or None when done."""

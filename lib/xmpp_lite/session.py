@@ -42,13 +42,14 @@ Events are ``(kind, value)`` tuples:
 EVENT_ERROR, EVENT_SEE_OTHER_HOST and EVENT_CLOSED are each the last event
 of a session.
 
-The session is a small state machine (xmpp_lite.login's ``_NEXT`` says which
-state may follow which while logging in, ``Login.on_element`` which first-level
-elements each state takes); anything else is a ProtocolError and the error
+The session is a small state machine (the ``_NEXT`` of xmpp_lite.login and
+xmpp_lite.bind say which state may follow which while logging in, their
+``on_element`` which first-level elements each state takes); anything else is a ProtocolError and the error
 state is final. This module keeps what runs while online; the login
 (stream negotiation, STARTTLS, SASL, binding, resumption, registration) is
-in xmpp_lite.login, loaded when a Session is made and, on MicroPython,
-unloaded with xmpp_lite.sasl once the session is online or over.
+in xmpp_lite.login (up to the SASL outcome) and xmpp_lite.bind (after it),
+each loaded when its half begins and, on MicroPython, unloaded with
+xmpp_lite.sasl once authenticated, or once the session is online or over.
 
 Round trips. Login is pipelined where that is safe: ``<starttls/>`` goes with
 the first stream header; after ``<success/>`` the new stream header and the
@@ -242,16 +243,14 @@ class Session:
 
     def _drop_login(self):
         """Online or over: the login's code goes (on MicroPython: unloaded until the next Session)."""
-        if self._login is not None:
+        login = self._login
+        if login is not None:
             self._login = None
             self._builder.on_stream_start = None
             if MICROPYTHON:
                 # Not on CPython, where RAM is plenty and other threads (the fleet's devices) may be
                 # importing these modules at this moment.
-                from xmpp_lite import unload
-
-                unload("xmpp_lite.login")
-                unload("xmpp_lite.sasl")
+                login.unload()
 
     # -- I/O ---------------------------------------------------------------------------------
 

@@ -34,7 +34,6 @@ from xmpp_peer import (
 )
 
 from xmpp_lite import sasl
-from xmpp_lite.login import NS_BIND, NS_SESSION
 from xmpp_lite.parser import XMLError
 from xmpp_lite.sasl import NS_SASL, AuthError
 from xmpp_lite.session import (
@@ -48,6 +47,9 @@ from xmpp_lite.session import (
 )
 from xmpp_lite.stream import split_jid
 from xmpp_lite.streamerror import split_host_port
+
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 
 
 # -- login transcripts ------------------------------------------------------------------------------
@@ -427,6 +429,26 @@ def test_pre_xmpp_1_server_is_refused():
     assert events[0][0] == EVENT_ERROR and peer.sent.find(b"<unsupported-version") >= 0
 
 
+def test_the_header_after_the_sasl_restart_is_checked_as_well():
+    # After <success/> the bind half of the login reads the new header: the same checks as the first.
+    for header, condition in ((b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'"
+                               b" version='1.0'>", b"<invalid-namespace"),
+                              (b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+                               b" version='0.9'>", b"<unsupported-version")):
+        session = Session(JID, PASSWORD, tls="direct", sasl2=False)
+        peer = Peer(session)
+        peer.start()
+        peer.reply(HEADER + mechanisms("PLAIN"))
+        peer.take()
+        peer.reply(sasl_element(b"success"))
+        assert session.state == "bind"
+        peer.take()
+        events = peer.reply(header)
+        assert events[0][0] == EVENT_ERROR and isinstance(events[0][1], ProtocolError)
+        peer.take()
+        assert peer.sent.find(condition) >= 0, peer.sent
+
+
 def test_data_between_success_and_restart_is_refused():
     session = Session(JID, PASSWORD, tls="direct")
     peer = Peer(session)
@@ -438,13 +460,13 @@ def test_data_between_success_and_restart_is_refused():
 
 
 def test_the_login_code_is_unloaded_once_online_or_over_and_loads_again():
-    # MicroPython unloads xmpp_lite.login and xmpp_lite.sasl once a session is online or over (the
-    # online part needs neither); here on both runtimes, the flag set on CPython too.
+    # MicroPython unloads xmpp_lite.login, xmpp_lite.sasl and xmpp_lite.bind once a session is online
+    # or over (the online part needs none); here on both runtimes, the flag set on CPython too.
     import sys
 
     from xmpp_lite import session as session_module
 
-    login_modules = ("xmpp_lite.login", "xmpp_lite.sasl")
+    login_modules = ("xmpp_lite.login", "xmpp_lite.sasl", "xmpp_lite.bind")
     on_micropython = session_module.MICROPYTHON
     session_module.MICROPYTHON = True
     try:
@@ -472,7 +494,8 @@ def test_the_login_code_is_unloaded_once_online_or_over_and_loads_again():
 
 def test_sasl_is_loaded_once_the_features_are_read_and_unloaded_before_the_bind():
     # While the features are parsed the mechanisms' code is not needed; once authenticated, neither:
-    # MicroPython unloads it before the bind (here the flag is set on CPython too).
+    # MicroPython unloads it and the first half of the login before the bind's half loads (here the
+    # flag is set on CPython too).
     import sys
 
     from xmpp_lite import login as login_module
@@ -490,6 +513,7 @@ def test_sasl_is_loaded_once_the_features_are_read_and_unloaded_before_the_bind(
         assert "xmpp_lite.sasl" in sys.modules and [elem.local for elem in peer.elements()] == ["auth"]
         peer.reply(sasl_element(b"success"))
         assert "xmpp_lite.sasl" not in sys.modules and session.state == "bind"
+        assert "xmpp_lite.login" not in sys.modules and "xmpp_lite.bind" in sys.modules
         bind = peer.elements()[0]
         peer.reply(HEADER + FEATURES_BIND + bind_result(bind.get("id")))
         assert session.online

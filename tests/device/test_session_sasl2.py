@@ -26,7 +26,6 @@ from xmpp_peer import (
 )
 
 from xmpp_lite import sasl
-from xmpp_lite.login import NS_BIND
 from xmpp_lite.sasl import NS_BIND2, NS_SASL, NS_SASL2, AuthError
 from xmpp_lite.session import (
     EVENT_ERROR,
@@ -37,6 +36,8 @@ from xmpp_lite.session import (
 )
 from xmpp_lite.sm import NS_SM, StreamManagement
 from xmpp_lite.stanza import presence
+
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 
 # What Prosody with mod_sasl2 and mod_sasl2_bind2 offers (trimmed), the classic offer beside it.
 BIND2_INLINE = (b"<inline><bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:sm:3'/>"

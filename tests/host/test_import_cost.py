@@ -16,7 +16,7 @@ from host_tools.tools import find_tool
 LIB = str(Path(__file__).resolve().parent.parent.parent / "lib")
 HEAP_SIZE = "256k"
 TIMEOUT_SECONDS = 60
-ON_DEMAND = ("xmpp_lite.login", "xmpp_lite.sasl", "xmpp_lite.responder", "xmpp_lite.register", "xmpp_lite.config",
+ON_DEMAND = ("xmpp_lite.login", "xmpp_lite.bind", "xmpp_lite.sasl", "xmpp_lite.responder", "xmpp_lite.register", "xmpp_lite.config",
              "xmpp_lite.netup", "xmpp_lite.stanza_equal", "xmpp_lite.modem", "xmpp_lite.nodecmd",
              "xmpp_lite.streamerror", "xmpp_lite.checks")
 

@@ -200,14 +200,14 @@ _STATE = re.compile(r"^(_(?:IDLE|OPENING|STARTTLS|TLS|AUTH|BIND|SESSION|ONLINE|R
 
 
 def test_the_session_states_have_the_same_numbers_everywhere():
-    # login and streamerror fold the session's state numbers into their code (const: no names on the
+    # login, bind and streamerror fold the session's state numbers into their code (const: no names on the
     # heap) rather than importing them, so nothing but this keeps the copies in step with session's.
     def states(module):
         return {name: int(value) for name, value in _STATE.findall((ROOT / "lib/xmpp_lite" / module).read_text())}
 
     session = states("session.py")
     assert len(session) == 13 and sorted(session.values()) == list(range(13))
-    for module in ("login.py", "streamerror.py"):
+    for module in ("login.py", "bind.py", "streamerror.py"):
         copy = states(module)
         assert copy, module
         assert {name: session[name] for name in copy} == copy, module
