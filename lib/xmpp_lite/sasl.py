@@ -225,8 +225,10 @@ class Mechanism:
             from os import urandom
 
             client_nonce = b64encode(urandom(_NONCE_BYTES))
-        # Printable ASCII without "," (RFC 5802 section 5.1).
-        if not client_nonce or ord(min(client_nonce)) < 0x21 or ord(max(client_nonce)) > 0x7E or "," in client_nonce:
+        # Printable ASCII without "," (RFC 5802 section 5.1). As bytes: on MicroPython every character
+        # taken from a str (min, max, an index) is interned as a name, for good.
+        raw = client_nonce.encode() if isinstance(client_nonce, str) else b""
+        if not raw or min(raw) < 0x21 or max(raw) > 0x7E or b"," in raw:
             raise ValueError("nonce: not printable")  # or not str: the client nonce given
         # The client-first message: the GS2 header "n,," (no channel binding, no authzid), then the bare part.
         self.data = ("n,,n=" + username.decode().replace("=", "=3D").replace(",", "=2C") + ",r=" + client_nonce,
@@ -280,7 +282,8 @@ class Mechanism:
         nonce = parts[0][2:]
         if len(nonce) <= len(mine) or not nonce.startswith(mine):
             raise AuthError("nonce-mismatch", "server nonce must extend ours")
-        if ord(min(nonce)) < 0x21 or ord(max(nonce)) > 0x7E:
+        raw = nonce.encode()  # as bytes: see __init__
+        if min(raw) < 0x21 or max(raw) > 0x7E:
             raise AuthError("malformed-challenge", "nonce: not printable")  # the server's
         salt = b64decode(parts[1][2:])
         if not salt:

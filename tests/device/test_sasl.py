@@ -459,6 +459,8 @@ def test_scram_random_nonces_differ_and_are_printable():
 def test_scram_rejects_a_bad_client_nonce():
     raises(ValueError, Mechanism, "SCRAM-SHA-1", "user", "pencil", None, "a,b")
     raises(ValueError, Mechanism, "SCRAM-SHA-1", "user", "pencil", None, "")
+    raises(ValueError, Mechanism, "SCRAM-SHA-1", "user", "pencil", None, "a b")
+    raises(ValueError, Mechanism, "SCRAM-SHA-1", "user", "pencil", None, b"abc")
 
 
 def test_scram_challenge_after_success_is_rejected():
