@@ -114,15 +114,15 @@ class AsyncClient:
                  resource=None, insecure_plain=False, sasl_cache=None, mechanisms=None, software=None, sasl2=True,
                  heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS,
                  servers=None, nameserver=None):
-        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
+        # Loaded for the check only (it unloads itself on MicroPython); xmpp_lite.dns loads for an attempt
+        # when the servers must be looked up.
+        from xmpp_lite.checks import check_client
 
-        domain = dns.check_options(jid, tls, host, servers)
-        self.domain = domain
-        self.host = host or domain  # the server of the current or last attempt
+        self.domain, self.servers = check_client(jid, tls, host, servers, port)
+        self.host = host or self.domain  # the server of the current or last attempt
         self.port = port
         self.tls = tls
         self.verify = verify
-        self.servers = dns.parse_servers(servers, port, tls) if servers else [(host, port, tls)] if host else None
         self.nameserver = nameserver
         self._found = None  # servers found by DNS, until each was tried
         self._turn = 0  # index of the server for the next attempt
@@ -169,8 +169,6 @@ class AsyncClient:
         self._closing = False
         self._stopping = False
         self._online_at = None  # ticks_ms when the link last went online
-        if MICROPYTHON:
-            unload("xmpp_lite.dns")
 
     # -- public API ---------------------------------------------------------------------------------
 

@@ -101,16 +101,14 @@ class Client:
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
                  resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
                  servers=None, nameserver=None):
-        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
+        # Loaded for the check only (it unloads itself on MicroPython); xmpp_lite.dns loads at connect
+        # when the servers must be looked up.
+        from xmpp_lite.checks import check_client
 
-        domain = dns.check_options(jid, tls, host, servers)
+        self.domain, self.servers = check_client(jid, tls, host, servers, port)
         self.jid = None  # the bound full JID while online
-        self.domain = domain
-        self.host = host or domain  # the server of the last connection attempt
+        self.host = host or self.domain  # the server of the last connection attempt
         self.port = port
-        self.servers = dns.parse_servers(servers, port, tls) if servers else None
-        if host:
-            self.servers = [(host, port, tls)]
         self.nameserver = nameserver
         self._preferred = 0  # index in the server list of the last server that took the login
         self.tls = tls
@@ -150,18 +148,16 @@ class Client:
         self._deadline = None  # (start ticks, timeout) while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
         self._closing = False
-        if MICROPYTHON:
-            unload("xmpp_lite.dns")
-            if tls != TLS_NONE:
-                # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
-                # at the first connect, where it would split the room the login needs.
-                from xmpp_lite import connecting
+        if MICROPYTHON and tls != TLS_NONE:
+            # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
+            # at the first connect, where it would split the room the login needs.
+            from xmpp_lite import connecting
 
-                try:
-                    connecting.make_tls_context(self, tls)
-                except OSError:
-                    pass  # a CA that cannot be loaded: connect() tries again and raises it, as on CPython
-                unload("xmpp_lite.connecting")
+            try:
+                connecting.make_tls_context(self, tls)
+            except OSError:
+                pass  # a CA that cannot be loaded: connect() tries again and raises it, as on CPython
+            unload("xmpp_lite.connecting")
 
     # -- public API ---------------------------------------------------------------------------------
 
