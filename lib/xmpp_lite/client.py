@@ -145,7 +145,7 @@ class Client:
         self._mask = 0
         self._more = False  # the last read stopped at _MAX_READS_PER_POLL: input may be waiting
         self._tls_pending = False  # TLS set up, handshake not known to be done (MicroPython: done in I/O)
-        self._deadline = None  # (start ticks, timeout) while connecting
+        self._deadline = None  # the ticks_ms by which connect() must be done, while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
         self._closing = False
         if MICROPYTHON and tls != TLS_NONE:
