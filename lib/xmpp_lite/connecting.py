@@ -114,8 +114,9 @@ def make_tls_context(client, tls):
 def run(client, registration, timeout_ms):
     """Client.connect and Client.register: the servers in turn, until one takes the login.
 
-    Each server gets one attempt, which follows one see-other-host redirect; an OSError or a
-    StreamError moves on to the next server while time is left.
+    One attempt per server (TCP, TLS, the login, until online or registered), which follows one
+    see-other-host redirect; an OSError or a StreamError moves on to the next server while time is
+    left. One function: each function is code and a name in the heap at the login's peak.
     """
     if client.sock is not None:
         raise OSError(errno.EALREADY, "already connected")
@@ -126,111 +127,106 @@ def run(client, registration, timeout_ms):
         if servers is None:
             servers = find_servers(client)
         count = len(servers)
-        for turn in range(count):
+        turn = 0
+        redirect = None  # the (host, port) of a see-other-host being followed
+        while True:
             index = (client._preferred + turn) % count
             host, port, tls = servers[index]
-            redirected = False
-            while True:
+            if redirect is not None:
+                host = redirect[0]
+                port = redirect[1] or port
+            try:
+                client._reached = None
+                client._closing = False
+                client._more = False
+                client._refused_seen = 0
+                client.session = None
+                client.jid = None
+                client.host = host
+                client.port = port
+                # The session imports the SASL mechanisms once the server's features are read; loaded now
+                # instead, while the heap is in one piece: its functions need blocks of up to 1 KB that a
+                # heap cut up by TCP, TLS and the stream's first bytes may not have. Only sys.modules holds
+                # it (no name here), so that the login unloads it once authenticated, before the bind.
+                import xmpp_lite.sasl  # noqa: F401
+
+                make_tls_context(client, tls)
+                # TCP: each address in turn, a non-blocking connect bounded by the deadline and by
+                # _SERVER_CONNECT_TIMEOUT_MS.
                 try:
+                    addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+                except OSError as error:
+                    raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, describe(error)))
+                failure = OSError(errno.EHOSTUNREACH, "no address for " + host)
+                for address in addresses:
+                    sock = socket.socket(address[0], socket.SOCK_STREAM)
                     try:
-                        result = _attempt(client, host, port, tls, registration)
-                    except Redirect as redirect:
-                        if redirected:
-                            raise StreamError("see-other-host", "redirected a second time, to " + redirect.args[0])
-                        redirected = True
-                        host = redirect.args[0]
-                        port = redirect.args[1] or port
-                        continue
-                    client._preferred = index
-                    return result
-                except (OSError, StreamError):
-                    if turn == count - 1 or ticks_diff(client._deadline, ticks_ms()) <= 0:
-                        raise
-                    break
+                        sock.setblocking(False)
+                        try:
+                            sock.connect(address[-1])
+                        except OSError as error:
+                            # EWOULDBLOCK is EAGAIN on both runtimes' platforms.
+                            if not error.args or error.args[0] not in (errno.EINPROGRESS, errno.EAGAIN):
+                                raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
+                                              "cannot connect to %s:%d: %s" % (host, port, describe(error)))
+                        poller = select.poll()
+                        poller.register(sock, select.POLLOUT)
+                        left = min(ticks_diff(client._deadline, ticks_ms()), _SERVER_CONNECT_TIMEOUT_MS)
+                        events = poller.poll(left) if left > 0 else []
+                        if not events:
+                            raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))
+                        code = socket_error(sock, events[0][1])
+                        if code:
+                            raise OSError(code, "cannot connect to %s:%d (errno %d)" % (host, port, code))
+                        break
+                    except OSError as error:
+                        sock.close()
+                        failure = error
+                else:
+                    raise failure
+                client.sock = sock
+                if tls == TLS_DIRECT:
+                    start_tls(client)
+                else:
+                    client._poller = poller = select.poll()
+                    client._mask = select.POLLIN
+                    poller.register(sock, select.POLLIN)
+                session = Session(client._jid, client._password, tls=tls, registration=registration,
+                                  sm=None if registration is not None else client.sm,
+                                  presence=client._presence if registration is None else None, **client._options)
+                handlers = client._handlers
+                for xmlns in handlers:
+                    session.register_iq_handler(xmlns, handlers[xmlns])
+                client.session = session
+                session.start()
+                try:
+                    while client._reached is None:
+                        left = ticks_diff(client._deadline, ticks_ms())
+                        if left <= 0:
+                            raise OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
+                                          % (host, port, session.state))
+                        client._pump(left)
+                        client._handle_events()
+                except BaseException:
+                    client._drop()
+                    raise
+                client._preferred = index
+                if client._reached == EVENT_REGISTERED:
+                    client.close()
+                    return session.username
+                return client.jid
+            except (OSError, StreamError, Redirect) as error:
+                if isinstance(error, Redirect):
+                    if redirect is None:
+                        redirect = error.args
+                        continue  # the same server's turn, at the address it gave
+                    error = StreamError("see-other-host", "redirected a second time, to " + error.args[0])
+                if turn == count - 1 or ticks_diff(client._deadline, ticks_ms()) <= 0:
+                    raise error
+                turn += 1
+                redirect = None
     finally:
         client._deadline = None
-
-
-def _attempt(client, host, port, tls, registration):
-    """One attempt at (host, port): TCP, TLS, the login, until online (or registered); raises Redirect."""
-    client._reached = None
-    client._closing = False
-    client._more = False
-    client._refused_seen = 0
-    client.session = None
-    client.jid = None
-    client.host = host
-    client.port = port
-    # The session imports the SASL mechanisms once the server's features are read; loaded now instead,
-    # while the heap is in one piece: its functions need blocks of up to 1 KB that a heap cut up by TCP,
-    # TLS and the stream's first bytes may not have. Only sys.modules holds it (no name here), so that
-    # the login unloads it once authenticated, before the bind.
-    import xmpp_lite.sasl  # noqa: F401
-
-    make_tls_context(client, tls)
-    # TCP: each address in turn, a non-blocking connect bounded by the deadline and by
-    # _SERVER_CONNECT_TIMEOUT_MS.
-    try:
-        addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except OSError as error:
-        raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, describe(error)))
-    failure = OSError(errno.EHOSTUNREACH, "no address for " + host)
-    for address in addresses:
-        sock = socket.socket(address[0], socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            try:
-                sock.connect(address[-1])
-            except OSError as error:
-                # EWOULDBLOCK is EAGAIN on both runtimes' platforms.
-                if not error.args or error.args[0] not in (errno.EINPROGRESS, errno.EAGAIN):
-                    raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
-                                  "cannot connect to %s:%d: %s" % (host, port, describe(error)))
-            poller = select.poll()
-            poller.register(sock, select.POLLOUT)
-            left = min(ticks_diff(client._deadline, ticks_ms()), _SERVER_CONNECT_TIMEOUT_MS)
-            events = poller.poll(left) if left > 0 else []
-            if not events:
-                raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))
-            code = socket_error(sock, events[0][1])
-            if code:
-                raise OSError(code, "cannot connect to %s:%d (errno %d)" % (host, port, code))
-            break
-        except OSError as error:
-            sock.close()
-            failure = error
-    else:
-        raise failure
-    client.sock = sock
-    if tls == TLS_DIRECT:
-        start_tls(client)
-    else:
-        client._poller = poller = select.poll()
-        client._mask = select.POLLIN
-        poller.register(sock, select.POLLIN)
-    session = Session(client._jid, client._password, tls=tls, registration=registration,
-                      sm=None if registration is not None else client.sm,
-                      presence=client._presence if registration is None else None, **client._options)
-    handlers = client._handlers
-    for xmlns in handlers:
-        session.register_iq_handler(xmlns, handlers[xmlns])
-    client.session = session
-    session.start()
-    try:
-        while client._reached is None:
-            left = ticks_diff(client._deadline, ticks_ms())
-            if left <= 0:
-                raise OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
-                              % (host, port, session.state))
-            client._pump(left)
-            client._handle_events()
-    except BaseException:
-        client._drop()
-        raise
-    if client._reached == EVENT_REGISTERED:
-        client.close()
-        return session.username
-    return client.jid
 
 
 def warn_unverified(client):
