@@ -1,9 +1,19 @@
-"""Trusted certificates for TLS: loaded while connecting (xmpp_lite.connecting), by both link drivers."""
+"""TLS trust: the client's SSLContext with its CA certificates, made once per client by both link drivers.
+
+Loaded only to make the context (on MicroPython at the client's construction, at the bottom of the heap;
+on CPython at the first connection that uses TLS) and unloaded again on MicroPython: the context is kept,
+this code is not. ``load_ca`` also serves the host tools.
+"""
 
 import binascii
+import errno
 
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_PEM_END = b"-----END CERTIFICATE-----"
+from xmpp_lite import unload
+from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const
+from xmpp_lite.errors import TLSError, describe
+
+_PEM_BEGIN = const(b"-----BEGIN CERTIFICATE-----")
+_PEM_END = const(b"-----END CERTIFICATE-----")
 
 
 def load_ca(ca):
@@ -28,3 +38,37 @@ def load_ca(ca):
         certs.append(binascii.a2b_base64(body))
         start = ca.find(_PEM_BEGIN, end)
     return certs
+
+
+def make_tls_context(client):
+    """Make the client's SSLContext, for a connection that uses TLS; raises TLSError.
+
+    Made once per client and kept: the CA certificates (``client._ca`` unless ``client.verify`` is off) are
+    parsed into it once and their bytes are not kept. On MicroPython it is one object of about 3 KB, made
+    before a login leaves the heap in pieces; the ``tls`` module directly: ``ssl`` is a Python wrapper over
+    it that only costs heap.
+    """
+    if MICROPYTHON:
+        unload(__name__)  # the running function lives on until it returns
+    verify = client.verify
+    try:
+        cadata = load_ca(client._ca) if verify and client._ca is not None else None
+        if MICROPYTHON:  # pragma: no cover - MicroPython
+            import tls as mbedtls
+
+            context = mbedtls.SSLContext(mbedtls.PROTOCOL_TLS_CLIENT)
+            if verify:
+                if not cadata:
+                    raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
+                context.verify_mode = mbedtls.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
+                for der in cadata:  # mbedTLS parses one DER certificate per call
+                    context.load_verify_locations(der)
+            else:
+                context.verify_mode = mbedtls.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
+        else:
+            from xmpp_lite.connecting_cpython import tls_context
+
+            context = tls_context(cadata, verify)
+        client._tls_context = context
+    except TLS_ERRORS as error:
+        raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))

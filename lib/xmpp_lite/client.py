@@ -151,13 +151,12 @@ class Client:
         if MICROPYTHON and tls != TLS_NONE:
             # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
             # at the first connect, where it would split the room the login needs.
-            from xmpp_lite import connecting
+            from xmpp_lite.certs import make_tls_context  # it unloads itself
 
             try:
-                connecting.make_tls_context(self, tls)
+                make_tls_context(self)
             except OSError:
                 pass  # a CA that cannot be loaded: connect() tries again and raises it, as on CPython
-            unload("xmpp_lite.connecting")
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -284,10 +283,10 @@ class Client:
             # goes before the login needs the room.
             for name in ("xmpp_lite.parser_rare", "xmpp_lite.streamerror"):
                 unload(name)
-        from xmpp_lite import connecting
+        from xmpp_lite.connecting import run
 
         try:
-            return connecting.run(self, registration, timeout_ms)
+            return run(self, registration, timeout_ms)
         finally:
             if MICROPYTHON:
                 # The attempt is over, done or failed: its code goes until the next one (the login's, where

@@ -1,8 +1,8 @@
 """What a client needs only while it connects: the TCP connect, TLS, the login loop.
 
 xmpp_lite.client and xmpp_lite.aio import this module for a connection attempt; on MicroPython they
-unload it again (xmpp_lite.unload) once the attempt is over, with xmpp_lite.certs: a board online keeps
-none of it in RAM. Where to connect (a server list, or DNS SRV) is xmpp_lite.dns's, described in
+unload it again (xmpp_lite.unload) once the attempt is over: a board online keeps none of it in RAM. The
+TLS context is xmpp_lite.certs's. Where to connect (a server list, or DNS SRV) is xmpp_lite.dns's, described in
 xmpp_lite.client's docstring. It is in the heap at the login's peak: few functions, few names.
 """
 
@@ -40,26 +40,6 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
                 return error.args[0]
         return errno.ECONNREFUSED
 
-    def tls_context(cadata, verify):
-        """The client SSLContext: made once per client and kept, it holds the CA certificates parsed.
-
-        ``cadata``: DER certificates to trust. Made before the first login: it is one
-        allocation of about 3 KB that a heap fragmented by a login may not have. The
-        ``tls`` module directly: ``ssl`` is a Python wrapper over it that only costs heap.
-        """
-        import tls
-
-        context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if not cadata:
-                raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
-            context.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
-            for der in cadata:  # mbedTLS parses one DER certificate per call
-                context.load_verify_locations(der)
-        else:
-            context.verify_mode = tls.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
-        return context
-
     def wrap_tls(context, sock, server_hostname, timeout_ms):
         """A TLS client socket over the connected non-blocking ``sock``.
 
@@ -69,7 +49,7 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
 
 else:
     # CPython's ways live in a module of their own: their names and code never reach a board's heap.
-    from xmpp_lite.connecting_cpython import socket_error, tls_context, wrap_tls  # noqa: F401
+    from xmpp_lite.connecting_cpython import socket_error, wrap_tls
 
 
 class Redirect(Exception):
@@ -85,26 +65,6 @@ def find_servers(client):
     finally:
         if MICROPYTHON:
             unload("xmpp_lite.dns")  # before the login: it needs the room
-
-
-def make_tls_context(client, tls):
-    """The client's SSLContext, made at its first connection that uses TLS and kept.
-
-    Made before the login leaves the heap in pieces (on MicroPython one object of about 3 KB); the CA
-    certificates are parsed into it once and their bytes are not kept. Raises TLSError.
-    """
-    if tls != TLS_NONE and client._tls_context is None:
-        try:
-            cadata = None
-            if client.verify and client._ca is not None:
-                from xmpp_lite.certs import load_ca
-
-                if MICROPYTHON:
-                    unload("xmpp_lite.certs")  # needed this once: the next connection has the context
-                cadata = load_ca(client._ca)
-            client._tls_context = tls_context(cadata, client.verify)
-        except TLS_ERRORS as error:
-            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
 
 
 # -- xmpp_lite.client.Client's connection attempts -------------------------------------------------
@@ -150,7 +110,10 @@ def run(client, registration, timeout_ms):
                 # it (no name here), so that the login unloads it once authenticated, before the bind.
                 import xmpp_lite.sasl  # noqa: F401
 
-                make_tls_context(client, tls)
+                if tls != TLS_NONE and client._tls_context is None:
+                    from xmpp_lite.certs import make_tls_context
+
+                    make_tls_context(client)
                 # TCP: each address in turn, a non-blocking connect bounded by the deadline and by
                 # _SERVER_CONNECT_TIMEOUT_MS.
                 try:
@@ -229,15 +192,11 @@ def run(client, registration, timeout_ms):
         client._deadline = None
 
 
-def warn_unverified(client):
-    if not client.verify:
-        print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
-              "anyone on the path to %s can read and change this connection" % client.domain)
-
-
 def start_tls(client):
     """TLS over the client's socket: from the first byte, or after the server's STARTTLS <proceed/>."""
-    warn_unverified(client)
+    if not client.verify:  # xmpp_lite.aiolink says the same
+        print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
+              "anyone on the path to %s can read and change this connection" % client.domain)
     deadline = client._deadline
     try:
         sock = wrap_tls(client._tls_context, client.sock, client.domain,

@@ -1,7 +1,7 @@
-"""xmpp_lite.connecting's runtime-specific part on CPython: the connect's error, TLS.
+"""The CPython side of xmpp_lite.connecting and xmpp_lite.certs: the connect's error, TLS.
 
 A module of its own so that a board never loads CPython's names and code (the MicroPython versions
-are in xmpp_lite.connecting, which imports these on CPython only). Its code is under ``if not
+are in xmpp_lite.connecting and xmpp_lite.certs, which import these on CPython only). Its code is under ``if not
 MICROPYTHON``, as the CPython side of every runtime branch: the static check of device code against
 the board's API leaves it out.
 """
