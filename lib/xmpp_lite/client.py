@@ -75,8 +75,8 @@ SEND_BUFFER_SIZE = 1536  # output is copied into this buffer and written from it
 _MAX_READS_PER_POLL = const(8)  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
 
-NS_PING = "urn:xmpp:ping"  # XEP-0199; the same as xmpp_lite.responder's, which is loaded only for an iq get/set
-_IO_ERRORS = TLS_ERRORS + (OSError,)
+# XEP-0199; xmpp_lite.responder.NS_PING, which is loaded only for an iq get/set.
+_NS_PING = const("urn:xmpp:ping")
 
 
 class Client:
@@ -241,7 +241,7 @@ class Client:
 
     def send_ping(self):
         """An XEP-0199 ping to the server; returns its id (the answer goes to ``on_iq``)."""
-        return self.send_iq("get", payload=Element("ping", xmlns=NS_PING))
+        return self.send_iq("get", payload=Element("ping", xmlns=_NS_PING))
 
     def abort(self):
         """Close the socket at once, without a stream end: for a link known to be dead.
@@ -355,7 +355,7 @@ class Client:
             start = self._tx_start
             try:
                 sent = sock_send(self.sock, self._tx_view[start:self._tx_end])
-            except _IO_ERRORS as error:
+            except TLS_ERRORS + (OSError,) as error:  # the tuple is made only when an error is raised
                 self._failed(error)
             if not sent:
                 if session.output_pending + self._tx_end - start > MAX_UNSENT_BYTES:
@@ -378,7 +378,7 @@ class Client:
         for _ in range(_MAX_READS_PER_POLL):
             try:
                 count = sock_recv_into(self.sock, self._rx)
-            except _IO_ERRORS as error:
+            except TLS_ERRORS + (OSError,) as error:  # the tuple is made only when an error is raised
                 self._failed(error)
             if count is None:
                 return
