@@ -2,7 +2,8 @@
 
 Loaded only to make the context (on MicroPython at the client's construction, at the bottom of the heap;
 on CPython at the first connection that uses TLS) and unloaded again on MicroPython: the context is kept,
-this code is not. ``load_ca`` also serves the host tools.
+this code is not. ``load_ca`` also serves the host tools; CPython's ``make_tls_context`` is in
+xmpp_lite.connecting_cpython.
 """
 
 import binascii
@@ -40,22 +41,22 @@ def load_ca(ca):
     return certs
 
 
-def make_tls_context(client):
-    """Make the client's SSLContext, for a connection that uses TLS; raises TLSError.
+if MICROPYTHON:  # pragma: no cover - MicroPython
 
-    Made once per client and kept: the CA certificates (``client._ca`` unless ``client.verify`` is off) are
-    parsed into it once and their bytes are not kept. On MicroPython it is one object of about 3 KB, made
-    before a login leaves the heap in pieces; the ``tls`` module directly: ``ssl`` is a Python wrapper over
-    it that only costs heap.
-    """
-    if MICROPYTHON:
+    def make_tls_context(client):
+        """Make the client's SSLContext, for a connection that uses TLS; raises TLSError.
+
+        Made once per client and kept: the CA certificates (``client._ca`` unless ``client.verify`` is off)
+        are parsed into it once and their bytes are not kept. One object of about 3 KB, made before a login
+        leaves the heap in pieces. The ``tls`` module directly: ``ssl`` is a Python wrapper over it that
+        only costs heap.
+        """
         unload(__name__)  # the running function lives on until it returns
-    verify = client.verify
-    try:
-        cadata = load_ca(client._ca) if verify and client._ca is not None else None
-        if MICROPYTHON:  # pragma: no cover - MicroPython
-            import tls as mbedtls
+        import tls as mbedtls
 
+        verify = client.verify
+        try:
+            cadata = load_ca(client._ca) if verify and client._ca is not None else None
             context = mbedtls.SSLContext(mbedtls.PROTOCOL_TLS_CLIENT)
             if verify:
                 if not cadata:
@@ -65,10 +66,10 @@ def make_tls_context(client):
                     context.load_verify_locations(der)
             else:
                 context.verify_mode = mbedtls.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
-        else:
-            from xmpp_lite.connecting_cpython import tls_context
+            client._tls_context = context
+        except TLS_ERRORS as error:
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
 
-            context = tls_context(cadata, verify)
-        client._tls_context = context
-    except TLS_ERRORS as error:
-        raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
+else:
+    # CPython's, with the names of its ssl module, which a board never loads.
+    from xmpp_lite.connecting_cpython import make_tls_context  # noqa: F401

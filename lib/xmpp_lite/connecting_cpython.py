@@ -1,9 +1,9 @@
-"""The CPython side of xmpp_lite.connecting and xmpp_lite.certs: the connect's error, TLS.
+"""The CPython side of xmpp_lite.connecting and xmpp_lite.certs: the connect's error, TLS, the SSLContext.
 
 A module of its own so that a board never loads CPython's names and code (the MicroPython versions
-are in xmpp_lite.connecting and xmpp_lite.certs, which import these on CPython only). Its code is under ``if not
-MICROPYTHON``, as the CPython side of every runtime branch: the static check of device code against
-the board's API leaves it out.
+are in xmpp_lite.connecting and xmpp_lite.certs, which import these on CPython only). Its code is
+under ``if not MICROPYTHON``, as the CPython side of every runtime branch: the static check of device
+code against the board's API leaves it out.
 """
 
 from xmpp_lite._compat import MICROPYTHON
@@ -12,6 +12,9 @@ if not MICROPYTHON:
     import errno
     import socket
     import ssl
+
+    from xmpp_lite._compat import TLS_ERRORS
+    from xmpp_lite.errors import TLSError, describe
 
     def socket_error(sock, flags):
         """The errno of a failed non-blocking connect, or 0 if it worked (``flags``: its poll events, unused here)."""
@@ -30,17 +33,26 @@ if not MICROPYTHON:
         tls.setblocking(False)
         return tls
 
-    def tls_context(cadata, verify):
-        """The client SSLContext, made once per client: ``cadata``, DER certificates to trust (None: the system's)."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if cadata:
-                context.load_verify_locations(cadata=b"".join(cadata))
-                # A pinned server certificate (not a CA) is trusted as it is.
-                context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    def make_tls_context(client):
+        """Make the client's SSLContext (xmpp_lite.certs.make_tls_context on CPython); raises TLSError.
+
+        The CA certificates: ``client._ca`` (None: the system's), unless ``client.verify`` is off.
+        """
+        from xmpp_lite.certs import load_ca
+
+        verify = client.verify
+        try:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if verify:
+                if client._ca is not None:
+                    context.load_verify_locations(cadata=b"".join(load_ca(client._ca)))
+                    # A pinned server certificate (not a CA) is trusted as it is.
+                    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+                else:
+                    context.load_default_certs()
             else:
-                context.load_default_certs()
-        else:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            client._tls_context = context
+        except TLS_ERRORS as error:
+            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
