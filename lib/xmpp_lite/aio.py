@@ -144,10 +144,9 @@ class AsyncClient:
         self.stats = {"attempts": 0, "online": 0, "resumed": 0, "lost": 0, "dead_links": 0, "probes": 0,
                       "whitespace": 0, "handler_errors": 0, "memory_errors": 0}
         self.memory_errors_in_row = 0  # as RobustClient's: the firmware resets the board after too many
-        self._jid = jid
-        self._password = password
-        self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
-                         "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
+        # The Session's arguments, the account's with them (no attribute, no name, of their own).
+        self._options = {"jid": jid, "password": password, "resource": resource, "insecure_plain": insecure_plain,
+                         "sasl_cache": sasl_cache, "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
         self._ca = ca
         self._tls_context = None  # made at the first connection that uses TLS, then kept (the CA parsed in it)
         self._handlers = {}

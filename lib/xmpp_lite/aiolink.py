@@ -200,8 +200,7 @@ async def login(client):
             make_tls_context(client)
         await link.open(client.host, client.port, _tls_args(client) if tls == TLS_DIRECT else None)
         tls_pending = tls == TLS_DIRECT and MICROPYTHON
-        session = Session(client._jid, client._password, tls=tls, sm=client.sm, presence=client._presence,
-                          **client._options)
+        session = Session(tls=tls, sm=client.sm, presence=client._presence, **client._options)
         handlers = client._handlers
         for xmlns in handlers:
             session.register_iq_handler(xmlns, handlers[xmlns])

@@ -122,10 +122,9 @@ class Client:
         self.sm = sm
         self.last_sent_ms = None  # ticks_ms of the last write, for a keepalive policy
         self.last_received_ms = None  # ticks_ms of the last read
-        self._jid = jid
-        self._password = password
-        self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
-                         "mechanisms": mechanisms, "software": software, "sasl2": sasl2}  # the Session's
+        # The Session's arguments, the account's with them (no attribute, no name, of their own).
+        self._options = {"jid": jid, "password": password, "resource": resource, "insecure_plain": insecure_plain,
+                         "sasl_cache": sasl_cache, "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
         self._presence = None  # the initial presence of the login under way
         self._ca = ca
         self._tls_context = None  # made at the first connection that uses TLS, then kept

@@ -120,7 +120,7 @@ def run(client, registration, timeout_ms):
                     addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
                 except OSError as error:
                     raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, describe(error)))
-                failure = OSError(errno.EHOSTUNREACH, "no address for " + host)
+                failure = None
                 for address in addresses:
                     sock = socket.socket(address[0], socket.SOCK_STREAM)
                     try:
@@ -146,15 +146,15 @@ def run(client, registration, timeout_ms):
                         sock.close()
                         failure = error
                 else:
-                    raise failure
+                    raise failure or OSError(errno.EHOSTUNREACH, "no address for " + host)
                 client.sock = sock
                 if tls == TLS_DIRECT:
                     start_tls(client)
-                else:
-                    client._poller = poller = select.poll()
+                else:  # the connect's poller, from now on for input
+                    client._poller = poller
                     client._mask = select.POLLIN
-                    poller.register(sock, select.POLLIN)
-                session = Session(client._jid, client._password, tls=tls, registration=registration,
+                    poller.modify(sock, select.POLLIN)
+                session = Session(tls=tls, registration=registration,
                                   sm=None if registration is not None else client.sm,
                                   presence=client._presence if registration is None else None, **client._options)
                 handlers = client._handlers
