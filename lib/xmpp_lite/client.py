@@ -47,26 +47,28 @@ import select
 from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const, sock_recv_into, sock_send, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
-from xmpp_lite.session import (
-    EVENT_CLOSED,
-    EVENT_ERROR,
-    EVENT_HANDLER_ERROR,
-    EVENT_IQ,
-    EVENT_MESSAGE,
-    EVENT_ONLINE,
-    EVENT_PRESENCE,
-    EVENT_REGISTERED,
-    EVENT_RESUMED,
-    EVENT_SEE_OTHER_HOST,
-    EVENT_STARTTLS,
-    TLS_NONE,
-    TLS_REQUIRED,
-)
+import xmpp_lite.session  # noqa: F401,I001 - loaded with the client (connecting makes the Session)
 from xmpp_lite.stanza import Element
 
 # After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
 # from source on the device.
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402,I001
+
+# xmpp_lite.session's event kinds and TLS modes, folded into the code (no global, no import of each);
+# tests/host/test_client_names.py keeps them equal to session's.
+_EVENT_CLOSED = const(10)
+_EVENT_ERROR = const(9)
+_EVENT_HANDLER_ERROR = const(8)
+_EVENT_IQ = const(5)
+_EVENT_MESSAGE = const(3)
+_EVENT_ONLINE = const(2)
+_EVENT_PRESENCE = const(4)
+_EVENT_REGISTERED = const(7)
+_EVENT_RESUMED = const(11)
+_EVENT_SEE_OTHER_HOST = const(6)
+_EVENT_STARTTLS = const(1)
+_TLS_NONE = const("none")
+_TLS_REQUIRED = const("required")
 
 _CLOSE_TIMEOUT_MS = const(2000)  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read, into one buffer allocated with the Client
@@ -98,7 +100,7 @@ class Client:
     if set, sees every chunk ("send"/"recv") as it passes.
     """
 
-    def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
+    def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=_TLS_REQUIRED, ca=None, insecure_plain=False,
                  resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
                  servers=None, nameserver=None):
         # Loaded for the check only (it unloads itself on MicroPython); xmpp_lite.dns loads at connect
@@ -147,7 +149,7 @@ class Client:
         self._deadline = None  # the ticks_ms by which connect() must be done, while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
         self._closing = False
-        if MICROPYTHON and tls != TLS_NONE:
+        if MICROPYTHON and tls != _TLS_NONE:
             # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
             # at the first connect, where it would split the room the login needs.
             from xmpp_lite.certs import make_tls_context  # it unloads itself
@@ -437,16 +439,16 @@ class Client:
                 break
             count += 1
             kind, value = event
-            if kind == EVENT_MESSAGE:
+            if kind == _EVENT_MESSAGE:
                 if self.on_message is not None:
                     self.on_message(value)
-            elif kind == EVENT_PRESENCE:
+            elif kind == _EVENT_PRESENCE:
                 if self.on_presence is not None:
                     self.on_presence(value)
-            elif kind == EVENT_IQ:
+            elif kind == _EVENT_IQ:
                 if self.on_iq is not None:
                     self.on_iq(value)
-            elif kind == EVENT_STARTTLS:
+            elif kind == _EVENT_STARTTLS:
                 if self._rx_fed < self._rx_end:
                     from xmpp_lite.streamerror import client_ends
 
@@ -455,23 +457,23 @@ class Client:
                 from xmpp_lite.connecting import start_tls
 
                 start_tls(self)
-            elif kind == EVENT_ONLINE or kind == EVENT_RESUMED:
+            elif kind == _EVENT_ONLINE or kind == _EVENT_RESUMED:
                 self.jid = value
                 self._reached = kind
-            elif kind == EVENT_REGISTERED:
+            elif kind == _EVENT_REGISTERED:
                 self._reached = kind
-            elif kind == EVENT_HANDLER_ERROR:
+            elif kind == _EVENT_HANDLER_ERROR:
                 self._write()  # the error reply
                 raise value[1]
-            elif kind == EVENT_SEE_OTHER_HOST:
+            elif kind == _EVENT_SEE_OTHER_HOST:
                 from xmpp_lite.streamerror import client_ends
 
                 client_ends(self, kind, value)  # raises
-            elif kind == EVENT_ERROR:
+            elif kind == _EVENT_ERROR:
                 self._flush_quietly()
                 self._drop()
                 raise value
-            elif kind == EVENT_CLOSED:
+            elif kind == _EVENT_CLOSED:
                 self._flush_quietly()
                 self._drop()
                 self.jid = None
