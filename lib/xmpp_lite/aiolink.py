@@ -48,8 +48,7 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
         def __init__(self):
             self.sock = None
             self.stream = None
-            self._rx = bytearray(READ_SIZE)
-            self._view = memoryview(self._rx)
+            self._rx = memoryview(bytearray(READ_SIZE))  # read into; what read() returns is a slice of it
 
         async def open(self, host, port, tls):
             # getaddrinfo blocks the loop: MicroPython has no other way to resolve a name.
@@ -93,7 +92,7 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
             while True:
                 count = await self.stream.readinto(self._rx)
                 if count is not None:  # None: a TLS record (or handshake step) is not complete yet
-                    return self._view[:count]
+                    return self._rx[:count]
 
         async def write(self, data):
             stream = self.stream

@@ -133,8 +133,7 @@ class Client:
         self._handlers = {}
         # Both buffers live as long as the Client, across reconnections: no
         # allocation per read or write that a fragmented heap could refuse.
-        self._rx = bytearray(READ_SIZE)
-        self._rx_view = memoryview(self._rx)
+        self._rx = memoryview(bytearray(READ_SIZE))  # read into; sliced for the session without a copy
         self._rx_fed = 0  # self._rx[_rx_fed:_rx_end] is read but not yet given to the session
         self._rx_end = 0
         self._tx = bytearray(SEND_BUFFER_SIZE)
@@ -384,7 +383,7 @@ class Client:
             if count is None:
                 return
             if self.trace is not None:
-                self.trace("recv", bytes(self._rx_view[:count]))
+                self.trace("recv", bytes(self._rx[:count]))
             if not count:
                 self.session.receive_data(b"")
                 self._handle_events()
@@ -410,7 +409,7 @@ class Client:
             end = min(start + FEED_SIZE, self._rx_end)
             self._rx_fed = end
             signs = session.alive_signs
-            session.receive_data(self._rx_view[start:end])
+            session.receive_data(self._rx[start:end])
             if session.alive_signs != signs:
                 # Liveness: complete stanzas and whitespace, not any byte.
                 self.last_received_ms = ticks_ms()
