@@ -152,6 +152,7 @@ def run(client, registration, timeout_ms):
                         failure = error
                 else:
                     raise failure or OSError(errno.EHOSTUNREACH, "no address for " + host)
+                addresses = address = events = None  # this frame lives through the login: they need not
                 client.sock = sock
                 if tls == _TLS_DIRECT:
                     start_tls(client)
