@@ -1,9 +1,9 @@
 """What a client needs only while it connects: the TCP connect, TLS, the login loop.
 
 xmpp_lite.client and xmpp_lite.aio import this module for a connection attempt; on MicroPython they
-unload it again (xmpp_lite.unload) once the attempt is over: a board online keeps none of it in RAM. The
-TLS context is xmpp_lite.certs's. Where to connect (a server list, or DNS SRV) is xmpp_lite.dns's, described in
-xmpp_lite.client's docstring. It is in the heap at the login's peak: few functions, few names.
+unload it again (xmpp_lite.unload) once the attempt is over: a board online keeps none of it in RAM.
+The TLS context is xmpp_lite.certs's; the DNS SRV lookup xmpp_lite.dns's (see xmpp_lite.client's
+docstring). It is in the heap at the login's peak: few functions, few names.
 """
 
 import errno
