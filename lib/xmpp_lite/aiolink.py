@@ -22,13 +22,9 @@ same on both.
 import asyncio
 import errno
 
-from xmpp_lite._compat import MICROPYTHON, const
+from xmpp_lite._compat import MICROPYTHON
 from xmpp_lite.errors import TLSError, describe
-from xmpp_lite.session import Session
-
-# xmpp_lite.session's, folded into the code (tests/host/test_client_names.py keeps them equal).
-_TLS_DIRECT = const("direct")
-_TLS_NONE = const("none")
+from xmpp_lite.session import TLS_DIRECT, TLS_NONE, Session
 
 READ_SIZE = 1024  # bytes per read (one buffer, reused, on MicroPython)
 CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPython)
@@ -197,12 +193,12 @@ async def login(client):
                 client._turn = 0
             servers = client._found
         client.host, client.port, tls = servers[client._turn % len(servers)]
-        if tls != _TLS_NONE and client._tls_context is None:
+        if tls != TLS_NONE and client._tls_context is None:
             from xmpp_lite.certs import make_tls_context
 
             make_tls_context(client)
-        await link.open(client.host, client.port, _tls_args(client) if tls == _TLS_DIRECT else None)
-        tls_pending = tls == _TLS_DIRECT and MICROPYTHON
+        await link.open(client.host, client.port, _tls_args(client) if tls == TLS_DIRECT else None)
+        tls_pending = tls == TLS_DIRECT and MICROPYTHON
         session = Session(tls=tls, sm=client.sm, presence=client._presence, **client._options)
         handlers = client._handlers
         for xmlns in handlers:

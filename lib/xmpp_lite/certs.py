@@ -10,34 +10,33 @@ import binascii
 import errno
 
 from xmpp_lite import unload
-from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const
+from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS
 from xmpp_lite.errors import TLSError, describe
-
-_PEM_BEGIN = const(b"-----BEGIN CERTIFICATE-----")
-_PEM_END = const(b"-----END CERTIFICATE-----")
-
 
 def load_ca(ca):
     """DER certificates from ``ca``: a file path or bytes, PEM (one or more) or DER."""
+    # Locals, not module constants: no global names (a str or bytes const() needs MicroPython 1.19).
+    pem_begin = b"-----BEGIN CERTIFICATE-----"
+    pem_end = b"-----END CERTIFICATE-----"
     if isinstance(ca, str):
         with open(ca, "rb") as f:
             ca = f.read()
     ca = bytes(ca)
-    if ca.find(_PEM_BEGIN) < 0:
+    if ca.find(pem_begin) < 0:
         if not ca:
             raise ValueError("empty CA certificate")
         return [ca]
     certs = []
-    start = ca.find(_PEM_BEGIN)
+    start = ca.find(pem_begin)
     while start >= 0:
-        end = ca.find(_PEM_END, start)
+        end = ca.find(pem_end, start)
         if end < 0:
             raise ValueError("truncated PEM certificate")
-        body = ca[start + len(_PEM_BEGIN):end]
+        body = ca[start + len(pem_begin):end]
         for space in (b"\r", b"\n", b" ", b"\t"):
             body = body.replace(space, b"")
         certs.append(binascii.a2b_base64(body))
-        start = ca.find(_PEM_BEGIN, end)
+        start = ca.find(pem_begin, end)
     return certs
 
 

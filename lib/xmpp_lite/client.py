@@ -47,14 +47,14 @@ import select
 from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const, sock_recv_into, sock_send, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
-import xmpp_lite.session  # noqa: F401,I001 - loaded with the client (connecting makes the Session)
+from xmpp_lite.session import TLS_NONE, TLS_REQUIRED
 from xmpp_lite.stanza import Element
 
 # After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
 # from source on the device.
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402,I001
 
-# xmpp_lite.session's event kinds and TLS modes, folded into the code (no global, no import of each);
+# xmpp_lite.session's event kinds, folded into the code (no global, no import of each);
 # tests/host/test_client_names.py keeps them equal to session's.
 _EVENT_CLOSED = const(10)
 _EVENT_ERROR = const(9)
@@ -67,8 +67,6 @@ _EVENT_REGISTERED = const(7)
 _EVENT_RESUMED = const(11)
 _EVENT_SEE_OTHER_HOST = const(6)
 _EVENT_STARTTLS = const(1)
-_TLS_NONE = const("none")
-_TLS_REQUIRED = const("required")
 
 _CLOSE_TIMEOUT_MS = const(2000)  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read, into one buffer allocated with the Client
@@ -76,9 +74,6 @@ FEED_SIZE = 512  # bytes handed to the session at once; its events are handled a
 SEND_BUFFER_SIZE = 1536  # output is copied into this buffer and written from it: one write per poll if it fits
 _MAX_READS_PER_POLL = const(8)  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
-
-# XEP-0199; xmpp_lite.responder.NS_PING, which is loaded only for an iq get/set.
-_NS_PING = const("urn:xmpp:ping")
 
 
 class Client:
@@ -100,7 +95,7 @@ class Client:
     if set, sees every chunk ("send"/"recv") as it passes.
     """
 
-    def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=_TLS_REQUIRED, ca=None, insecure_plain=False,
+    def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
                  resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
                  servers=None, nameserver=None):
         # Loaded for the check only (it unloads itself on MicroPython); xmpp_lite.dns loads at connect
@@ -148,7 +143,7 @@ class Client:
         self._deadline = None  # the ticks_ms by which connect() must be done, while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
         self._closing = False
-        if MICROPYTHON and tls != _TLS_NONE:
+        if MICROPYTHON and tls != TLS_NONE:
             # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
             # at the first connect, where it would split the room the login needs.
             from xmpp_lite.certs import make_tls_context  # it unloads itself
@@ -241,7 +236,8 @@ class Client:
 
     def send_ping(self):
         """An XEP-0199 ping to the server; returns its id (the answer goes to ``on_iq``)."""
-        return self.send_iq("get", payload=Element("ping", xmlns=_NS_PING))
+        # XEP-0199's namespace, responder.NS_PING: a literal, no global (a str const() needs MicroPython 1.19).
+        return self.send_iq("get", payload=Element("ping", xmlns="urn:xmpp:ping"))
 
     def abort(self):
         """Close the socket at once, without a stream end: for a link known to be dead.

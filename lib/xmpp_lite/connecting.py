@@ -14,13 +14,11 @@ from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const, ticks_add, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS
-from xmpp_lite.session import Session
+from xmpp_lite.session import TLS_DIRECT, TLS_NONE, Session
 from xmpp_lite.stream import StreamError
 
 # xmpp_lite.session's, folded into the code (tests/host/test_client_names.py keeps them equal).
 _EVENT_REGISTERED = const(7)
-_TLS_DIRECT = const("direct")
-_TLS_NONE = const("none")
 
 # For one server's TCP handshake, so that the next server gets its turn (DNS not included: getaddrinfo
 # blocks as long as it takes).
@@ -115,7 +113,7 @@ def run(client, registration, timeout_ms):
                 # it (no name here), so that the login unloads it once authenticated, before the bind.
                 import xmpp_lite.sasl  # noqa: F401
 
-                if tls != _TLS_NONE and client._tls_context is None:
+                if tls != TLS_NONE and client._tls_context is None:
                     from xmpp_lite.certs import make_tls_context
 
                     make_tls_context(client)
@@ -154,7 +152,7 @@ def run(client, registration, timeout_ms):
                     raise failure or OSError(errno.EHOSTUNREACH, "no address for " + host)
                 addresses = address = events = None  # this frame lives through the login: they need not
                 client.sock = sock
-                if tls == _TLS_DIRECT:
+                if tls == TLS_DIRECT:
                     start_tls(client)
                 else:  # the connect's poller, from now on for input
                     client._poller = poller
