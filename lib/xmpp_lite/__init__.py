@@ -17,7 +17,8 @@ def unload(name):
     """
     import sys
 
-    sys.modules.pop(name, None)
+    if sys.modules.pop(name, None) is None:
+        return  # not loaded: nothing to forget (and no attribute name to intern for good on MicroPython)
     package = sys.modules.get(__name__)
     if package is not None and name.startswith(__name__ + "."):
         try:

@@ -114,15 +114,15 @@ class AsyncClient:
                  resource=None, insecure_plain=False, sasl_cache=None, mechanisms=None, software=None, sasl2=True,
                  heartbeat=None, backoff=None, max_unacked=MAX_UNACKED, connect_timeout_ms=CONNECT_TIMEOUT_MS,
                  servers=None, nameserver=None):
-        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
+        # Loaded for the check only (it unloads itself on MicroPython); xmpp_lite.dns loads for an attempt
+        # when the servers must be looked up.
+        from xmpp_lite.checks import check_client
 
-        domain = dns.check_options(jid, tls, host, servers)
-        self.domain = domain
-        self.host = host or domain  # the server of the current or last attempt
+        self.domain, self.servers = check_client(jid, tls, host, servers, port)
+        self.host = host or self.domain  # the server of the current or last attempt
         self.port = port
         self.tls = tls
         self.verify = verify
-        self.servers = dns.parse_servers(servers, port, tls) if servers else [(host, port, tls)] if host else None
         self.nameserver = nameserver
         self._found = None  # servers found by DNS, until each was tried
         self._turn = 0  # index of the server for the next attempt
@@ -144,10 +144,9 @@ class AsyncClient:
         self.stats = {"attempts": 0, "online": 0, "resumed": 0, "lost": 0, "dead_links": 0, "probes": 0,
                       "whitespace": 0, "handler_errors": 0, "memory_errors": 0}
         self.memory_errors_in_row = 0  # as RobustClient's: the firmware resets the board after too many
-        self._jid = jid
-        self._password = password
-        self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
-                         "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
+        # The Session's arguments, the account's with them (no attribute, no name, of their own).
+        self._options = {"jid": jid, "password": password, "resource": resource, "insecure_plain": insecure_plain,
+                         "sasl_cache": sasl_cache, "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
         self._ca = ca
         self._tls_context = None  # made at the first connection that uses TLS, then kept (the CA parsed in it)
         self._handlers = {}
@@ -169,8 +168,6 @@ class AsyncClient:
         self._closing = False
         self._stopping = False
         self._online_at = None  # ticks_ms when the link last went online
-        if MICROPYTHON:
-            unload("xmpp_lite.dns")
 
     # -- public API ---------------------------------------------------------------------------------
 

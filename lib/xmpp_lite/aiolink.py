@@ -1,7 +1,7 @@
 """The transport under xmpp_lite.aio: TCP, then TLS, over asyncio streams; one Link class per runtime; the login.
 
     link = Link()
-    await link.open(host, port, (domain, context) or None)   # None: plain TCP; context: connecting.tls_context
+    await link.open(host, port, (domain, context) or None)   # None: plain TCP; context: the client's SSLContext
     await link.start_tls((domain, context))     # STARTTLS on the open connection
     data = await link.read()                # empty at the end of the stream (a view of the read buffer)
     await link.write(data)
@@ -14,7 +14,7 @@ wrapped by xmpp_lite.connecting.wrap_tls without a handshake
 the handshake runs inside the stream's reads and writes, each of which waits
 on the loop's I/O poll; a read that only advanced the handshake (or got part
 of a TLS record) returns None and is repeated. CPython: asyncio's streams,
-``start_tls`` for STARTTLS, with the SSLContext of xmpp_lite.connecting.tls_context
+``start_tls`` for STARTTLS, with the SSLContext of xmpp_lite.certs.make_tls_context
 (the checks of the poll driver). ``within(awaitable, ms)`` and ``sleep_ms(ms)`` are the
 same on both.
 """
@@ -24,7 +24,7 @@ import errno
 
 from xmpp_lite._compat import MICROPYTHON
 from xmpp_lite.errors import TLSError, describe
-from xmpp_lite.session import TLS_DIRECT, Session
+from xmpp_lite.session import TLS_DIRECT, TLS_NONE, Session
 
 READ_SIZE = 1024  # bytes per read (one buffer, reused, on MicroPython)
 CONNECT_POLL_MS = 10  # how often a TCP connect under way is checked (MicroPython)
@@ -44,8 +44,7 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
         def __init__(self):
             self.sock = None
             self.stream = None
-            self._rx = bytearray(READ_SIZE)
-            self._view = memoryview(self._rx)
+            self._rx = memoryview(bytearray(READ_SIZE))  # read into; what read() returns is a slice of it
 
         async def open(self, host, port, tls):
             # getaddrinfo blocks the loop: MicroPython has no other way to resolve a name.
@@ -89,7 +88,7 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
             while True:
                 count = await self.stream.readinto(self._rx)
                 if count is not None:  # None: a TLS record (or handshake step) is not complete yet
-                    return self._view[:count]
+                    return self._rx[:count]
 
         async def write(self, data):
             stream = self.stream
@@ -162,28 +161,18 @@ def is_tls_error(error):
 TLS_FAILURES = (OSError, ValueError) if MICROPYTHON else (OSError,)
 
 
-# -- xmpp_lite.aio.AsyncClient's connection attempt (with xmpp_lite.connecting, loaded for it) ----------
+# -- xmpp_lite.aio.AsyncClient's connection attempt (xmpp_lite.connecting loaded for it on MicroPython) ---
 
 
-def _next_server(client, connecting):
-    """(host, port, tls) for this attempt: from the list, or found by DNS (again after each round)."""
-    servers = client.servers
-    if servers is None:
-        if client._found is None or client._turn >= len(client._found):
-            client._found = connecting.find_servers(client)
-            client._turn = 0
-        servers = client._found
-    return servers[client._turn % len(servers)]
-
-
-def _tls_args(client, connecting):
-    connecting.warn_unverified(client)
+def _tls_args(client):
+    if not client.verify:  # as xmpp_lite.connecting.start_tls
+        print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
+              "anyone on the path to %s can read and change this connection" % client.domain)
     return (client.domain, client._tls_context)
 
 
 async def login(client):
     """One AsyncClient attempt at the next server: connect, TLS, log in, until online (the caller bounds it)."""
-    from xmpp_lite import connecting
     from xmpp_lite import sasl  # noqa: F401 - now, while the heap is in one piece (see xmpp_lite.connecting)
 
     client._reached = None
@@ -194,12 +183,23 @@ async def login(client):
     client._link = link
     tls_pending = False  # True while a TLS failure may show as a plain OSError (MicroPython's handshake)
     try:
-        client.host, client.port, tls = _next_server(client, connecting)
-        connecting.make_tls_context(client, tls)
-        await link.open(client.host, client.port, _tls_args(client, connecting) if tls == TLS_DIRECT else None)
+        # The server for this attempt: from the list, or found by DNS (again after each round).
+        servers = client.servers
+        if servers is None:
+            if client._found is None or client._turn >= len(client._found):
+                from xmpp_lite.connecting import find_servers
+
+                client._found = find_servers(client)
+                client._turn = 0
+            servers = client._found
+        client.host, client.port, tls = servers[client._turn % len(servers)]
+        if tls != TLS_NONE and client._tls_context is None:
+            from xmpp_lite.certs import make_tls_context
+
+            make_tls_context(client)
+        await link.open(client.host, client.port, _tls_args(client) if tls == TLS_DIRECT else None)
         tls_pending = tls == TLS_DIRECT and MICROPYTHON
-        session = Session(client._jid, client._password, tls=tls, sm=client.sm, presence=client._presence,
-                          **client._options)
+        session = Session(tls=tls, sm=client.sm, presence=client._presence, **client._options)
         handlers = client._handlers
         for xmlns in handlers:
             session.register_iq_handler(xmlns, handlers[xmlns])
@@ -215,7 +215,7 @@ async def login(client):
                 client._tls_due = False
                 await client._flush(link, session)
                 tls_pending = True
-                await link.start_tls(_tls_args(client, connecting))
+                await link.start_tls(_tls_args(client))
                 tls_pending = MICROPYTHON  # there the handshake runs in the next reads and writes
                 session.tls_established()
             await client._flush(link, session)

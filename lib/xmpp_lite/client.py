@@ -47,26 +47,26 @@ import select
 from xmpp_lite import unload
 from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const, sock_recv_into, sock_send, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
-from xmpp_lite.session import (
-    EVENT_CLOSED,
-    EVENT_ERROR,
-    EVENT_HANDLER_ERROR,
-    EVENT_IQ,
-    EVENT_MESSAGE,
-    EVENT_ONLINE,
-    EVENT_PRESENCE,
-    EVENT_REGISTERED,
-    EVENT_RESUMED,
-    EVENT_SEE_OTHER_HOST,
-    EVENT_STARTTLS,
-    TLS_NONE,
-    TLS_REQUIRED,
-)
+from xmpp_lite.session import TLS_NONE, TLS_REQUIRED
 from xmpp_lite.stanza import Element
 
 # After the session: loading it first leaves the VM's heap less fragmented when the library is compiled
 # from source on the device.
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS, DEFAULT_PORT  # noqa: E402,I001
+
+# xmpp_lite.session's event kinds, folded into the code (no global, no import of each);
+# tests/host/test_client_names.py keeps them equal to session's.
+_EVENT_CLOSED = const(10)
+_EVENT_ERROR = const(9)
+_EVENT_HANDLER_ERROR = const(8)
+_EVENT_IQ = const(5)
+_EVENT_MESSAGE = const(3)
+_EVENT_ONLINE = const(2)
+_EVENT_PRESENCE = const(4)
+_EVENT_REGISTERED = const(7)
+_EVENT_RESUMED = const(11)
+_EVENT_SEE_OTHER_HOST = const(6)
+_EVENT_STARTTLS = const(1)
 
 _CLOSE_TIMEOUT_MS = const(2000)  # how long close() waits for the server's stream end
 READ_SIZE = 1024  # bytes per read, into one buffer allocated with the Client
@@ -74,9 +74,6 @@ FEED_SIZE = 512  # bytes handed to the session at once; its events are handled a
 SEND_BUFFER_SIZE = 1536  # output is copied into this buffer and written from it: one write per poll if it fits
 _MAX_READS_PER_POLL = const(8)  # reads in one poll() before other work gets a turn
 MAX_UNSENT_BYTES = 16384  # bytes the socket would not take yet; more means the link is stalled
-
-NS_PING = "urn:xmpp:ping"  # XEP-0199; the same as xmpp_lite.responder's, which is loaded only for an iq get/set
-_IO_ERRORS = TLS_ERRORS + (OSError,)
 
 
 class Client:
@@ -101,16 +98,14 @@ class Client:
     def __init__(self, jid, password, host=None, port=DEFAULT_PORT, tls=TLS_REQUIRED, ca=None, insecure_plain=False,
                  resource=None, verify=True, sasl_cache=None, mechanisms=None, software=None, sm=None, sasl2=True,
                  servers=None, nameserver=None):
-        from xmpp_lite import dns  # unloaded below: loaded again to connect if it must look up the servers
+        # Loaded for the check only (it unloads itself on MicroPython); xmpp_lite.dns loads at connect
+        # when the servers must be looked up.
+        from xmpp_lite.checks import check_client
 
-        domain = dns.check_options(jid, tls, host, servers)
+        self.domain, self.servers = check_client(jid, tls, host, servers, port)
         self.jid = None  # the bound full JID while online
-        self.domain = domain
-        self.host = host or domain  # the server of the last connection attempt
+        self.host = host or self.domain  # the server of the last connection attempt
         self.port = port
-        self.servers = dns.parse_servers(servers, port, tls) if servers else None
-        if host:
-            self.servers = [(host, port, tls)]
         self.nameserver = nameserver
         self._preferred = 0  # index in the server list of the last server that took the login
         self.tls = tls
@@ -124,18 +119,16 @@ class Client:
         self.sm = sm
         self.last_sent_ms = None  # ticks_ms of the last write, for a keepalive policy
         self.last_received_ms = None  # ticks_ms of the last read
-        self._jid = jid
-        self._password = password
-        self._options = {"resource": resource, "insecure_plain": insecure_plain, "sasl_cache": sasl_cache,
-                         "mechanisms": mechanisms, "software": software, "sasl2": sasl2}  # the Session's
+        # The Session's arguments, the account's with them (no attribute, no name, of their own).
+        self._options = {"jid": jid, "password": password, "resource": resource, "insecure_plain": insecure_plain,
+                         "sasl_cache": sasl_cache, "mechanisms": mechanisms, "software": software, "sasl2": sasl2}
         self._presence = None  # the initial presence of the login under way
         self._ca = ca
         self._tls_context = None  # made at the first connection that uses TLS, then kept
         self._handlers = {}
         # Both buffers live as long as the Client, across reconnections: no
         # allocation per read or write that a fragmented heap could refuse.
-        self._rx = bytearray(READ_SIZE)
-        self._rx_view = memoryview(self._rx)
+        self._rx = memoryview(bytearray(READ_SIZE))  # read into; sliced for the session without a copy
         self._rx_fed = 0  # self._rx[_rx_fed:_rx_end] is read but not yet given to the session
         self._rx_end = 0
         self._tx = bytearray(SEND_BUFFER_SIZE)
@@ -147,21 +140,18 @@ class Client:
         self._mask = 0
         self._more = False  # the last read stopped at _MAX_READS_PER_POLL: input may be waiting
         self._tls_pending = False  # TLS set up, handshake not known to be done (MicroPython: done in I/O)
-        self._deadline = None  # (start ticks, timeout) while connecting
+        self._deadline = None  # the ticks_ms by which connect() must be done, while connecting
         self._reached = None  # EVENT_ONLINE or EVENT_REGISTERED once seen
         self._closing = False
-        if MICROPYTHON:
-            unload("xmpp_lite.dns")
-            if tls != TLS_NONE:
-                # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
-                # at the first connect, where it would split the room the login needs.
-                from xmpp_lite import connecting
+        if MICROPYTHON and tls != TLS_NONE:
+            # The TLS context (one object of about 3 KB, kept) now, at the bottom of the heap, rather than
+            # at the first connect, where it would split the room the login needs.
+            from xmpp_lite.certs import make_tls_context  # it unloads itself
 
-                try:
-                    connecting.make_tls_context(self, tls)
-                except OSError:
-                    pass  # a CA that cannot be loaded: connect() tries again and raises it, as on CPython
-                unload("xmpp_lite.connecting")
+            try:
+                make_tls_context(self)
+            except OSError:
+                pass  # a CA that cannot be loaded: connect() tries again and raises it, as on CPython
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -246,7 +236,8 @@ class Client:
 
     def send_ping(self):
         """An XEP-0199 ping to the server; returns its id (the answer goes to ``on_iq``)."""
-        return self.send_iq("get", payload=Element("ping", xmlns=NS_PING))
+        # XEP-0199's namespace, responder.NS_PING: a literal, no global (a str const() needs MicroPython 1.19).
+        return self.send_iq("get", payload=Element("ping", xmlns="urn:xmpp:ping"))
 
     def abort(self):
         """Close the socket at once, without a stream end: for a link known to be dead.
@@ -288,10 +279,10 @@ class Client:
             # goes before the login needs the room.
             for name in ("xmpp_lite.parser_rare", "xmpp_lite.streamerror"):
                 unload(name)
-        from xmpp_lite import connecting
+        from xmpp_lite.connecting import run
 
         try:
-            return connecting.run(self, registration, timeout_ms)
+            return run(self, registration, timeout_ms)
         finally:
             if MICROPYTHON:
                 # The attempt is over, done or failed: its code goes until the next one (the login's, where
@@ -360,7 +351,7 @@ class Client:
             start = self._tx_start
             try:
                 sent = sock_send(self.sock, self._tx_view[start:self._tx_end])
-            except _IO_ERRORS as error:
+            except TLS_ERRORS + (OSError,) as error:  # the tuple is made only when an error is raised
                 self._failed(error)
             if not sent:
                 if session.output_pending + self._tx_end - start > MAX_UNSENT_BYTES:
@@ -383,12 +374,12 @@ class Client:
         for _ in range(_MAX_READS_PER_POLL):
             try:
                 count = sock_recv_into(self.sock, self._rx)
-            except _IO_ERRORS as error:
+            except TLS_ERRORS + (OSError,) as error:  # the tuple is made only when an error is raised
                 self._failed(error)
             if count is None:
                 return
             if self.trace is not None:
-                self.trace("recv", bytes(self._rx_view[:count]))
+                self.trace("recv", bytes(self._rx[:count]))
             if not count:
                 self.session.receive_data(b"")
                 self._handle_events()
@@ -414,7 +405,7 @@ class Client:
             end = min(start + FEED_SIZE, self._rx_end)
             self._rx_fed = end
             signs = session.alive_signs
-            session.receive_data(self._rx_view[start:end])
+            session.receive_data(self._rx[start:end])
             if session.alive_signs != signs:
                 # Liveness: complete stanzas and whitespace, not any byte.
                 self.last_received_ms = ticks_ms()
@@ -443,16 +434,16 @@ class Client:
                 break
             count += 1
             kind, value = event
-            if kind == EVENT_MESSAGE:
+            if kind == _EVENT_MESSAGE:
                 if self.on_message is not None:
                     self.on_message(value)
-            elif kind == EVENT_PRESENCE:
+            elif kind == _EVENT_PRESENCE:
                 if self.on_presence is not None:
                     self.on_presence(value)
-            elif kind == EVENT_IQ:
+            elif kind == _EVENT_IQ:
                 if self.on_iq is not None:
                     self.on_iq(value)
-            elif kind == EVENT_STARTTLS:
+            elif kind == _EVENT_STARTTLS:
                 if self._rx_fed < self._rx_end:
                     from xmpp_lite.streamerror import client_ends
 
@@ -461,23 +452,23 @@ class Client:
                 from xmpp_lite.connecting import start_tls
 
                 start_tls(self)
-            elif kind == EVENT_ONLINE or kind == EVENT_RESUMED:
+            elif kind == _EVENT_ONLINE or kind == _EVENT_RESUMED:
                 self.jid = value
                 self._reached = kind
-            elif kind == EVENT_REGISTERED:
+            elif kind == _EVENT_REGISTERED:
                 self._reached = kind
-            elif kind == EVENT_HANDLER_ERROR:
+            elif kind == _EVENT_HANDLER_ERROR:
                 self._write()  # the error reply
                 raise value[1]
-            elif kind == EVENT_SEE_OTHER_HOST:
+            elif kind == _EVENT_SEE_OTHER_HOST:
                 from xmpp_lite.streamerror import client_ends
 
                 client_ends(self, kind, value)  # raises
-            elif kind == EVENT_ERROR:
+            elif kind == _EVENT_ERROR:
                 self._flush_quietly()
                 self._drop()
                 raise value
-            elif kind == EVENT_CLOSED:
+            elif kind == _EVENT_CLOSED:
                 self._flush_quietly()
                 self._drop()
                 self.jid = None

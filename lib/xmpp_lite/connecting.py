@@ -1,9 +1,9 @@
 """What a client needs only while it connects: the TCP connect, TLS, the login loop.
 
 xmpp_lite.client and xmpp_lite.aio import this module for a connection attempt; on MicroPython they
-unload it again (xmpp_lite.unload) once the attempt is over, with xmpp_lite.certs: a board online keeps
-none of it in RAM. Where to connect (a server list, or DNS SRV) is xmpp_lite.dns's, described in
-xmpp_lite.client's docstring.
+unload it again (xmpp_lite.unload) once the attempt is over: a board online keeps none of it in RAM.
+The TLS context is xmpp_lite.certs's; the DNS SRV lookup xmpp_lite.dns's (see xmpp_lite.client's
+docstring). It is in the heap at the login's peak: few functions, few names.
 """
 
 import errno
@@ -11,29 +11,30 @@ import select
 import socket
 
 from xmpp_lite import unload
-from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, ticks_diff, ticks_ms
+from xmpp_lite._compat import MICROPYTHON, TLS_ERRORS, const, ticks_add, ticks_diff, ticks_ms
 from xmpp_lite.errors import TLSError, describe
 from xmpp_lite.linkstate import CONNECT_TIMEOUT_MS
-from xmpp_lite.session import EVENT_REGISTERED, TLS_DIRECT, TLS_NONE, Session
+from xmpp_lite.session import TLS_DIRECT, TLS_NONE, Session
 from xmpp_lite.stream import StreamError
+
+# xmpp_lite.session's, folded into the code (tests/host/test_client_names.py keeps them equal).
+_EVENT_REGISTERED = const(7)
 
 # For one server's TCP handshake, so that the next server gets its turn (DNS not included: getaddrinfo
 # blocks as long as it takes).
-SERVER_CONNECT_TIMEOUT_MS = 10000
-_CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
+_SERVER_CONNECT_TIMEOUT_MS = const(10000)
 
 
 # -- the runtimes' differences in connecting (see xmpp_lite._compat) --------------------------------------
 
 if MICROPYTHON:  # pragma: no cover - MicroPython
-    TLS_HANDSHAKE_IN_IO = True  # the handshake happens in the first reads and writes
 
-    def socket_error(sock, events):
-        """The errno of a failed non-blocking connect, or 0 if it worked.
+    def socket_error(sock, flags):
+        """The errno of a failed non-blocking connect (``flags``: its poll events), or 0 if it worked.
 
         There is no getsockopt: poll flags the failure, a read tells which.
         """
-        if not events & (select.POLLERR | select.POLLHUP):
+        if not flags & (select.POLLERR | select.POLLHUP):
             return 0
         try:
             sock.read(1)
@@ -41,26 +42,6 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
             if error.args and isinstance(error.args[0], int):
                 return error.args[0]
         return errno.ECONNREFUSED
-
-    def tls_context(cadata, verify):
-        """The client SSLContext: made once per client and kept, it holds the CA certificates parsed.
-
-        ``cadata``: DER certificates to trust. Made before the first login: it is one
-        allocation of about 3 KB that a heap fragmented by a login may not have. The
-        ``tls`` module directly: ``ssl`` is a Python wrapper over it that only costs heap.
-        """
-        import tls
-
-        context = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if not cadata:
-                raise ValueError("MicroPython has no system CA store: pass ca= (or verify=False)")
-            context.verify_mode = tls.CERT_REQUIRED  # type: ignore[attr-defined]  # the stubs lack it
-            for der in cadata:  # mbedTLS parses one DER certificate per call
-                context.load_verify_locations(der)
-        else:
-            context.verify_mode = tls.CERT_NONE  # type: ignore[attr-defined]  # the stubs lack it
-        return context
 
     def wrap_tls(context, sock, server_hostname, timeout_ms):
         """A TLS client socket over the connected non-blocking ``sock``.
@@ -70,229 +51,167 @@ if MICROPYTHON:  # pragma: no cover - MicroPython
         return context.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
 
 else:
-    TLS_HANDSHAKE_IN_IO = False  # wrap_tls does the handshake
-
-    def socket_error(sock, events):
-        """The errno of a failed non-blocking connect, or 0 if it worked."""
-        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-
-    def wrap_tls(context, sock, server_hostname, timeout_ms):
-        """A TLS client socket over the connected non-blocking ``sock``.
-
-        The handshake is done here, blocking for at most ``timeout_ms``.
-        """
-        sock.settimeout(max(timeout_ms, 1) / 1000)
-        try:
-            tls = context.wrap_socket(sock, server_hostname=server_hostname)
-        except TimeoutError:
-            raise OSError(errno.ETIMEDOUT, "TLS handshake timed out")
-        tls.setblocking(False)
-        return tls
-
-    def tls_context(cadata, verify):
-        """The client SSLContext, made once per client: ``cadata``, DER certificates to trust (None: the system's)."""
-        import ssl
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if verify:
-            if cadata:
-                context.load_verify_locations(cadata=b"".join(cadata))
-                # A pinned server certificate (not a CA) is trusted as it is.
-                context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-            else:
-                context.load_default_certs()
-        else:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+    # CPython's ways live in a module of their own: their names and code never reach a board's heap.
+    from xmpp_lite.connecting_cpython import socket_error, wrap_tls
 
 
 class Redirect(Exception):
-    """The server sent see-other-host (raised by xmpp_lite.client while connecting)."""
-
-    def __init__(self, host, port):
-        super().__init__(host, port)
-        self.host = host
-        self.port = port
+    """The server sent see-other-host while connecting: Redirect(host, port), raised by xmpp_lite.streamerror."""
 
 
 def find_servers(client):
     """The client's servers by DNS (xmpp_lite.dns.find_servers); on MicroPython xmpp_lite.dns is unloaded again."""
-    from xmpp_lite import dns
+    from xmpp_lite.dns import find_servers as look_up
 
     try:
-        return dns.find_servers(client.domain, client.port, client.tls, client.nameserver)
+        return look_up(client.domain, client.port, client.tls, client.nameserver)
     finally:
         if MICROPYTHON:
             unload("xmpp_lite.dns")  # before the login: it needs the room
 
 
-def make_tls_context(client, tls):
-    """The client's SSLContext, made at its first connection that uses TLS and kept.
-
-    Made before the login leaves the heap in pieces (on MicroPython one object of about 3 KB); the CA
-    certificates are parsed into it once and their bytes are not kept. Raises TLSError.
-    """
-    if tls != TLS_NONE and client._tls_context is None:
-        try:
-            cadata = None
-            if client.verify and client._ca is not None:
-                from xmpp_lite.certs import load_ca
-
-                if MICROPYTHON:
-                    unload("xmpp_lite.certs")  # needed this once: the next connection has the context
-                cadata = load_ca(client._ca)
-            client._tls_context = tls_context(cadata, client.verify)
-        except TLS_ERRORS as error:
-            raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
-
-
 # -- xmpp_lite.client.Client's connection attempts -------------------------------------------------
-
-
-def remaining(client):
-    start, timeout_ms = client._deadline
-    return timeout_ms - ticks_diff(ticks_ms(), start)
+# client._deadline: the ticks_ms by which the connect must be done (None once it is over).
 
 
 def run(client, registration, timeout_ms):
-    """Client.connect and Client.register: the servers in turn, until one takes the login."""
+    """Client.connect and Client.register: the servers in turn, until one takes the login.
+
+    One attempt per server (TCP, TLS, the login, until online or registered), which follows one
+    see-other-host redirect; an OSError or a StreamError moves on to the next server while time is
+    left. One function: each function is code and a name in the heap at the login's peak.
+    """
     if client.sock is not None:
-        # MicroPython's errno has no EISCONN.
-        raise OSError(getattr(errno, "EISCONN", errno.EALREADY), "already connected")
-    client._deadline = (ticks_ms(), timeout_ms)
+        raise OSError(errno.EALREADY, "already connected")
+    client._deadline = ticks_add(ticks_ms(), timeout_ms)
     try:
         # Given, or found by SRV, or the domain itself.
-        candidates = client.servers
-        if candidates is None:
-            candidates = find_servers(client)
-        count = len(candidates)
-        for turn in range(count):
+        servers = client.servers
+        if servers is None:
+            servers = find_servers(client)
+        count = len(servers)
+        turn = 0
+        redirect = None  # the (host, port) of a see-other-host being followed
+        while True:
             index = (client._preferred + turn) % count
-            host, port, tls = candidates[index]
+            host, port, tls = servers[index]
+            if redirect is not None:
+                host = redirect[0]
+                port = redirect[1] or port
             try:
-                result = _attempt_following_redirect(client, host, port, tls, registration)
-                client._preferred = index
-                return result
-            except (OSError, StreamError):
-                if turn == count - 1 or remaining(client) <= 0:
+                client._reached = None
+                client._closing = False
+                client._more = False
+                client._refused_seen = 0
+                client.session = None
+                client.jid = None
+                client.host = host
+                client.port = port
+                # The session imports the SASL mechanisms once the server's features are read; loaded now
+                # instead, while the heap is in one piece: its functions need blocks of up to 1 KB that a
+                # heap cut up by TCP, TLS and the stream's first bytes may not have. Only sys.modules holds
+                # it (no name here), so that the login unloads it once authenticated, before the bind.
+                import xmpp_lite.sasl  # noqa: F401
+
+                if tls != TLS_NONE and client._tls_context is None:
+                    from xmpp_lite.certs import make_tls_context
+
+                    make_tls_context(client)
+                # TCP: each address in turn, a non-blocking connect bounded by the deadline and by
+                # _SERVER_CONNECT_TIMEOUT_MS.
+                try:
+                    addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+                except OSError as error:
+                    raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, describe(error)))
+                failure = None
+                for address in addresses:
+                    sock = socket.socket(address[0], socket.SOCK_STREAM)
+                    try:
+                        sock.setblocking(False)
+                        try:
+                            sock.connect(address[-1])
+                        except OSError as error:
+                            # EWOULDBLOCK is EAGAIN on both runtimes' platforms.
+                            if not error.args or error.args[0] not in (errno.EINPROGRESS, errno.EAGAIN):
+                                raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
+                                              "cannot connect to %s:%d: %s" % (host, port, describe(error)))
+                        poller = select.poll()
+                        poller.register(sock, select.POLLOUT)
+                        left = min(ticks_diff(client._deadline, ticks_ms()), _SERVER_CONNECT_TIMEOUT_MS)
+                        events = poller.poll(left) if left > 0 else []
+                        if not events:
+                            raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))
+                        code = socket_error(sock, events[0][1])
+                        if code:
+                            raise OSError(code, "cannot connect to %s:%d (errno %d)" % (host, port, code))
+                        break
+                    except OSError as error:
+                        sock.close()
+                        failure = error
+                else:
+                    raise failure or OSError(errno.EHOSTUNREACH, "no address for " + host)
+                addresses = address = events = None  # this frame lives through the login: they need not
+                client.sock = sock
+                if tls == TLS_DIRECT:
+                    start_tls(client)
+                else:  # the connect's poller, from now on for input
+                    client._poller = poller
+                    client._mask = select.POLLIN
+                    poller.modify(sock, select.POLLIN)
+                session = Session(tls=tls, registration=registration,
+                                  sm=None if registration is not None else client.sm,
+                                  presence=client._presence if registration is None else None, **client._options)
+                handlers = client._handlers
+                for xmlns in handlers:
+                    session.register_iq_handler(xmlns, handlers[xmlns])
+                client.session = session
+                session.start()
+                try:
+                    while client._reached is None:
+                        left = ticks_diff(client._deadline, ticks_ms())
+                        if left <= 0:
+                            raise OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
+                                          % (host, port, session.state))
+                        client._pump(left)
+                        client._handle_events()
+                except BaseException:
+                    client._drop()
                     raise
+                client._preferred = index
+                if client._reached == _EVENT_REGISTERED:
+                    client.close()
+                    return session.username
+                return client.jid
+            except (OSError, StreamError, Redirect) as error:
+                if isinstance(error, Redirect):
+                    if redirect is None:
+                        redirect = error.args
+                        continue  # the same server's turn, at the address it gave
+                    error = StreamError("see-other-host", "redirected a second time, to " + error.args[0])
+                if turn == count - 1 or ticks_diff(client._deadline, ticks_ms()) <= 0:
+                    raise error
+                turn += 1
+                redirect = None
     finally:
         client._deadline = None
 
 
-def _attempt_following_redirect(client, host, port, tls, registration):
-    redirected = False
-    while True:
-        try:
-            return _attempt(client, host, port, tls, registration)
-        except Redirect as redirect:
-            if redirected:
-                raise StreamError("see-other-host", "redirected a second time, to " + redirect.host)
-            redirected = True
-            host = redirect.host
-            port = redirect.port or port
-
-
-def _attempt(client, host, port, tls, registration):
-    client._reached = None
-    client._closing = False
-    client._more = False
-    client._refused_seen = 0
-    client.session = None
-    client.jid = None
-    client.host = host
-    client.port = port
-    # The session imports the SASL mechanisms once the server's features are read; loaded now instead,
-    # while the heap is in one piece: its functions need blocks of up to 1 KB that a heap cut up by TCP,
-    # TLS and the stream's first bytes may not have. Only sys.modules holds it (no name here), so that
-    # the login unloads it once authenticated, before the bind.
-    import xmpp_lite.sasl  # noqa: F401
-
-    make_tls_context(client, tls)
-    use_socket(client, _open_socket(client, host, port))
-    if tls == TLS_DIRECT:
-        start_tls(client)
-    session = Session(client._jid, client._password, tls=tls, registration=registration,
-                      sm=None if registration is not None else client.sm,
-                      presence=client._presence if registration is None else None, **client._options)
-    handlers = client._handlers
-    for xmlns in handlers:
-        session.register_iq_handler(xmlns, handlers[xmlns])
-    client.session = session
-    session.start()
+def start_tls(client):
+    """TLS over the client's socket: from the first byte, or after the server's STARTTLS <proceed/>."""
+    if not client.verify:  # xmpp_lite.aiolink says the same
+        print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
+              "anyone on the path to %s can read and change this connection" % client.domain)
+    deadline = client._deadline
     try:
-        while client._reached is None:
-            left = remaining(client)
-            if left <= 0:
-                raise OSError(errno.ETIMEDOUT, "login to %s:%d timed out (session state: %s)"
-                              % (host, port, session.state))
-            client._pump(left)
-            client._handle_events()
-    except BaseException:
+        sock = wrap_tls(client._tls_context, client.sock, client.domain,
+                        CONNECT_TIMEOUT_MS if deadline is None else max(ticks_diff(deadline, ticks_ms()), 1))
+    except TLS_ERRORS as error:
         client._drop()
-        raise
-    if client._reached == EVENT_REGISTERED:
-        client.close()
-        return session.username
-    return client.jid
-
-
-def _open_socket(client, host, port):
-    try:
-        addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except OSError as error:
-        raise OSError(errno.EHOSTUNREACH, "cannot resolve %s: %s" % (host, describe(error)))
-    last_error = OSError(errno.EHOSTUNREACH, "no address for " + host)
-    for address in addresses:
-        sock = socket.socket(address[0], socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            try:
-                sock.connect(address[-1])
-            except OSError as error:
-                if not error.args or error.args[0] not in _CONNECTING:
-                    raise OSError(error.args[0] if error.args else errno.ECONNREFUSED,
-                                  "cannot connect to %s:%d: %s" % (host, port, describe(error)))
-            poller = select.poll()
-            poller.register(sock, select.POLLOUT)
-            left = min(remaining(client), SERVER_CONNECT_TIMEOUT_MS)
-            events = poller.poll(left) if left > 0 else []
-            if not events:
-                raise OSError(errno.ETIMEDOUT, "connecting to %s:%d timed out" % (host, port))
-            failure = socket_error(sock, events[0][1])
-            if failure:
-                raise OSError(failure, "cannot connect to %s:%d (errno %d)" % (host, port, failure))
-            return sock
-        except OSError as error:
-            sock.close()
-            last_error = error
-    raise last_error
-
-
-def use_socket(client, sock):
+        raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
+    client._tls_pending = MICROPYTHON  # there the handshake runs in the first reads and writes
     client.sock = sock
     client._poller = poller = select.poll()
     client._mask = select.POLLIN
     poller.register(sock, select.POLLIN)
-
-
-def warn_unverified(client):
-    if not client.verify:
-        print("WARNING: xmpp_lite: TLS certificate verification is OFF (verify=False): "
-              "anyone on the path to %s can read and change this connection" % client.domain)
-
-
-def start_tls(client):
-    """TLS over the client's socket: from the first byte, or after the server's STARTTLS <proceed/>."""
-    warn_unverified(client)
-    try:
-        sock = wrap_tls(client._tls_context, client.sock, client.domain,
-                        max(remaining(client), 1) if client._deadline else CONNECT_TIMEOUT_MS)
-    except TLS_ERRORS as error:
-        client._drop()
-        raise TLSError(errno.ECONNABORTED, "TLS with %s failed: %s" % (client.domain, describe(error)))
-    client._tls_pending = TLS_HANDSHAKE_IN_IO
-    use_socket(client, sock)
     if client.session is not None:
         client.session.tls_established()

@@ -10,9 +10,9 @@ merges both lists, orders them by priority and weight (RFC 2782) and resolves
 each target's A record (from the answer's additional section when the server
 put it there). No SRV record at all: the client falls back to the domain itself
 on port 5222. A single record whose target is "." says the service is not
-offered at that domain. Also here: where to connect when the servers are
-given (``parse_servers``), and the options check of both drivers. The
-drivers load this module for that and, on MicroPython, unload it again.
+offered at that domain. The drivers load this module only for a lookup
+(neither ``host`` nor ``servers`` given) and, on MicroPython, unload it
+again before the login; the servers given are checked by xmpp_lite.checks.
 
     servers = xmpp_servers("example.net", "192.168.1.1")   # [(host, port, direct_tls), ...]
 
@@ -28,7 +28,6 @@ import select
 import socket
 
 from xmpp_lite._compat import const, ticks_diff, ticks_ms
-from xmpp_lite.stream import split_jid
 
 DNS_PORT = 53
 QUERY_TIMEOUT_MS = 2000  # per datagram sent; a lost one is sent again
@@ -298,39 +297,7 @@ def xmpp_servers(domain, nameserver, tls="required", timeout_ms=QUERY_TIMEOUT_MS
     return out
 
 
-# -- where to connect: both drivers --------------------------------------------------------------------
-
-
-def check_options(jid, tls, host, servers):
-    """The JID's domain; ValueError for options that no connection can use (both drivers' constructors)."""
-    local, domain, _ = split_jid(jid)
-    if not local or not domain:
-        raise ValueError("the JID needs a local part and a domain: " + jid)
-    if tls not in ("required", "direct", "none"):
-        raise ValueError("tls must be 'required', 'direct' or 'none'")
-    if host and servers:
-        raise ValueError("give host or servers, not both")
-    return domain
-
-
-def parse_servers(servers, port, tls):
-    """[(host, port, tls), ...] from entries "host", "host:port", "[v6]:port" or (host, port)."""
-    out = []
-    for entry in servers[:MAX_SERVERS]:
-        if not isinstance(entry, str):
-            out.append((entry[0], entry[1], tls))
-            continue
-        if entry.startswith("["):  # "[2001:db8::1]:5222"
-            host, _, given = entry[1:].partition("]")
-            given = given[1:]
-        elif entry.count(":") == 1:
-            host, _, given = entry.partition(":")
-        else:  # a name, or an IPv6 address without a port
-            host, given = entry, ""
-        if not host or given and not given.isdigit():
-            raise ValueError("bad server %r: \"host\" or \"host:port\"" % entry)
-        out.append((host, int(given) if given else port, tls))
-    return out
+# -- where to connect, for both drivers -----------------------------------------------------------------
 
 
 def is_address(host):

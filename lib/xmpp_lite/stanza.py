@@ -47,9 +47,10 @@ MAX_STANZA_TEXT = const(4096)
 # Shared and never changed: scopes copy it before adding a binding.
 _XML_PREFIXES = {"xml": "http://www.w3.org/XML/1998/namespace"}
 
-# ASCII characters no XML name may contain; non-ASCII ones are checked by the
-# parser's name check. Control characters are caught in the final bytes.
-_BAD_NAME_RE = re.compile("[\t\n\r -,/;-@[-^`{-\x7f]")
+# ASCII characters no XML name may contain, a first character it cannot start with, a colon at the end
+# (in the regex: on MicroPython name[0] and name[-1] would intern each first and last letter for good);
+# non-ASCII ones are checked by the parser's name check. Control characters are caught in the final bytes.
+_BAD_NAME_RE = re.compile("[\t\n\r -,/;-@[-^`{-\x7f]|^[-.0-9:]|:$")
 _NON_ASCII_RE = re.compile("[^\x01-\x7f]")
 # UTF-8 of characters XML 1.0 cannot carry: C0 controls other than TAB, LF and
 # CR, U+FFFE, U+FFFF, and surrogates (MicroPython encodes a lone one as
@@ -136,7 +137,7 @@ def _scope(name, attrs, xmlns, default, prefixes):
 def _check_name(name):
     if not isinstance(name, str) or not name:
         raise ValueError("XML names are non-empty strings")
-    if _BAD_NAME_RE.search(name) is not None or name[0] in "-.0123456789:" or name[-1] == ":" or name.count(":") > 1:
+    if _BAD_NAME_RE.search(name) is not None or name.count(":") > 1:
         raise ValueError("not an XML name: " + repr(name))
     if _NON_ASCII_RE.search(name) is not None:
         _check_name_chars(name)  # a loop per character: only for non-ASCII names

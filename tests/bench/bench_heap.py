@@ -63,6 +63,11 @@ def _imports(path):
 
     def visit(node, nested):
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and ast.unparse(child.test) in ("MICROPYTHON", "not MICROPYTHON"):
+                # A runtime branch: only its MicroPython side loads on a board.
+                board = child.body if ast.unparse(child.test) == "MICROPYTHON" else child.orelse
+                visit(ast.Module(body=board, type_ignores=[]), nested)
+                continue
             inside = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             names = []
             if isinstance(child, ast.Import):

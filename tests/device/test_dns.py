@@ -9,7 +9,6 @@ from support import raises
 
 from xmpp_lite import dns
 from xmpp_lite.client import Client
-from xmpp_lite.connecting import SERVER_CONNECT_TIMEOUT_MS
 from xmpp_lite.dns import find_servers
 from xmpp_lite.config import ConfigError, check
 
@@ -128,7 +127,22 @@ def test_the_client_takes_a_list_of_servers():
     assert Client("d@example.net", "pw", host="h", port=1, tls="none").servers == [("h", 1, "none")]
     raises(ValueError, Client, "d@example.net", "pw", host="h", servers=["a"])
     raises(ValueError, Client, "d@example.net", "pw", servers=["a:port"])
-    assert SERVER_CONNECT_TIMEOUT_MS < 30000
+    # (host, port) pairs as given; no more than dns.MAX_SERVERS are kept, as from a lookup
+    many = Client("d@example.net", "pw", servers=[("h%d" % i, 5000 + i) for i in range(12)], tls="direct", ca=b"x")
+    assert many.servers == [("h%d" % i, 5000 + i, "direct") for i in range(dns.MAX_SERVERS)]
+    assert Client("d@example.net", "pw", tls="none").servers is None  # neither: a lookup at connect
+
+
+def test_bad_client_options_say_what_is_wrong_in_one_line():
+    for kw, message in (({"jid": "example.net"}, "the JID needs a local part and a domain: example.net"),
+                        ({"jid": "d@"}, "the JID needs a local part and a domain: d@"),
+                        ({"tls": "starttls"}, "tls must be 'required', 'direct' or 'none'"),
+                        ({"host": "h", "servers": ["a"]}, "give host or servers, not both"),
+                        ({"servers": ["a:port"]}, "bad server 'a:port': \"host\" or \"host:port\""),
+                        ({"servers": [":5222"]}, "bad server ':5222': \"host\" or \"host:port\"")):
+        options = {"jid": "d@example.net", "password": "pw", "tls": "none"}
+        options.update(kw)
+        assert str(raises(ValueError, Client, **options)) == message
 
 
 def test_localhost_and_addresses_are_never_looked_up():

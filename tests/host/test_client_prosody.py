@@ -244,6 +244,19 @@ def test_see_other_host_is_followed_once():
         server.join()
 
 
+def test_a_second_redirect_moves_on_to_the_next_server():
+    third = ScriptedServer([(b"<stream:stream", see_other_host(1))])
+    second = ScriptedServer([(b"<stream:stream", see_other_host(third.port))])
+    target = ScriptedServer(LOGIN_SCRIPT)
+    client = Client("device1@localhost", "secret", servers=[("127.0.0.1", second.port), ("127.0.0.1", target.port)],
+                    tls="none", insecure_plain=True, mechanisms=("PLAIN",))
+    assert client.connect(TIMEOUT_MS) == "device1@localhost/fake"
+    assert (client.host, client.port) == ("127.0.0.1", target.port)
+    client.close()
+    for server in (third, second, target):
+        server.join()
+
+
 # -- authentication, binding ----------------------------------------------------------------------------
 
 
