@@ -4,7 +4,8 @@ On MicroPython every interned name (qstr) stays for good, and the session's name
 where the VM allocates its next name pool (about 7 KB, never freed). Constructing a Client with a given
 host must not load the DNS code, and interns only the names of its option check. The connection code
 folds the session's event kinds into its own code (const) instead of importing them:
-nothing but the test below keeps those copies equal to xmpp_lite.session's.
+nothing but the test below keeps those copies equal to xmpp_lite.session's. Logging in again, with
+its random SCRAM nonces, interns no new name.
 """
 
 import re
@@ -71,3 +72,34 @@ def test_the_ping_namespace_is_the_responders():
     from xmpp_lite import responder
 
     assert 'xmlns="%s"' % responder.NS_PING in (LIB / "client.py").read_text()
+
+
+LOGINS = """
+import sys, micropython
+sys.path.insert(0, sys.argv[1])
+from xmpp_lite.client import Client
+client = Client(%r, %r, host="127.0.0.1", port=%d, tls=%r, ca=%r)
+for _ in range(3):
+    client.connect(15000)
+    client.send_message(%r, "names")
+    client.close()
+    micropython.qstr_info()
+"""
+
+
+@pytest.mark.parametrize("tls", ["none", "required"])
+def test_logging_in_again_interns_no_new_name(prosody, prosody_plain, tls, mpy_lib):
+    # A name interned at each login (a character of a random SCRAM nonce taken from a str, say) would
+    # bring the VM to its next name pool mid-login some day, when the heap may have no 7 KB in one piece.
+    exe = find_tool("micropython")
+    if exe is None:
+        pytest.fail("no micropython binary; run `make bootstrap`", pytrace=False)
+    server = prosody_plain if tls == "none" else prosody
+    script = LOGINS % (server.jid("device1"), server.accounts["device1"], server.c2s_port, tls,
+                       None if tls == "none" else server.ca_der_path, server.jid("device2"))
+    result = subprocess.run([exe, "-X", "heapsize=" + HEAP_SIZE, "-c", script, mpy_lib],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT_SECONDS)
+    output = result.stdout.decode("utf-8", "replace")
+    assert result.returncode == 0, output
+    counts = [int(count) for count in re.findall(r"n_qstr=(\d+)", output)]
+    assert len(counts) == 3 and counts[0] == counts[1] == counts[2], output
