@@ -2,10 +2,11 @@
 
 Resource binding, the legacy session, the result of a XEP-0198 ``<resume/>``,
 the result of a SASL2 ``<success/>`` that bound the resource (Bind2), the
-initial presence and going online. xmpp_lite.login.Login makes this ``Login`` once the
-SASL outcome is a success, after unloading itself and xmpp_lite.sasl on
-MicroPython: this half of the login is loaded only while the other is not.
-The session unloads it once online or over (xmpp_lite.unload).
+initial presence and going online. xmpp_lite.login loads this module with
+itself (while the heap is in few pieces) and its Login makes this ``Login``
+once the SASL outcome is a success, after unloading both modules and
+xmpp_lite.sasl on MicroPython (xmpp_lite.unload): from then on this object
+alone keeps this code, until the session drops it, online or over.
 """
 
 from xmpp_lite import sm as xsm
@@ -89,7 +90,8 @@ class Login:
     def unload(self):
         """Called by the session on MicroPython once online or over: the login's code goes (xmpp_lite.unload).
 
-        xmpp_lite.login unloads itself and xmpp_lite.sasl once authenticated; again costs nothing.
+        xmpp_lite.login unloads these once authenticated already (this code lives on while the
+        session holds this object); again costs nothing.
         """
         from xmpp_lite import unload
 

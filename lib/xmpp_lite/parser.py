@@ -204,8 +204,16 @@ class Parser:
         # and whitespace bytes between stanzas. Nothing else counts.
         self.stanzas = 0
         self.whitespace = 0
-        self._names = {}  # names known to be valid (kept across reset()), see _learn
-        self._shapes = {}  # start-tag shapes known to be valid, see _learn
+        # Names known to be valid and start-tag shapes (kept across reset()), see _learn. Each table
+        # is made at its full size now, while the heap is in few pieces: grown while logging in, the
+        # larger tables (up to 1 KB in one piece) may find none. MicroPython fills a table before it
+        # grows it, and reuses the slots of deleted keys.
+        self._names = names = dict.fromkeys(range(_NAME_CACHE_SIZE))
+        self._shapes = shapes = dict.fromkeys(range(_SHAPE_CACHE_SIZE))
+        for key in range(_NAME_CACHE_SIZE):
+            del names[key]
+            if key < _SHAPE_CACHE_SIZE:
+                del shapes[key]
         self._prefix_shape = b"\x00"  # the shape _hold matched last (none yet: no key starts so)
         self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
         self.reset()

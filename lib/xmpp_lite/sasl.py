@@ -145,7 +145,12 @@ def pbkdf2_hmac(name, key, data, count):
         data += (1).to_bytes(4, "big")  # the block number, INT(1)
     result = 0
     for _ in range(count or 1):
-        data = hash_new(outer + hash_new(inner + data).digest()).digest()
+        # Hashes fed with update(): no key-block + data concatenations, 4096 pairs of them a PBKDF2.
+        h = hash_new(inner)
+        h.update(data)
+        data = hash_new(outer)
+        data.update(h.digest())
+        data = data.digest()
         result ^= int.from_bytes(data, "big")
     return result.to_bytes(len(data), "big")
 
