@@ -1,12 +1,13 @@
 """The login of a Session after authentication (RFC 6120 7, RFC 3921 3, XEP-0198, XEP-0386).
 
 Resource binding, the legacy session, the result of a XEP-0198 ``<resume/>``,
-the result of a SASL2 ``<success/>`` that bound the resource (Bind2), the
-initial presence and going online. xmpp_lite.login loads this module with
-itself (while the heap is in few pieces) and its Login makes this ``Login``
-once the SASL outcome is a success, after unloading both modules and
-xmpp_lite.sasl on MicroPython (xmpp_lite.unload): from then on this object
-alone keeps this code, until the session drops it, online or over.
+a SASL2 ``<success/>`` whose Bind2 failed, the initial presence and going
+online. (A SASL2 success that bound the resource goes online in
+xmpp_lite.login, without this module.) xmpp_lite.login loads this module when
+our first SASL message goes out, if the login will need it, and its Login
+makes this ``Login`` once the SASL outcome is a success, after unloading both
+modules and xmpp_lite.sasl on MicroPython (xmpp_lite.unload): from then on
+this object alone keeps this code, until the session drops it, online or over.
 """
 
 from xmpp_lite import sm as xsm

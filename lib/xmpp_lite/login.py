@@ -8,23 +8,21 @@ after ``<success/>`` (resource binding, the legacy session, the XEP-0198
 resumption, going online) is xmpp_lite.bind; xmpp_lite.session keeps what a
 device uses while online (stanzas, iq answers, acks, sending, closing).
 
-A Session makes its ``Login`` when it is made; this module loads
-xmpp_lite.bind with it. Once authenticated, the Login hands the session to an
-``xmpp_lite.bind.Login`` and, on MicroPython, unloads this module and
-xmpp_lite.sasl (xmpp_lite.unload): from ``<success/>`` to online the heap
-holds only the second half. The classes are one state machine cut in two:
-each reads and writes its session's private attributes (``_queue``,
-``_fail``, ``_state``...).
+A Session makes its ``Login`` when it is made. A SASL2 ``<success/>`` whose
+Bind2 bound the resource (the usual login with a server that has SASL2) puts
+the session online here. Any other login goes on in an ``xmpp_lite.bind.Login``
+after ``<success/>``: that module is loaded as our first SASL message goes out,
+while the heap is in fewer pieces. On MicroPython this module, xmpp_lite.sasl
+and xmpp_lite.bind are unloaded once authenticated (xmpp_lite.unload): from
+``<success/>`` to online the heap holds only the second half's code. The
+classes are one state machine cut in two: each reads and writes its session's
+private attributes (``_queue``, ``_fail``, ``_state``...).
 """
 
-# xmpp_lite.bind's code goes into the heap now, while the heap is in few pieces: loaded after <success/>,
-# its larger functions need blocks that a heap cut up by TCP, TLS, SCRAM and the features may not have
-# (measured: the 1000-message session's smallest heap 106 KB with the late load, 95-98 KB with this one).
-from xmpp_lite import bind
 from xmpp_lite import sm as xsm
 from xmpp_lite._compat import MICROPYTHON, const
 from xmpp_lite.errors import AuthError
-from xmpp_lite.session import _STATE_NAMES, EVENT_STARTTLS
+from xmpp_lite.session import _STATE_NAMES, EVENT_ONLINE, EVENT_STARTTLS
 from xmpp_lite.stanza import NS_CLIENT, NS_STREAMS, Element, escape_attr, serialise
 from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stream import ProtocolError, split_jid
@@ -46,6 +44,9 @@ _REGISTER = const(8)
 _RESUME = const(9)
 _CLOSED = const(11)
 _ERROR = const(12)
+
+# Largest JID accepted from the server (RFC 7622: three parts of 1023 bytes), as in xmpp_lite.bind.
+_MAX_JID_BYTES = const(3071)
 
 
 class Login:
@@ -79,6 +80,14 @@ class Login:
         # our <authenticate/> asks for, and what went out behind our last message).
         self.after = _BIND
         session._builder.on_stream_start = self.on_stream_start
+        sm = session.sm
+        if self.resource is not None or not sasl2 or registration is None and sm is not None and sm.resumable:
+            # The login goes on in xmpp_lite.bind after <success/> (Bind2 cannot choose the resource,
+            # or there may be a stream to resume): its code goes into the heap now, while the heap is
+            # in fewer pieces. Loaded after <success/>, its larger functions need blocks that a heap
+            # cut up by TLS, SCRAM and the features may not have (measured: the 1000-message session's
+            # smallest heap some 8 KB higher).
+            import xmpp_lite.bind  # noqa: F401
 
     def unload(self):
         """Free the login's code and the mechanisms' (on MicroPython: see xmpp_lite.unload).
@@ -263,11 +272,15 @@ class Login:
             except AuthError as error:
                 session._fail(error)
                 return
-            # Authenticated: the rest of the login is xmpp_lite.bind's, and the heap is this half's
-            # and the mechanisms' to give back before it loads.
+            # Authenticated: the mechanisms' code goes; online now if Bind2 bound us, else the rest of
+            # the login is xmpp_lite.bind's (loaded by _send_auth).
             self.mechanism = mechanism = sasl = None
+            if self.after == _ONLINE and self._online(elem):
+                return
+            from xmpp_lite import bind
+
             if MICROPYTHON:
-                self.unload()  # this code stays until it returns: the session holds the next half then
+                self.unload()  # after the import: the Login made below keeps xmpp_lite.bind's code
             self.restart = not sasl2  # RFC 6120: a stream restart; SASL2 goes on on this stream
             bind.Login(self, elem)  # takes the session over
         elif state == _AUTH and xmlns == NS_SASL2 and local == "continue" and session.sasl2_used:
@@ -316,6 +329,33 @@ class Login:
         else:
             session._queue(sasl.auth(name, initial))
             self.go(_AUTH)
+        if self.after != _ONLINE:
+            # A server without SASL2 or Bind2: xmpp_lite.bind follows <success/> (see __init__).
+            import xmpp_lite.bind  # noqa: F401
+        return True
+
+    def _online(self, success):
+        """Online by a SASL2 <success/> whose Bind2 bound a full JID at our domain (XEP-0386): True.
+
+        The common login of a server with SASL2, done here without loading xmpp_lite.bind;
+        anything else in that <success/> (False) is xmpp_lite.bind's to judge.
+        """
+        jid = success.find_text("authorization-identifier")
+        if success.find("bound", "urn:xmpp:bind:0") is None or not jid or len(jid) > _MAX_JID_BYTES:
+            return False
+        local, domain, resource = split_jid(jid)
+        if domain != self.domain or not resource:
+            return False
+        session = self.session
+        session.jid = jid
+        session._features_seen = False  # no restart: the server may send the logged-in features once
+        session._sm_waiting = session.sm is not None  # XEP-0198 starts with them (Session._on_stanza)
+        session._state = _ONLINE  # from _AUTH, as xmpp_lite.bind's go allows for Bind2
+        self._send_presence()  # out already, with our last SASL message, unless the server skipped ahead
+        if session.login_round_trips is None:
+            session.login_round_trips = session.flights
+        session._event(EVENT_ONLINE, jid)
+        session._drop_login()
         return True
 
     def _after_last_message(self):
@@ -341,8 +381,13 @@ class Login:
             if self.resource:
                 bind.append(Element("resource", text=self.resource))
             session._queue_element(make_iq("set", "b", payload=bind))
+        self._send_presence()
+
+    def _send_presence(self):
+        """The initial presence, if one was given and is not out yet (as in xmpp_lite.bind)."""
+        session = self.session
         presence = self.presence
-        if presence is not None and not session.presence_sent:  # as in xmpp_lite.bind
+        if presence is not None and not session.presence_sent:
             if session.login_round_trips is None:
                 session.login_round_trips = session.flights  # the first stanza rides on the next flight
             session.presence_sent = True

@@ -316,3 +316,20 @@ def test_sasl2_answers_in_a_classic_login_are_refused():
 def test_presence_before_online_is_still_a_local_error():
     session, peer, _ = scram_session()
     raises(ProtocolError, session.send_presence, status=STATUS)
+
+
+def test_a_login_bound_by_bind2_never_loads_the_bind_code():
+    # The usual SASL2 login goes online in xmpp_lite.login: xmpp_lite.bind stays out of the heap. A
+    # login that goes on after <success/> loads it as its first SASL message goes out, not later.
+    import sys
+
+    from xmpp_lite import unload
+
+    unload("xmpp_lite.bind")
+    session, peer, _ = scram_session()
+    peer.reply(sasl2_challenge(SCRAM_SERVER_FIRST))
+    peer.take()
+    assert peer.reply(sasl2_success() + FEATURES_LOGGED_IN) == [(EVENT_ONLINE, FULL_JID)]
+    assert session.online and "xmpp_lite.bind" not in sys.modules
+    session, peer, _ = scram_session(resource="sensor")  # a chosen resource: a bind request follows
+    assert "xmpp_lite.bind" in sys.modules
