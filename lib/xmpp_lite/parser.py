@@ -208,12 +208,14 @@ class Parser:
         # is made at its full size now, while the heap is in few pieces: grown while logging in, the
         # larger tables (up to 1 KB in one piece) may find none. MicroPython fills a table before it
         # grows it, and reuses the slots of deleted keys.
-        self._names = names = dict.fromkeys(range(_NAME_CACHE_SIZE))
-        self._shapes = shapes = dict.fromkeys(range(_SHAPE_CACHE_SIZE))
+        names = dict.fromkeys(range(_NAME_CACHE_SIZE))  # type: dict  # str keys, once these go
+        shapes = dict.fromkeys(range(_SHAPE_CACHE_SIZE))  # type: dict  # bytes keys, once these go
         for key in range(_NAME_CACHE_SIZE):
             del names[key]
             if key < _SHAPE_CACHE_SIZE:
                 del shapes[key]
+        self._names = names
+        self._shapes = shapes
         self._prefix_shape = b"\x00"  # the shape _hold matched last (none yet: no key starts so)
         self._streams = 0  # counts reset() calls, so _feed notices one made by a handler
         self.reset()

@@ -9,8 +9,8 @@
 #   each of its "RUN N" messages with "RUN rN" until "count" went each way,
 #   and close. With "trace" (the folder of mp_client_trace.py): the most heap in
 #   use before and after each stanza the session handled, logging in and online.
-# "ONLINE" once logged in, one line of figures at the end, then the VM's count of interned names
-# (micropython.qstr_info()); exit status 0 only if the run did all of it.
+# "ONLINE" once logged in, one line of figures at the end (an exchange: then the VM's count of
+# interned names, micropython.qstr_info()); exit status 0 only if the run did all of it.
 import gc
 import json
 import sys
@@ -92,7 +92,7 @@ def exchange():
 
 
 passed = job() if config["mode"] == "job" else exchange()
-if hasattr(sys, "implementation") and sys.implementation.name == "micropython":
+if config["mode"] == "exchange" and sys.implementation.name == "micropython":
     import micropython
 
     micropython.qstr_info()  # "qstr pool: n_pool=.., n_qstr=.., ...": names are never freed, so this is the most
