@@ -81,12 +81,11 @@ class Login:
         self.after = _BIND
         session._builder.on_stream_start = self.on_stream_start
         sm = session.sm
-        if self.resource is not None or not sasl2 or registration is None and sm is not None and sm.resumable:
-            # The login goes on in xmpp_lite.bind after <success/> (Bind2 cannot choose the resource,
-            # or there may be a stream to resume): its code goes into the heap now, while the heap is
-            # in fewer pieces. Loaded after <success/>, its larger functions need blocks that a heap
-            # cut up by TLS, SCRAM and the features may not have (measured: the 1000-message session's
-            # smallest heap some 8 KB higher).
+        if not sasl2 or registration is None and sm is not None and sm.resumable:
+            # The login goes on in xmpp_lite.bind after <success/> (a stream restart, or a stream to
+            # resume): its code goes into the heap now, while the heap is in fewer pieces. Loaded after
+            # <success/>, its larger functions need blocks that a heap cut up by TLS, SCRAM and the
+            # features may not have (measured: the 1000-message session's smallest heap some 8 KB higher).
             import xmpp_lite.bind  # noqa: F401
 
     def unload(self):
@@ -272,10 +271,21 @@ class Login:
             except AuthError as error:
                 session._fail(error)
                 return
-            # Authenticated: the mechanisms' code goes; online now if Bind2 bound us, else the rest of
-            # the login is xmpp_lite.bind's (loaded by _send_auth).
+            # Authenticated: the mechanisms' code goes. With SASL2, online now if Bind2 bound us, or
+            # once the bind request that went behind our last message is answered (on_element, _BIND);
+            # anything else goes on in xmpp_lite.bind (loaded already: see __init__ and _send_auth).
             self.mechanism = mechanism = sasl = None
-            if self.after == _ONLINE and self._online(elem):
+            if self.after == _ONLINE:
+                if elem.find("bound", "urn:xmpp:bind:0") is not None and self._online(
+                        elem.find_text("authorization-identifier")):
+                    return
+            elif sasl2 and self.after == _BIND:
+                if MICROPYTHON:
+                    from xmpp_lite import unload
+
+                    unload("xmpp_lite.sasl")
+                session._features_seen = False  # no restart: the logged-in features may come once
+                session._state = _BIND  # from _AUTH, as xmpp_lite.bind's go allows
                 return
             from xmpp_lite import bind
 
@@ -283,6 +293,26 @@ class Login:
                 self.unload()  # after the import: the Login made below keeps xmpp_lite.bind's code
             self.restart = not sasl2  # RFC 6120: a stream restart; SASL2 goes on on this stream
             bind.Login(self, elem)  # takes the session over
+        elif state == _BIND and xmlns == NS_STREAMS and local == "features":
+            # SASL2, the bind request out: the logged-in stream's features, once (no restart).
+            if session._features_seen:
+                session._fail(ProtocolError("stream features twice"), "policy-violation")
+                return
+            session._features_seen = True
+            session._sm_offered = elem.find("sm", "urn:xmpp:sm:3") is not None
+        elif state == _BIND and xmlns == NS_CLIENT and local == "iq":
+            # SASL2: the answer to the bind request that went behind our last message.
+            kind = elem.get("type")
+            if (kind != "result" and kind != "error") or elem.get("id") != "b":
+                session._on_iq(elem)
+            elif kind != "result":
+                from xmpp_lite.bind import _condition  # a failed login: the heap has the room again
+
+                session._fail(ProtocolError("resource binding failed: " + _condition(elem)))
+            else:
+                bound = elem.find("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+                if not self._online(bound.find_text("jid") if bound is not None else None):
+                    session._fail(ProtocolError("the server bound no valid full JID"))
         elif state == _AUTH and xmlns == NS_SASL2 and local == "continue" and session.sasl2_used:
             session._fail(AuthError("invalid-mechanism", "the server asks for SASL2 tasks; none is supported"))
         else:
@@ -329,28 +359,32 @@ class Login:
         else:
             session._queue(sasl.auth(name, initial))
             self.go(_AUTH)
-        if self.after != _ONLINE:
-            # A server without SASL2 or Bind2: xmpp_lite.bind follows <success/> (see __init__).
+        if not session.sasl2_used or self.after == _RESUME:
+            # A server without SASL2, or a resumption: xmpp_lite.bind follows <success/> (see __init__).
             import xmpp_lite.bind  # noqa: F401
         return True
 
-    def _online(self, success):
-        """Online by a SASL2 <success/> whose Bind2 bound a full JID at our domain (XEP-0386): True.
+    def _online(self, jid):
+        """Online with ``jid``, bound by SASL2 (Bind2, or the bind request behind our last message): True.
 
-        The common login of a server with SASL2, done here without loading xmpp_lite.bind;
-        anything else in that <success/> (False) is xmpp_lite.bind's to judge.
+        False if ``jid`` is not a full JID at our domain. The login of a server with SASL2, done here
+        without loading xmpp_lite.bind.
         """
-        jid = success.find_text("authorization-identifier")
-        if success.find("bound", "urn:xmpp:bind:0") is None or not jid or len(jid) > _MAX_JID_BYTES:
+        if not jid or len(jid) > _MAX_JID_BYTES:
             return False
         local, domain, resource = split_jid(jid)
         if domain != self.domain or not resource:
             return False
         session = self.session
         session.jid = jid
-        session._features_seen = False  # no restart: the server may send the logged-in features once
-        session._sm_waiting = session.sm is not None  # XEP-0198 starts with them (Session._on_stanza)
-        session._state = _ONLINE  # from _AUTH, as xmpp_lite.bind's go allows for Bind2
+        if session._state == _AUTH:  # Bind2: the <success/> itself; no restart
+            session._features_seen = False  # the server may send the logged-in features once
+        # XEP-0198 starts with the logged-in features: now if they came, else when they come
+        # (Session._on_stanza).
+        session._sm_waiting = not session._features_seen and session.sm is not None
+        session._state = _ONLINE  # from _AUTH or _BIND, as xmpp_lite.bind's go allows
+        if session._features_seen:
+            session._start_sm()
         self._send_presence()  # out already, with our last SASL message, unless the server skipped ahead
         if session.login_round_trips is None:
             session.login_round_trips = session.flights

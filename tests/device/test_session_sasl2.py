@@ -318,9 +318,9 @@ def test_presence_before_online_is_still_a_local_error():
     raises(ProtocolError, session.send_presence, status=STATUS)
 
 
-def test_a_login_bound_by_bind2_never_loads_the_bind_code():
-    # The usual SASL2 login goes online in xmpp_lite.login: xmpp_lite.bind stays out of the heap. A
-    # login that goes on after <success/> loads it as its first SASL message goes out, not later.
+def test_a_sasl2_login_never_loads_the_bind_code():
+    # A SASL2 login goes online in xmpp_lite.login, bound by Bind2 or by the bind request behind its
+    # last message: xmpp_lite.bind stays out of the heap. A classic login loads it with the login.
     import sys
 
     from xmpp_lite import unload
@@ -331,5 +331,13 @@ def test_a_login_bound_by_bind2_never_loads_the_bind_code():
     peer.take()
     assert peer.reply(sasl2_success() + FEATURES_LOGGED_IN) == [(EVENT_ONLINE, FULL_JID)]
     assert session.online and "xmpp_lite.bind" not in sys.modules
-    session, peer, _ = scram_session(resource="sensor")  # a chosen resource: a bind request follows
+    session, peer, _ = scram_session(resource="sensor", sm=StreamManagement())  # a bind request: Bind2 cannot choose it
+    peer.reply(sasl2_challenge(SCRAM_SERVER_FIRST))
+    sent = peer.elements()
+    assert [elem.local for elem in sent] == ["response", "iq"]
+    events = peer.reply(sasl2_success(jid=JID, bound=False) + FEATURES_LOGGED_IN + bind_result(sent[1].get("id")))
+    assert events == [(EVENT_ONLINE, FULL_JID)]
+    assert [elem.local for elem in peer.elements()] == ["enable"]  # XEP-0198, offered by the features
+    assert "xmpp_lite.bind" not in sys.modules
+    Session(JID, PASSWORD, tls="direct", sasl2=False)
     assert "xmpp_lite.bind" in sys.modules
