@@ -14,7 +14,7 @@ from xmpp_lite import sm as xsm
 from xmpp_lite._compat import const
 from xmpp_lite.session import _STATE_NAMES, EVENT_ONLINE, EVENT_RESUMED
 from xmpp_lite.sm import NS_SM
-from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element, escape_attr, serialise
+from xmpp_lite.stanza import NS_CLIENT, NS_STANZAS, NS_STREAMS, Element, serialise
 from xmpp_lite.stanza import iq as make_iq
 from xmpp_lite.stream import ProtocolError, split_jid
 
@@ -60,15 +60,8 @@ class Login:
         self.after = _ONLINE  # what the bind result leads to: _SESSION where the legacy session is needed
         sm = session.sm
         if not session.sasl2_used:
-            # Restart without waiting: our new header (as xmpp_lite.login's) and the bind (or resume)
-            # request go together.
-            header = ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
-                      "version='1.0' to='%s'" % escape_attr(self.domain))
-            if session.secure:
-                header += " from='%s'>" % escape_attr(session.username + "@" + self.domain)
-            else:
-                header += ">"
-            session._queue(header.encode())
+            # The restart: our new header is out (xmpp_lite.login's), the bind (or resume) request
+            # goes with it.
             if sm is not None and sm.resumable:
                 session._queue(xsm.resume(sm.handled, sm.id))
                 self.go(_RESUME)

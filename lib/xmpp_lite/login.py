@@ -124,6 +124,16 @@ class Login:
         """
         self.go(_OPENING)
         session = self.session
+        self._queue_header()
+        if session.tls == "required" and not session.secure:
+            # Nothing secret: it goes with the header.
+            session._queue(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            self.go(_STARTTLS)
+        else:
+            self._send_auth()
+
+    def _queue_header(self):
+        session = self.session
         header = ("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
                   "version='1.0' to='%s'" % escape_attr(self.domain))
         if session.secure:
@@ -131,12 +141,6 @@ class Login:
         else:
             header += ">"
         session._queue(header.encode())
-        if session.tls == "required" and not session.secure:
-            # Nothing secret: it goes with the header.
-            session._queue(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-            self.go(_STARTTLS)
-        else:
-            self._send_auth()
 
     def tls_established(self):
         self.session.secure = True
@@ -163,7 +167,12 @@ class Login:
                 self._send_auth(offered)
 
     def on_stream_start(self, name, attrs):
-        """The server's stream header: one we talk to, or a stream error (xmpp_lite.bind's is the same)."""
+        """The server's stream header: one we talk to, or a stream error.
+
+        xmpp_lite.bind has the same check for the stream after a SASL restart, when this module is
+        unloaded: a copy there costs heap only while bind is loaded, one in xmpp_lite.stream would
+        cost it on every device from import on.
+        """
         colon = name.find(":")
         version = attrs.get("version", "")
         if (name[colon + 1:] != "stream" or attrs.get("xmlns") != NS_CLIENT
@@ -292,6 +301,8 @@ class Login:
             if MICROPYTHON:
                 self.unload()  # after the import: the Login made below keeps xmpp_lite.bind's code
             self.restart = not sasl2  # RFC 6120: a stream restart; SASL2 goes on on this stream
+            if self.restart:
+                self._queue_header()  # without waiting: the bind (or resume) request goes with it
             bind.Login(self, elem)  # takes the session over
         elif state == _BIND and xmlns == NS_STREAMS and local == "features":
             # SASL2, the bind request out: the logged-in stream's features, once (no restart).
