@@ -42,14 +42,16 @@ Events are ``(kind, value)`` tuples:
 EVENT_ERROR, EVENT_SEE_OTHER_HOST and EVENT_CLOSED are each the last event
 of a session.
 
-The session is a small state machine (the ``_NEXT`` of xmpp_lite.login and
-xmpp_lite.bind say which state may follow which while logging in, their
-``on_element`` which first-level elements each state takes); anything else is a ProtocolError and the error
-state is final. This module keeps what runs while online; the login
-(stream negotiation, STARTTLS, SASL, binding, resumption, registration) is
-in xmpp_lite.login (up to the SASL outcome) and xmpp_lite.bind (after it),
-each loaded when its half begins and, on MicroPython, unloaded with
-xmpp_lite.sasl once authenticated, or once the session is online or over.
+The session is a small state machine (the ``go`` of xmpp_lite.login and of
+xmpp_lite.bind says which state may follow which while logging in, their
+``on_element`` which first-level elements each state takes); anything else is
+a ProtocolError and the error state is final. This module keeps what runs
+while online; the login (stream negotiation, STARTTLS, SASL, binding,
+resumption, registration) is in xmpp_lite.login (to the SASL outcome, and
+with SASL2 to online) and xmpp_lite.bind (after a classic SASL restart, or
+for a resumption), loaded by each Session (bind only when the login needs it)
+and, on MicroPython, unloaded with xmpp_lite.sasl once the session is online
+or over.
 
 Round trips. Login is pipelined where that is safe: ``<starttls/>`` goes with
 the first stream header; after ``<success/>`` the new stream header and the
