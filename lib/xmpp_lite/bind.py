@@ -70,16 +70,15 @@ class Login:
             return
         session._features_seen = False  # no restart; the server may send the logged-in features once
         if login.after != _ONLINE:
-            self.go(login.after)  # the <resume/> or bind request is out: its answer follows
+            self.go(login.after)  # _RESUME: the <resume/> is out, its answer follows
             return
+        # Bind2 bound no valid full JID: xmpp_lite.login puts a session bound by Bind2 online itself.
         failed = success.find("failed", NS_BIND2)
         if success.find("bound", NS_BIND2) is None:
             reason = _condition(failed) if failed is not None else "no <bound/> in <success/>"
             session._fail(ProtocolError("resource binding failed: " + reason))
-        elif self._bound(success.find_text("authorization-identifier")):
-            # XEP-0198 goes on with the logged-in features, if the server sends them.
-            session._sm_waiting = sm is not None
-            self._go_online()
+        else:
+            self._bound(success.find_text("authorization-identifier"))  # fails the session
 
     def unload(self):
         """Called by the session on MicroPython once online or over: the login's code goes (xmpp_lite.unload).
@@ -230,8 +229,7 @@ class Login:
     def _go_online(self):
         session = self.session
         self.go(_ONLINE)
-        if not session._sm_waiting:  # Bind2: XEP-0198 starts with the logged-in features (Session._on_stanza)
-            session._start_sm()
+        session._start_sm()  # (online by Bind2, xmpp_lite.login waits for the logged-in features instead)
         presence = self.presence
         if presence is not None and not session.presence_sent:  # as in xmpp_lite.login
             if session.login_round_trips is None:
